@@ -1,0 +1,79 @@
+"""Base class of continual-learning methods: every hook is a no-op.
+
+A method is an ``nn.Module`` attached to the LightningModule, so its tensor state (anchors, Fisher
+diagonals, importances) lives in buffers: Lightning moves them with the model and saves them in
+every checkpoint. Methods act in gradient space: they edit ``p.grad`` in place between backward
+and the optimizer step.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Literal
+
+import torch
+from torch import nn
+
+if TYPE_CHECKING:
+    import lightning.pytorch as pl
+
+ParamSelection = Literal["all", "weights"]
+
+
+class CLMethod(nn.Module):
+    """A continual-learning method plugged into training through hooks.
+
+    Args:
+        params: which parameters the method acts on: ``"all"`` or ``"weights"`` (no biases).
+        layers: indices of the linear layers it acts on (0 = first); ``None`` = every layer.
+    """
+
+    def __init__(self, params: ParamSelection = "all", layers: list[int] | None = None) -> None:
+        super().__init__()
+        if params not in ("all", "weights"):
+            raise ValueError(f"method.params={params!r} is not allowed; use 'all' or 'weights'")
+        if layers is not None and any(i < 0 for i in layers):
+            raise ValueError(f"method.layers={layers!r} is not allowed; use indices >= 0 or null")
+        self.params = params
+        self.layers = layers
+        self._targets: list[nn.Parameter] = []
+
+    @property
+    def targets(self) -> list[nn.Parameter]:
+        """The parameters this method acts on (set by :meth:`attach`)."""
+        return self._targets
+
+    def attach(self, net: nn.Module) -> None:
+        """Select the target parameters of ``net`` and allocate state; called once at construction."""
+        linears = [m for m in net.modules() if isinstance(m, nn.Linear)]
+        if self.layers is not None and max(self.layers, default=-1) >= len(linears):
+            raise ValueError(
+                f"method.layers={self.layers} is not allowed; the model has {len(linears)} linear "
+                f"layers (indices 0..{len(linears) - 1})"
+            )
+        chosen = linears if self.layers is None else [linears[i] for i in self.layers]
+        self._targets = [
+            p for layer in chosen for name, p in layer.named_parameters()
+            if self.params == "all" or name == "weight"
+        ]
+        self.setup_state(self._targets)
+
+    def setup_state(self, targets: list[nn.Parameter]) -> None:
+        """Allocate buffers sized like ``targets`` (override when the method has state)."""
+
+    # ---- hooks (no-ops) -------------------------------------------------------------------
+    def on_task_start(self, module: pl.LightningModule, task: int) -> None:
+        """Called when training on ``task`` begins, after the optimizer state was cleared."""
+
+    def on_before_optimizer_step(self, module: pl.LightningModule, optimizer: torch.optim.Optimizer) -> None:
+        """Called after backward, before the optimizer step: edit ``p.grad`` in place."""
+
+    def on_after_optimizer_step(self, module: pl.LightningModule, optimizer: torch.optim.Optimizer) -> None:
+        """Called right after the optimizer step: edit the update if the method gates updates."""
+
+    def on_task_end(self, module: pl.LightningModule, task: int, datamodule: Any) -> dict[str, float]:
+        """Called after training on ``task`` and evaluating; returns statistics to log."""
+        return {}
+
+
+class Vanilla(CLMethod):
+    """Plain training: the control of the paper (PyTorch default init, no regularisation)."""

@@ -1,0 +1,74 @@
+"""cl-attractors command line.
+
+    python cli.py fit --config configs/experiment/vanilla.yaml [--data.seed 3 ...]
+    python cli.py fit ... --run_dir runs/x --ckpt_path last      # resume a killed run
+    python cli.py tune --config configs/search/sticky_tpe.yaml    # meta-learn phi (Optuna TPE)
+    python cli.py experiment --config configs/experiment/fig2.yaml
+    python cli.py report --config configs/experiment/fig2.yaml    # figures from saved runs
+
+Bad input ends with one line ``error: ...`` and exit status 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Sequence
+
+EXTRA_COMMANDS = {
+    "tune": ("cl_attractors.tune", "main"),
+    "experiment": ("cl_attractors.experiment", "main"),
+    "report": ("cl_attractors.experiment", "report_main"),
+}
+
+
+def _command(name: str) -> Callable[[Sequence[str]], object]:
+    import importlib
+
+    module, func = EXTRA_COMMANDS[name]
+    return getattr(importlib.import_module(module), func)
+
+
+def _fit(args: Sequence[str]) -> None:
+    from cl_attractors.config import make_cli
+
+    cli = make_cli(args)
+    if cli.subcommand == "fit":
+        print_outcome(cli)
+
+
+def print_outcome(cli: object) -> None:
+    """Print the accuracy matrix and where the outputs are."""
+    from callbacks.task_sequence import TaskSequence
+    from cl_attractors.io import matrix_to_csv
+
+    trainer = cli.trainer
+    seq = next(c for c in trainer.callbacks if isinstance(c, TaskSequence))
+    summary = seq.summary()
+    print("\nAccuracy matrix A[i, j] (row i = evaluated task, column j = after training task j):")
+    print(matrix_to_csv(seq.A).replace(",", "\t"), end="")
+    if summary["tasks_done"]:
+        print(f"final average accuracy {summary['final_avg_acc']:.4f}   Eq. 2 {summary['eq2']:.4f}"
+              f"   BWT {summary['bwt']}")
+    print(f"outputs and TensorBoard logs: {trainer.log_dir}   (tensorboard --logdir {trainer.log_dir})")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        if argv and argv[0] in EXTRA_COMMANDS:
+            _command(argv[0])(argv[1:])
+        else:
+            _fit(argv)
+    except (ValueError, FloatingPointError, OSError, KeyError) as err:
+        msg = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        print(f"error: {msg}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: finished tasks, checkpoints and studies are kept; re-run to resume",
+              file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

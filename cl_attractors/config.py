@@ -70,6 +70,13 @@ class CLI(LightningCLI):
 
     def before_instantiate_classes(self) -> None:
         cfg = self.config[self.subcommand] if self.subcommand else self.config
+        if cfg.trainer.get("enable_progress_bar") is not False:
+            # Lightning's default bar refreshes every step: at ~200 steps/s that costs throughput
+            callbacks = cfg.trainer.get("callbacks") or []
+            if not any("ProgressBar" in c.class_path for c in callbacks):
+                cfg.trainer.callbacks = [*callbacks, Namespace(
+                    class_path="lightning.pytorch.callbacks.TQDMProgressBar",
+                    init_args=Namespace(refresh_rate=100))]
         run_dir = cfg.get("run_dir")
         if run_dir:
             run_dir = Path(run_dir)

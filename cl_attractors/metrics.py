@@ -22,7 +22,7 @@ def _check_square(A: Tensor) -> int:
 def avg_acc_seen(A: Tensor) -> Tensor:
     """Mean accuracy over tasks ``0..j`` after training task ``j``, for every ``j`` (length N)."""
     n = _check_square(A)
-    seen = torch.tril(torch.ones(n, n, dtype=torch.bool)).T  # seen[i, j] = i <= j
+    seen = torch.triu(torch.ones(n, n, dtype=torch.bool))  # seen[i, j] = i <= j
     return (A.double() * seen).sum(0).div(seen.sum(0)).to(A.dtype)
 
 

@@ -6,6 +6,7 @@ labels, split into train / validation / test.
 
 from __future__ import annotations
 
+import codecs
 import gzip
 import hashlib
 import importlib.util
@@ -51,6 +52,7 @@ class NumpyOnlyUnpickler(pickle.Unpickler):
         ("numpy._core.multiarray", "_reconstruct"): np._core.multiarray._reconstruct,
         ("numpy", "ndarray"): np.ndarray,
         ("numpy", "dtype"): np.dtype,
+        ("_codecs", "encode"): codecs.encode,  # bytes inside protocol-2 pickles written by Python 3
     }
 
     def find_class(self, module: str, name: str) -> object:
@@ -128,7 +130,7 @@ def make_synthetic(n_train: int, features: int = 784, classes: int = 10, seed: i
 
     def draw(n: int) -> tuple[Tensor, Tensor]:
         y = torch.randint(0, classes, (n,), generator=g)
-        x = (prototypes[y] + 0.6 * torch.randn(n, features, generator=g)).clamp_(0, 1)
+        x = (prototypes[y] + 0.3 * torch.randn(n, features, generator=g)).clamp_(0, 1)
         return x, y
 
     n_eval = max(1, n_train // 4)

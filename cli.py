@@ -12,6 +12,7 @@ Bad input ends with one line ``error: ...`` and exit status 2, never a traceback
 from __future__ import annotations
 
 import sys
+from argparse import ArgumentError
 from collections.abc import Callable, Sequence
 
 EXTRA_COMMANDS = {
@@ -52,6 +53,12 @@ def print_outcome(cli: object) -> None:
     print(f"outputs and TensorBoard logs: {trainer.log_dir}   (tensorboard --logdir {trainer.log_dir})")
 
 
+def one_line(err: BaseException) -> str:
+    """The error's message folded onto one line (parser messages span several)."""
+    text = " ".join(line.strip() for line in str(err).splitlines() if line.strip())
+    return text or type(err).__name__
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
@@ -59,9 +66,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             _command(argv[0])(argv[1:])
         else:
             _fit(argv)
-    except (ValueError, FloatingPointError, OSError, KeyError) as err:
-        msg = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        print(f"error: {msg}", file=sys.stderr)
+    except (ValueError, FloatingPointError, OSError, KeyError, ArgumentError) as err:
+        print(f"error: {one_line(err)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted: finished tasks, checkpoints and studies are kept; re-run to resume",

@@ -7,6 +7,7 @@ gives the ``configs/{trainer,data,model,method,experiment,search}`` groups their
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -77,6 +78,7 @@ class CLI(LightningCLI):
                 cfg.trainer.callbacks = [*callbacks, Namespace(
                     class_path="lightning.pytorch.callbacks.TQDMProgressBar",
                     init_args=Namespace(refresh_rate=100))]
+        cfg.trainer.max_epochs = cfg.data.num_tasks * cfg.data.epochs_per_task
         run_dir = cfg.get("run_dir")
         if run_dir:
             run_dir = Path(run_dir)
@@ -89,5 +91,7 @@ class CLI(LightningCLI):
 
 def make_cli(args: Sequence[str], run: bool = True) -> CLI:
     """Build (and with ``run`` execute) the CLI from command-line style ``args``."""
+    warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")
     return CLI(CLModule, PermutedMNIST, args=expand_argv(args), run=run,
-               save_config_kwargs={"overwrite": True}, auto_configure_optimizers=False)
+               save_config_kwargs={"overwrite": True}, auto_configure_optimizers=False,
+               parser_kwargs={"exit_on_error": False})

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -61,6 +62,7 @@ def lightning_fit(dm: PermutedMNIST) -> float:
     pl.seed_everything(0, verbose=False)
     timer = TrainTimer()
     trainer = pl.Trainer(accelerator="cpu", logger=False, enable_checkpointing=False,
+                         default_root_dir=tempfile.mkdtemp(prefix="bench_"),
                          enable_model_summary=False, enable_progress_bar=False, deterministic=True,
                          callbacks=[TaskSequence(heatmaps=False), timer])
     trainer.fit(CLModule(optimizer=adam), datamodule=dm)

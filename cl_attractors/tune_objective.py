@@ -1,0 +1,147 @@
+"""One trial of the meta-learning study: a full task sequence scored by Eq. 2.
+
+The trial builds the run with :func:`cl_attractors.config.make_cli` from the search's ``fit``
+arguments plus its φ, adds Optuna's Lightning pruning callback on ``cl/eq2`` (the partial Eq. 2
+that the task-sequence callback logs after each task, so one report per task), and fits. The
+accuracy matrix, Eq. 2 and φ go to the trial's user attributes whatever its fate.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import optuna
+from lightning.pytorch.callbacks import ModelCheckpoint
+from optuna_integration import PyTorchLightningPruningCallback
+from torch import Tensor
+
+from callbacks.task_sequence import TaskSequence
+from cl_attractors import metrics
+from cl_attractors.config import ConfigError, make_cli
+from cl_attractors.search_space import Param, fit_overrides, suggest
+
+
+@dataclass(frozen=True)
+class MethodInfo:
+    """The method class the ``fit`` arguments select, and its full ``init_args`` there."""
+
+    cls: type
+    init_args: dict[str, Any]
+
+    @property
+    def class_path(self) -> str:
+        return f"{self.cls.__module__}.{self.cls.__qualname__}"
+
+
+def build(args: Sequence[str]) -> Any:
+    """The CLI (model, datamodule, trainer) for ``args``; a rejected argument is a ConfigError."""
+    try:
+        return make_cli(list(args), run=False)
+    except argparse.ArgumentError as err:
+        raise ConfigError(f"fit arguments rejected: {' '.join(str(err).split())[:400]}") from err
+
+
+def probe_method(fit_args: Sequence[str]) -> MethodInfo:
+    """Build the run once without training: checks the ``fit`` arguments before any trial and
+    tells which method class the space's names must belong to."""
+    cli = build(fit_args)
+    method_cfg = cli.config.get("model", {}).get("method")
+    init_args = method_cfg.init_args.as_dict() if method_cfg is not None and method_cfg.get("init_args") else {}
+    return MethodInfo(type(cli.model.method), init_args)
+
+
+def matrix_as_lists(A: Tensor | None) -> list[list[float | None]] | None:
+    """The accuracy matrix as nested lists, NaN (not yet filled) as ``None``."""
+    if A is None:
+        return None
+    return [[None if math.isnan(v) else v for v in row] for row in A.double().tolist()]
+
+
+def one_line(err: BaseException) -> str:
+    """``Type: first line of the message``."""
+    text = str(err).strip()
+    return f"{type(err).__name__}: {text.splitlines()[0]}" if text else type(err).__name__
+
+
+class Objective:
+    """Eq. 2 of the final accuracy matrix of a full task sequence run with the trial's φ.
+
+    Args:
+        fit_args: ``fit`` arguments without the subcommand (config files and overrides).
+        space: the parsed search space.
+        out_dir: trial ``n`` runs in ``out_dir/trials/trial_<n>`` (its own TensorBoard run).
+        method: the probed method (class and base ``init_args``).
+    """
+
+    def __init__(self, fit_args: Sequence[str], space: dict[str, Param], out_dir: Path,
+                 method: MethodInfo) -> None:
+        self.fit_args = list(fit_args)
+        self.space = space
+        self.out_dir = Path(out_dir)
+        self.method = method
+
+    def __call__(self, trial: optuna.Trial) -> float:
+        phi = suggest(trial, self.space)
+        run_dir = self.out_dir / "trials" / f"trial_{trial.number:04d}"
+        trial.set_user_attr("phi", phi)
+        trial.set_user_attr("run_dir", str(run_dir))
+        try:
+            cli = build(["--trainer.enable_progress_bar", "false", *self.fit_args,
+                         *fit_overrides(phi), "--run_dir", str(run_dir)])
+        except Exception as err:
+            trial.set_user_attr("fail_reason", one_line(err))
+            raise
+        seq = next(c for c in cli.trainer.callbacks if isinstance(c, TaskSequence))
+        return self._fit(trial, cli, seq, phi)
+
+    def _fit(self, trial: optuna.Trial, cli: Any, seq: TaskSequence, phi: dict[str, Any]) -> float:
+        trainer = cli.trainer
+        # trials are never resumed mid-sequence (a stale one is re-queued): no checkpoints
+        trainer.callbacks[:] = [c for c in trainer.callbacks if not isinstance(c, ModelCheckpoint)]
+        trainer.callbacks.append(PyTorchLightningPruningCallback(trial, monitor="cl/eq2"))
+        trainer.logger.log_hyperparams(phi)
+        try:
+            trainer.fit(cli.model, datamodule=cli.datamodule)
+        except optuna.TrialPruned as err:
+            self._record(trial, seq, prune_reason=str(err))
+            raise
+        except Exception as err:
+            self._record(trial, seq, fail_reason=one_line(err))
+            raise
+        summary = self._record(trial, seq)
+        value = summary.get("eq2")
+        if not summary["complete"] or value is None or not math.isfinite(value):
+            reason = f"no finite Eq. 2 after {summary['tasks_done']} tasks (eq2={value})"
+            trial.set_user_attr("fail_reason", reason)
+            raise FloatingPointError(reason)
+        return value
+
+    @staticmethod
+    def _record(trial: optuna.Trial, seq: TaskSequence, **reason: str) -> dict[str, Any]:
+        """Store A, the (partial) Eq. 2 of its filled columns and the reason, if any, as user
+        attributes; return those numbers."""
+        done = filled_columns(seq.A)
+        out: dict[str, Any] = {"complete": seq.A is not None and done == seq.A.shape[0],
+                               "tasks_done": done, "eq2": None, "eq2_weighted_mean": None}
+        if done:
+            part = seq.A[:done, :done]
+            out.update(eq2=metrics.eq2(part), eq2_weighted_mean=metrics.eq2_weighted_mean(part),
+                       final_avg_acc=float(metrics.avg_acc_seen(part)[-1]))
+        trial.set_user_attr("A", matrix_as_lists(seq.A))
+        for key, value in {**out, **reason}.items():
+            if key != "complete":
+                trial.set_user_attr(key, value)
+        return out
+
+
+def filled_columns(A: Tensor | None) -> int:
+    """Number of leading columns of A that hold no NaN (tasks evaluated so far)."""
+    if A is None:
+        return 0
+    full = (~A.isnan()).all(0).tolist()
+    return full.index(False) if False in full else len(full)

@@ -1,0 +1,164 @@
+"""``cli.py tune``: the Optuna study over φ on tiny synthetic task sequences (about 1 s a trial)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+import torch
+import yaml
+from conftest import ROOT, tiny_args
+from optuna.trial import TrialState
+
+import cli
+from cl_attractors import metrics, tune
+from cl_attractors.config import ConfigError, make_cli
+from cl_attractors.methods.base import Vanilla
+from cl_attractors.search_space import Choice, Fixed, Range, fit_overrides, parse_space
+from cl_attractors.tune_objective import Objective, probe_method
+
+SPACE = {"a1": {"low": 0.01, "high": 10.0}, "lam": {"low": 4.0, "high": 10.0}}
+
+
+def fit_args(*extra: str, num_tasks: int = 3) -> list[str]:
+    """tiny_args without the ``fit`` subcommand and ``--run_dir`` (each trial sets its own)."""
+    args = tiny_args(Path("unused"), num_tasks=num_tasks)[1:]
+    i = args.index("--run_dir")
+    return [*args[:i], *args[i + 2:], "--model.method", str(ROOT / "configs/method/sticky.yaml"),
+            "--data.eval_split", "val", *extra]
+
+
+def write_search(tmp_path: Path, **overrides: object) -> Path:
+    """A search YAML in ``tmp_path`` (out_dir inside it) with ``overrides`` on top."""
+    search = {"fit": fit_args(), "space": SPACE, "n_trials": 2, "out_dir": str(tmp_path / "study"),
+              "sampler": {"seed": 3, "n_startup_trials": 1}, "pruner": {"type": "none"}}
+    search.update(overrides)
+    path = tmp_path / "search.yaml"
+    path.write_text(yaml.safe_dump(search))
+    return path
+
+
+def load(tmp_path: Path) -> optuna.Study:
+    return optuna.load_study(study_name="search", storage=f"sqlite:///{tmp_path / 'study' / 'study.db'}")
+
+
+def test_two_trial_search_completes_and_exports_a_loadable_method(tmp_path: Path) -> None:
+    tune.main(["--config", str(write_search(tmp_path))])
+    study, out = load(tmp_path), tmp_path / "study"
+    trials = study.get_trials()
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 2
+    for t in trials:
+        A = t.user_attrs["A"]
+        assert len(A) == 3 and all(v is not None for row in A for v in row)
+        assert t.value == pytest.approx(metrics.eq2(torch.tensor(A, dtype=torch.float64)))
+        assert t.user_attrs["phi"] == t.params and set(t.params) == {"a1", "lam"}
+        assert (out / "trials" / f"trial_{t.number:04d}" / "accuracy_matrix.csv").is_file()
+    best = yaml.safe_load((out / "best_method.yaml").read_text())
+    assert best["init_args"]["a1"] == study.best_trial.params["a1"]
+    assert best["class_path"].endswith("StickyGradient")
+    assert {"trials.csv", "top_trials.md", "optimization_history.png", "slice.png"} <= \
+        {p.name for p in out.iterdir()}
+    run = tiny_args(tmp_path / "refit", "--model.method", str(out / "best_method.yaml"))
+    refit = make_cli(run)
+    assert refit.model.method.dip.a1 == pytest.approx(study.best_trial.params["a1"])
+    assert (tmp_path / "refit" / "metrics.json").is_file()
+
+
+def test_resuming_adds_trials_without_repeating_completed_ones(tmp_path: Path) -> None:
+    path = write_search(tmp_path, n_trials=1)
+    tune.main(["--config", str(path)])
+    (first,) = load(tmp_path).get_trials()
+    tune.main(["--config", str(path), "--n_trials", "2"])
+    tune.main(["--config", str(path), "--n_trials", "2"])  # already full: runs nothing
+    trials = load(tmp_path).get_trials()
+    assert [t.number for t in trials] == [0, 1]
+    assert all(t.state == TrialState.COMPLETE for t in trials)
+    assert (trials[0].params, trials[0].value) == (first.params, first.value)
+    assert trials[1].params != first.params  # the resumed sampler does not replay trial 0
+
+
+def test_diverging_trial_is_recorded_as_fail_and_the_study_goes_on(tmp_path: Path) -> None:
+    tune.main(["--config", str(write_search(tmp_path)), "--model.optimizer.init_args.lr", ".inf"])
+    trials = load(tmp_path).get_trials()
+    assert [t.state for t in trials] == [TrialState.FAIL] * 2  # the first failure did not stop it
+    assert all("training diverged: loss is nan" in t.user_attrs["fail_reason"] for t in trials)
+    assert "FAIL" in (tmp_path / "study" / "trials.csv").read_text()
+    assert not (tmp_path / "study" / "best_method.yaml").exists()
+
+
+def test_pruning_reports_once_per_task_and_a_pruned_trial_keeps_its_partial_matrix(tmp_path: Path) -> None:
+    tune.main(["--config", str(write_search(tmp_path, n_trials=1))])
+    (done,) = load(tmp_path).get_trials()
+    assert sorted(done.intermediate_values) == [0, 1, 2]
+    A = torch.tensor(done.user_attrs["A"], dtype=torch.float64)
+    for j, value in done.intermediate_values.items():
+        assert value == pytest.approx(metrics.eq2(A[: j + 1, : j + 1]), rel=1e-6)
+
+    method = probe_method(fit_args())
+    objective = Objective(fit_args(), parse_space(SPACE, method.cls), tmp_path / "pruned", method)
+    study = optuna.create_study(direction="maximize", pruner=optuna.pruners.ThresholdPruner(lower=2.0))
+    study.optimize(objective, n_trials=1)
+    (pruned,) = study.get_trials()
+    assert pruned.state == TrialState.PRUNED and list(pruned.intermediate_values) == [0]
+    assert pruned.user_attrs["tasks_done"] == 1 and "pruned at epoch 0" in pruned.user_attrs["prune_reason"]
+    assert pruned.user_attrs["A"][0][0] is not None and pruned.user_attrs["A"][0][1] is None
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"space": {"a1": {"low": 0.1, "high": 1.0}, "alpha": {"low": 1, "high": 2}}},
+     "unknown parameter(s) ['alpha']"),
+    ({"space": {"a1": {"low": 5.0, "high": 1.0}}}, "low=5.0 >= high=1.0"),
+    ({"space": {"zeta": {"low": 0.0, "high": 1.0e-3}}}, "log range with low=0.0 <= 0"),
+    ({"n_trials": 0}, "search.n_trials=0 is not allowed"),
+    ({"storage": "nosuchdb://x/y"}, "search.storage='nosuchdb://x/y' cannot be opened"),
+    ({"storage": "sqlite:////nonexistent/dir/study.db"}, "cannot be opened"),
+    ({"pruner": {"type": "hyperband"}}, "search.pruner.type='hyperband' is not allowed"),
+])
+def test_bad_input_is_one_line_before_any_trial(tmp_path: Path, capsys: pytest.CaptureFixture,
+                                                change: dict, message: str) -> None:
+    assert cli.main(["tune", "--config", str(write_search(tmp_path, **change))]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and message in err and "\n" not in err
+    assert not (tmp_path / "study" / "trials").exists()
+
+
+def test_space_parsing_and_overrides() -> None:
+    space = parse_space({"params": {"choices": ["all", "weights"]}, "layers": [0]}, Vanilla)
+    assert space == {"params": Choice(("all", "weights")), "layers": Fixed([0])}
+    assert parse_space({"params": {"low": 1, "high": 2, "log": False}}, Vanilla)["params"] == \
+        Range(1.0, 2.0, log=False)
+    assert fit_overrides({"params": "weights", "layers": [0], "x": True}) == [
+        "--model.method.init_args.params", "weights", "--model.method.init_args.layers", "[0]",
+        "--model.method.init_args.x", "true"]
+    with pytest.raises(ConfigError, match=r"allowed: \['params', 'layers'\]"):
+        parse_space({"a1": 1.0}, Vanilla)
+
+
+def test_shipped_search_config_holds_table_3() -> None:
+    raw = yaml.safe_load((ROOT / "configs/search/sticky_tpe.yaml").read_text())
+    assert raw["n_trials"] == 30
+    assert {k: (v["low"], v["high"]) for k, v in raw["space"].items() if isinstance(v, dict)} == {
+        "a1": (0.01, 10.0), "mu": (1e-3, 8.0), "sigma": (0.01, 7.0), "gamma": (0.01, 7.0),
+        "zeta": (1e-7, 1e-3), "lam": (4.0, 10.0)}
+    assert all(v.get("log", True) for v in raw["space"].values() if isinstance(v, dict))
+    fit = " ".join(map(str, raw["fit"]))
+    assert "--data.eval_split val" in fit and "--data.num_tasks 10" in fit
+    seed = int(raw["fit"][raw["fit"].index("--data.seed") + 1])
+    assert seed not in range(100)  # disjoint from the reporting seeds
+
+
+def test_a_killed_workers_running_trial_is_failed_and_requeued_with_its_phi(tmp_path: Path) -> None:
+    path = write_search(tmp_path, n_trials=1, heartbeat={"interval": 1, "grace_period": 1})
+    (tmp_path / "study").mkdir()
+    storage = tune.open_storage(f"sqlite:///{tmp_path / 'study' / 'study.db'}", {"interval": 1})
+    study = optuna.create_study(study_name="search", storage=storage, direction="maximize")
+    killed = study.ask({"a1": optuna.distributions.FloatDistribution(0.01, 10.0, log=True),
+                        "lam": optuna.distributions.FloatDistribution(4.0, 10.0, log=True)})
+    storage.record_heartbeat(killed._trial_id)  # then the worker dies: no more heartbeats
+    time.sleep(2)
+    tune.main(["--config", str(path)])
+    trials = load(tmp_path).get_trials()
+    assert [t.state for t in trials] == [TrialState.FAIL, TrialState.COMPLETE]
+    assert trials[1].params == killed.params and trials[1].system_attrs["failed_trial"] == 0

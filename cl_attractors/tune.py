@@ -204,7 +204,8 @@ def main(argv: Sequence[str]) -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
     method = probe_method(search.fit_args)
     space = parse_space(search.space, method.cls)
-    make_pruner(search.pruner), make_sampler(search.sampler, 0)  # check them before any trial
+    make_pruner(search.pruner)  # both checked before the storage is touched
+    make_sampler(search.sampler, 0)
     search.out_dir.mkdir(parents=True, exist_ok=True)
     study = open_study(search, open_storage(search.storage, search.heartbeat))
     objective = Objective(search.fit_args, space, search.out_dir, method)

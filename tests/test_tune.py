@@ -1,4 +1,4 @@
-"""``cli.py tune``: the Optuna study over φ on tiny synthetic task sequences (about 1 s a trial)."""
+"""``cli.py tune``: the Optuna study over φ on tiny synthetic task sequences (2 tasks, ~1 s a trial)."""
 
 from __future__ import annotations
 
@@ -22,12 +22,13 @@ from cl_attractors.tune_objective import Objective, probe_method
 SPACE = {"a1": {"low": 0.01, "high": 10.0}, "lam": {"low": 4.0, "high": 10.0}}
 
 
-def fit_args(*extra: str, num_tasks: int = 3) -> list[str]:
-    """tiny_args without the ``fit`` subcommand and ``--run_dir`` (each trial sets its own)."""
+def fit_args(*extra: str, num_tasks: int = 2) -> list[str]:
+    """tiny_args without the ``fit`` subcommand and ``--run_dir`` (each trial sets its own), and
+    without the per-task heat-map figures (the slowest part of a tiny trial)."""
     args = tiny_args(Path("unused"), num_tasks=num_tasks)[1:]
     i = args.index("--run_dir")
     return [*args[:i], *args[i + 2:], "--model.method", str(ROOT / "configs/method/sticky.yaml"),
-            "--data.eval_split", "val", *extra]
+            "--data.eval_split", "val", "--tasks.heatmaps", "false", *extra]
 
 
 def write_search(tmp_path: Path, **overrides: object) -> Path:
@@ -51,8 +52,12 @@ def test_two_trial_search_completes_and_exports_a_loadable_method(tmp_path: Path
     assert [t.state for t in trials] == [TrialState.COMPLETE] * 2
     for t in trials:
         A = t.user_attrs["A"]
-        assert len(A) == 3 and all(v is not None for row in A for v in row)
-        assert t.value == pytest.approx(metrics.eq2(torch.tensor(A, dtype=torch.float64)))
+        assert len(A) == 2 and all(v is not None for row in A for v in row)
+        A = torch.tensor(A, dtype=torch.float64)
+        assert t.value == pytest.approx(metrics.eq2(A))
+        assert sorted(t.intermediate_values) == [0, 1]  # one pruning report per task
+        for j, value in t.intermediate_values.items():
+            assert value == pytest.approx(metrics.eq2(A[: j + 1, : j + 1]), rel=1e-6)
         assert t.user_attrs["phi"] == t.params and set(t.params) == {"a1", "lam"}
         assert (out / "trials" / f"trial_{t.number:04d}" / "accuracy_matrix.csv").is_file()
     best = yaml.safe_load((out / "best_method.yaml").read_text())
@@ -88,14 +93,7 @@ def test_diverging_trial_is_recorded_as_fail_and_the_study_goes_on(tmp_path: Pat
     assert not (tmp_path / "study" / "best_method.yaml").exists()
 
 
-def test_pruning_reports_once_per_task_and_a_pruned_trial_keeps_its_partial_matrix(tmp_path: Path) -> None:
-    tune.main(["--config", str(write_search(tmp_path, n_trials=1))])
-    (done,) = load(tmp_path).get_trials()
-    assert sorted(done.intermediate_values) == [0, 1, 2]
-    A = torch.tensor(done.user_attrs["A"], dtype=torch.float64)
-    for j, value in done.intermediate_values.items():
-        assert value == pytest.approx(metrics.eq2(A[: j + 1, : j + 1]), rel=1e-6)
-
+def test_a_pruned_trial_keeps_its_partial_matrix(tmp_path: Path) -> None:
     method = probe_method(fit_args())
     objective = Objective(fit_args(), parse_space(SPACE, method.cls), tmp_path / "pruned", method)
     study = optuna.create_study(direction="maximize", pruner=optuna.pruners.ThresholdPruner(lower=2.0))

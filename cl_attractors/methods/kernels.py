@@ -13,9 +13,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
+import math
+
 import torch
 from torch import Tensor
 
+LOG2E = math.log2(math.e)
 Fn = TypeVar("Fn", bound=Callable)
 
 
@@ -48,9 +51,12 @@ def maybe_compile(fn: Fn, enabled: bool) -> Fn:
 
 
 def gate(g: Tensor, w: Tensor, dip: Dip) -> Tensor:
-    """``g * f(w)`` where ``sgn(w - a1) != sgn(g)``, else ``g`` (Algorithm 1, pure form)."""
+    """``g * f(w)`` where ``sgn(w - a1) != sgn(g)``, else ``g`` (Algorithm 1, pure form).
+
+    ``exp(x)`` is computed as ``exp2(x log2 e)``: the same function, a cheaper vector kernel.
+    """
     d = w - dip.a1
-    f = dip.lam - (dip.lam - dip.f_min) * torch.exp(-dip.gamma * d * d)
+    f = dip.lam - (dip.lam - dip.f_min) * torch.exp2((-dip.gamma * LOG2E) * d * d)
     return torch.where(torch.sign(d) != torch.sign(g), g * f, g)
 
 
@@ -61,7 +67,7 @@ def gate_(g: Tensor, w: Tensor, s: Tensor, f: Tensor, keep: Tensor, dip: Dip) ->
     ``g != 0`` (no underflow), including ``d == 0``; when ``g == 0`` the product is 0 anyway.
     """
     torch.sub(w, dip.a1, out=s)
-    torch.mul(s, s, out=f).mul_(-dip.gamma).exp_()
+    torch.mul(s, s, out=f).mul_(-dip.gamma * LOG2E).exp2_()
     f.mul_(dip.f_min - dip.lam).add_(dip.lam)
     s.sign_().mul_(g)
     torch.gt(s, 0, out=keep)

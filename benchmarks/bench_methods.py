@@ -1,0 +1,132 @@
+"""Per-step cost of the CL methods relative to vanilla, measured in one run.
+
+Each variant is a ``CLModule`` (784-2000-10 MLP, fused Adam lr 1e-4) trained on fixed random
+batches of 50 in a plain loop: forward, backward, ``on_before_optimizer_step``, Adam step,
+``on_after_optimizer_step``. Variants run interleaved in rounds of ``--steps`` steps; a variant's
+ratio is the median over rounds of its time over vanilla's time in the same round (robust to
+the noise of a shared machine). EWC runs with 9 consolidated tasks, SI with 1 (so that both
+pulls are on). ``compile`` variants use ``torch.compile`` kernels (compile time excluded,
+reported separately). Prints and writes ``benchmarks/results/methods.json``.
+
+    python benchmarks/bench_methods.py [--rounds 20] [--steps 20] [--no-compile] [--threads N]
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TORCHINDUCTOR_COMPILE_THREADS", "1")  # a compile pool steals the 2 cores
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import statistics  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from collections.abc import Callable  # noqa: E402
+from functools import partial  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from cl_attractors.methods.base import CLMethod, Vanilla  # noqa: E402
+from cl_attractors.methods.ewc import EWC  # noqa: E402
+from cl_attractors.methods.si import SI  # noqa: E402
+from cl_attractors.methods.sticky import StickyGradient  # noqa: E402
+from cl_attractors.module import CLModule  # noqa: E402
+
+TARGETS = {"sticky": 1.10, "ewc_9_tasks": 1.10, "si": 1.15}
+
+
+def prepare(module: CLModule) -> None:
+    """Fill EWC/SI state so the per-step pull runs (random Fisher / importance)."""
+    method = module.method
+    gen = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        if isinstance(method, EWC):
+            for _ in range(9):
+                method._consolidate([torch.rand(p.shape, generator=gen) * 1e-3 for p in method.targets])
+            method.tasks_consolidated = 9
+        if isinstance(method, SI):
+            for imp, anchor, p in zip(method._buffer_list("importance"),
+                                      method._buffer_list("anchor_sum"), method.targets):
+                imp.copy_(torch.rand(p.shape, generator=gen))
+                torch.mul(imp, p, out=anchor)
+            method.tasks_consolidated = 1
+
+
+def make_step(module: CLModule, batches: list[tuple[torch.Tensor, torch.Tensor]]
+              ) -> Callable[[int], None]:
+    opt = torch.optim.Adam(module.parameters(), lr=1e-4, fused=True)
+    method = module.method
+
+    def run(steps: int) -> None:
+        for i in range(steps):
+            x, y = batches[i % len(batches)]
+            loss = F.cross_entropy(module.net(x), y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            method.on_before_optimizer_step(module, opt)
+            opt.step()
+            method.on_after_optimizer_step(module, opt)
+    return run
+
+
+def variants(compile: bool) -> dict[str, Callable[[], CLMethod]]:
+    out: dict[str, Callable[[], CLMethod]] = {
+        "vanilla": Vanilla, "sticky": StickyGradient,
+        "sticky_update": partial(StickyGradient, apply_to="update", l1_apply_to="update"),
+        "ewc_9_tasks": EWC, "si": SI,
+    }
+    if compile:
+        for name in ("sticky", "sticky_update", "ewc_9_tasks", "si"):
+            out[f"{name}_compiled"] = partial(out[name], compile=True)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=20)
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--no-compile", action="store_true")
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    gen = torch.Generator().manual_seed(0)
+    batches = [(torch.rand(50, 784, generator=gen), torch.randint(0, 10, (50,), generator=gen))
+               for _ in range(8)]
+    runs, compile_s = {}, {}
+    for name, factory in variants(not args.no_compile).items():
+        torch.manual_seed(0)
+        module = CLModule(method=factory())
+        prepare(module)
+        runs[name] = make_step(module, batches)
+        t0 = time.perf_counter()
+        runs[name](3)  # warm-up (compiles the compiled variants)
+        compile_s[name] = round(time.perf_counter() - t0, 2)
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    for _ in range(args.rounds):
+        for name, run in runs.items():
+            t0 = time.perf_counter()
+            run(args.steps)
+            times[name].append((time.perf_counter() - t0) / args.steps * 1e3)
+    ratios = {name: statistics.median(t / v for t, v in zip(ts, times["vanilla"]))
+              for name, ts in times.items()}
+    result = {
+        "device": "cpu", "threads": torch.get_num_threads(), "torch": torch.__version__,
+        "batch": 50, "rounds": args.rounds, "steps_per_round": args.steps,
+        "vanilla_step_ms": statistics.median(times["vanilla"]),
+        "step_ms": {n: round(statistics.median(t), 3) for n, t in times.items()},
+        "ratio_to_vanilla": {n: round(r, 3) for n, r in ratios.items()},
+        "warmup_s": compile_s, "targets": TARGETS,
+    }
+    print(json.dumps(result, indent=2))
+    out = ROOT / "benchmarks" / "results" / "methods.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

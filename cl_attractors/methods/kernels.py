@@ -60,18 +60,20 @@ def gate(g: Tensor, w: Tensor, dip: Dip) -> Tensor:
     return torch.where(torch.sign(d) != torch.sign(g), g * f, g)
 
 
-def gate_(g: Tensor, w: Tensor, s: Tensor, f: Tensor, keep: Tensor, dip: Dip) -> None:
-    """In-place :func:`gate` using scratch ``s``, ``f`` (like ``w``) and ``keep`` (bool).
+def gate_(g: Tensor, w: Tensor, s: Tensor, f: Tensor, dip: Dip) -> None:
+    """In-place :func:`gate` writing only into the scratch ``s`` and ``f`` (shaped like ``w``).
 
-    ``sgn(d) * g`` is exactly ``±g`` or 0, so ``sgn(d) != sgn(g)`` is ``sgn(d) * g <= 0`` for
-    ``g != 0`` (no underflow), including ``d == 0``; when ``g == 0`` the product is 0 anyway.
+    ``q = sgn(w - a1) * g`` is exactly ``±g`` or 0 (no underflow), and ``sgn(w - a1) != sgn(g)``
+    is ``q <= 0`` for ``g != 0``, including ``w == a1``; ``g == 0`` stays 0 either way. With
+    ``keep = sgn(max(q, 0))`` (1 toward a1, else 0): ``g *= f * (1 - keep) + keep`` (exactly 0
+    at ``w == a1`` when ``f_min = 0``).
+    Float arithmetic only: bool masks and ``masked_fill_`` are slow eager CPU kernels.
     """
     torch.sub(w, dip.a1, out=s)
     torch.mul(s, s, out=f).mul_(-dip.gamma * LOG2E).exp2_()
     f.mul_(dip.f_min - dip.lam).add_(dip.lam)
-    s.sign_().mul_(g)
-    torch.gt(s, 0, out=keep)
-    f.masked_fill_(keep, 1.0)
+    s.sign_().mul_(g).clamp_(min=0.0).sign_()  # keep
+    f.addcmul_(s, f, value=-1.0).add_(s)
     g.mul_(f)
 
 

@@ -88,7 +88,6 @@ class StickyGradient(CLMethod):
         for i, p in enumerate(targets):
             for name in names:
                 self.register_buffer(f"_{name}{i}", torch.zeros_like(p), persistent=False)
-            self.register_buffer(f"_keep{i}", torch.zeros_like(p, dtype=torch.bool), persistent=False)
         # [sampled components, gated components, sum of f over gated components]
         self.register_buffer("gate_stats", torch.zeros(3, dtype=torch.float64))
 
@@ -126,9 +125,8 @@ class StickyGradient(CLMethod):
         if self.zeta_pre:
             kernels.add_l1_(grads, params, self._scratch("s"), self.zeta_pre)
         if dip is not None:
-            for g, w, s, f, keep in zip(grads, params, self._scratch("s"), self._scratch("f"),
-                                        self._scratch("keep")):
-                kernels.gate_(g, w, s, f, keep, dip)
+            for g, w, s, f in zip(grads, params, self._scratch("s"), self._scratch("f")):
+                kernels.gate_(g, w, s, f, dip)
 
     @torch.no_grad()
     def on_after_optimizer_step(self, module: Any, optimizer: torch.optim.Optimizer) -> None:
@@ -150,12 +148,12 @@ class StickyGradient(CLMethod):
         if self.compile:
             self._kernel("update", kernels.gated_update_expr, dip=self.dip)(params, olds, lr_zetas)
             return
-        for w, old, u, s, f, keep, lz in zip(params, olds, us, self._scratch("s"), self._scratch("f"),
-                                             self._scratch("keep"), lr_zetas):
+        for w, old, u, s, f, lz in zip(params, olds, us, self._scratch("s"), self._scratch("f"),
+                                       lr_zetas):
             torch.sub(old, w, out=u)
             if lz:
                 u.add_(torch.sign(old, out=s), alpha=lz)
-            kernels.gate_(u, old, s, f, keep, self.dip)
+            kernels.gate_(u, old, s, f, self.dip)
             torch.sub(old, u, out=w)
 
     def _decoupled_l1(self, params: list[Tensor], lr_zetas: list[float]) -> None:
@@ -163,11 +161,11 @@ class StickyGradient(CLMethod):
         if self.compile:
             self._kernel("l1", kernels.decoupled_l1_expr, dip=dip)(params, lr_zetas)
             return
-        for w, u, s, f, keep, lz in zip(params, self._scratch("u"), self._scratch("s"),
-                                        self._scratch("f"), self._scratch("keep"), lr_zetas):
+        for w, u, s, f, lz in zip(params, self._scratch("u"), self._scratch("s"),
+                                  self._scratch("f"), lr_zetas):
             torch.sign(w, out=u).mul_(lz)
             if dip is not None:
-                kernels.gate_(u, w, s, f, keep, dip)
+                kernels.gate_(u, w, s, f, dip)
             w.sub_(u)
 
     def on_task_end(self, module: Any, task: int, datamodule: Any) -> dict[str, float]:

@@ -1,0 +1,247 @@
+"""The experiment runner: CI maths, aggregation, claims, bad input, and a tiny parallel grid."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from lightning.pytorch import Callback, LightningModule, Trainer
+
+import cli
+from cl_attractors import experiment, runner
+from cl_attractors.aggregate import aggregate_variant
+from cl_attractors.claims import evaluate
+from cl_attractors.config import make_cli
+from cl_attractors.grid import ExperimentError, load_spec, validate
+from cl_attractors.stats import betainc, mean_ci, t_cdf, t_quantile
+from cl_attractors.weights import find_modes, histogram
+
+TINY = ["--data.source", "synthetic", "--data.synthetic_size", "256", "--data.num_tasks", "2",
+        "--data.batch_size", "32", "--model.hidden_sizes", "[16]",
+        "--model.optimizer.init_args.fused", "false", "--trainer.accelerator", "cpu"]
+
+
+# ---- statistics -----------------------------------------------------------------------------
+@pytest.mark.parametrize(("df", "table"), [(1, 12.706), (2, 4.303), (9, 2.262), (30, 2.042)])
+def test_t_quantile_matches_tables(df: int, table: float) -> None:
+    assert t_quantile(0.975, df) == pytest.approx(table, abs=5e-4)
+    assert t_quantile(0.025, df) == pytest.approx(-table, abs=5e-4)
+    assert t_cdf(t_quantile(0.975, df), df) == pytest.approx(0.975, abs=1e-10)
+
+
+def test_betainc_closed_forms() -> None:
+    assert betainc(1.0, 1.0, 0.3) == pytest.approx(0.3)          # uniform CDF
+    assert betainc(2.0, 2.0, 0.5) == pytest.approx(0.5)          # symmetric
+    assert betainc(2.0, 1.0, 0.4) == pytest.approx(0.4 ** 2)     # I_x(a, 1) = x^a
+    assert t_cdf(1.0, 1) == pytest.approx(0.75)                  # Cauchy: 1/2 + atan(1)/pi
+
+
+def test_mean_ci_hand_computation() -> None:
+    stat = mean_ci([0.5, 0.7, 0.9, None, math.nan])
+    # mean 0.7, sample sd 0.2, t(0.975, 2) = 4.302653 -> half-width 4.302653 * 0.2 / sqrt(3)
+    assert stat["n"] == 3 and stat["mean"] == pytest.approx(0.7)
+    assert stat["ci"] == pytest.approx(4.302653 * 0.2 / math.sqrt(3), rel=1e-6)
+    assert mean_ci([0.4])["ci"] is None and mean_ci([])["mean"] is None
+
+
+def _metrics(seen: list[float], prev: list[float | None], cur: list[float], bwt: float) -> dict:
+    return {"avg_acc_seen": seen, "avg_acc_previous": prev, "current_acc": cur, "bwt": bwt,
+            "forgetting": -bwt, "complete": True}
+
+
+def test_aggregate_variant_per_task_and_final() -> None:
+    agg = aggregate_variant({0: _metrics([0.9, 0.8], [None, 0.7], [0.9, 0.9], -0.2),
+                             1: _metrics([0.9, 0.6], [None, 0.5], [0.9, 0.7], -0.4)})
+    assert agg["seeds"] == [0, 1] and agg["num_tasks"] == 2
+    assert agg["curves"]["avg_acc_seen"][0] == {"mean": pytest.approx(0.9), "ci": 0.0, "n": 2,
+                                                "values": [0.9, 0.9]}
+    prev = agg["curves"]["avg_acc_previous"]
+    assert prev[0]["mean"] is None and prev[1]["mean"] == pytest.approx(0.6)
+    # two seeds 0.8 and 0.6: sd = 0.1414, t(0.975, 1) = 12.7062 -> 12.7062 * 0.1414 / sqrt(2) = 1.27062
+    assert agg["final"]["final_avg_acc"]["ci"] == pytest.approx(12.706205 * 0.1, rel=1e-6)
+    assert agg["final"]["bwt"]["mean"] == pytest.approx(-0.3)
+
+
+def _agg(finals: dict[str, list[float]], xs: dict[str, tuple[str, float]] | None = None) -> dict:
+    variants = {}
+    for name, values in finals.items():
+        per_seed = {str(s): {"final_avg_acc": v} for s, v in enumerate(values)}
+        group, x = (xs or {}).get(name, (name, None))
+        variants[name] = {"group": group, "x": x, "per_seed_final": per_seed,
+                          "final": {"final_avg_acc": mean_ci(values)}}
+    return {"variants": variants, "missing": []}
+
+
+def test_claims_verdicts_follow_the_numbers() -> None:
+    agg = _agg({"ewc": [0.80, 0.82, 0.81], "control": [0.60, 0.63, 0.61], "sticky": [0.61, 0.62, 0.64]})
+    res = evaluate([
+        {"text": "ewc > control", "type": "gap", "better": "ewc", "worse": "control", "paper": 0.19},
+        {"text": "sticky > control", "type": "gap", "better": "sticky", "worse": "control", "paper": 0.19},
+        {"text": "ewc best", "type": "best", "variant": "ewc"},
+        {"text": "unknown", "type": "gap", "better": "si", "worse": "control"},
+    ], agg)
+    assert [r["verdict"] for r in res] == ["holds", "does not hold", "holds", "not checked"]
+    assert "+19.67%" in res[0]["measured"] and "inside the CI" in res[0]["measured"]
+
+
+def test_benefit_until_and_modes_claims() -> None:
+    finals, xs = {}, {}
+    for x, gap in ((0.0, 0.2), (0.3, 0.1), (0.6, 0.0), (0.9, -0.1)):
+        finals[f"c{x}"], finals[f"s{x}"] = [0.5, 0.52, 0.51], [0.5 + gap, 0.53 + gap, 0.51 + gap]
+        xs[f"c{x}"], xs[f"s{x}"] = ("control", x), ("sticky", x)
+    claim = {"text": "until 0.6", "type": "benefit_until", "better": "sticky", "worse": "control"}
+    assert evaluate([{**claim, "paper": 0.6}], _agg(finals, xs))[0]["verdict"] == "holds"
+    assert evaluate([{**claim, "paper": 0.3}], _agg(finals, xs))[0]["verdict"] == "does not hold"
+    modes = {"sticky": [-0.06, 0.0, 0.28], "control": [0.0]}
+    res = evaluate([{"text": "tri", "type": "modes", "variant": "sticky", "paper": [-0.06, 0, 0.279], "tol": 0.01},
+                    {"text": "uni", "type": "modes", "variant": "control", "paper": [0.0], "exact": True},
+                    {"text": "uni", "type": "modes", "variant": "sticky", "paper": [0.0], "exact": True}],
+                   _agg({}), modes)
+    assert [r["verdict"] for r in res] == ["holds", "holds", "does not hold"]
+
+
+def test_find_modes_trimodal_vs_unimodal() -> None:
+    g = torch.Generator().manual_seed(0)
+    tri = torch.cat([torch.randn(100_000, generator=g) * 0.01, torch.randn(3000, generator=g) * 0.01 + 0.279,
+                     torch.randn(2000, generator=g) * 0.01 - 0.06])
+    modes = find_modes(*histogram(tri, 0.005, -0.5, 0.5))
+    assert len(modes) == 3 and [round(m, 1) for m in modes] == [-0.1, 0.0, 0.3]
+    uni = (torch.rand(500_000, generator=g) * 2 - 1) * 0.035 + torch.randn(500_000, generator=g) * 0.005
+    assert len(find_modes(*histogram(uni, 0.005, -0.5, 0.5))) == 1
+
+
+# ---- the command ------------------------------------------------------------------------------
+def _write_spec(tmp: Path, **changes: object) -> Path:
+    spec = {"name": "tiny", "kind": "curves", "base": "configs/experiment/vanilla.yaml", "seeds": [0, 1],
+            "overrides": TINY,
+            "variants": {"fast": ["--model.optimizer.init_args.lr", "0.01"],
+                         "slow": ["--model.optimizer.init_args.lr", "0.003"]},
+            "out_dir": str(tmp / "runs"), "results_dir": str(tmp / "results"),
+            "claims": [{"text": "fast beats slow", "type": "gap", "better": "fast", "worse": "slow"}]}
+    spec.update(changes)
+    path = tmp / f"{spec['name']}.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    return path
+
+
+@pytest.mark.parametrize(("changes", "argv", "message"), [
+    ({"variants": {}}, [], "grid is empty"),
+    ({}, ["--variants", "medium"], "not a variant"),
+    ({"variants": {"ewc": ["--model.method", "configs/method/nope.yaml"]}}, [], "nope.yaml does not exist"),
+    ({"seeds": [1, 1]}, [], "seeds must be unique"),
+    ({"kind": "bars"}, [], "kind='bars' is not allowed"),
+])
+def test_bad_input_is_one_line_before_any_run(tmp_path: Path, capsys: pytest.CaptureFixture,
+                                              monkeypatch: pytest.MonkeyPatch, changes: dict,
+                                              argv: list[str], message: str) -> None:
+    monkeypatch.setattr(runner.GridRunner, "run", lambda *a, **k: pytest.fail("a run started"))
+    path = _write_spec(tmp_path, **changes)
+    assert cli.main(["experiment", "--config", str(path), *argv]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and message in err and "\n" not in err
+
+
+def test_unwritable_out_dir(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("")
+    spec = load_spec(_write_spec(tmp_path, out_dir=str(tmp_path / "file" / "runs")))
+    with pytest.raises(ExperimentError, match="out_dir=.* is not writable"):
+        validate(spec)
+
+
+def _mtimes(root: Path) -> dict[str, float]:
+    return {str(p): p.stat().st_mtime_ns for p in root.glob("*/seed_*/metrics.json")}
+
+
+class _Killed(Exception):
+    pass
+
+
+class _KillAtSecondTask(Callback):
+    def on_train_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if trainer.current_epoch == 1:
+            raise _Killed
+
+
+def _kill_after_first_task(run_dir: Path) -> None:
+    """Redo ``run_dir``'s fit in-process and stop it after task 0's checkpoint, as a kill would."""
+    args = json.loads((run_dir / experiment.ARGS_FILE).read_text())
+    shutil.rmtree(run_dir)
+    cli_ = make_cli(args[1:], run=False)
+    cli_.trainer.callbacks.append(_KillAtSecondTask())
+    with pytest.raises(_Killed):
+        cli_.trainer.fit(cli_.model, datamodule=cli_.datamodule)
+
+
+def test_grid_runs_resumes_and_reports(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                       capsys: pytest.CaptureFixture) -> None:
+    path = _write_spec(tmp_path)
+    runs, results = tmp_path / "runs", tmp_path / "results"
+    experiment.main(["--config", str(path), "--workers", "2"])
+    dirs = sorted(p.parent.relative_to(runs).as_posix() for p in runs.glob("*/seed_*/metrics.json"))
+    assert dirs == ["fast/seed_0", "fast/seed_1", "slow/seed_0", "slow/seed_1"]
+    for d in dirs:
+        assert json.loads((runs / d / "metrics.json").read_text())["complete"] is True
+        assert (runs / d / "checkpoints" / "last.ckpt").is_file() and list((runs / d).glob("events.*"))
+        assert "--data.seed" in (runs / d / "run.log").read_text().splitlines()[0]
+    perms = [torch.load(runs / f"fast/seed_{s}/permutations.pt") for s in (0, 1)]
+    assert not torch.equal(perms[0], perms[1])                      # new permutations per seed
+    assert torch.equal(perms[0], torch.load(runs / "slow/seed_0/permutations.pt"))
+    for name in ("aggregate.json", "curves.csv", "final.csv", "table.md", "results.md", "tiny.png"):
+        assert (results / name).stat().st_size > 0
+    assert (runs / "aggregate.json").is_file()
+    agg = json.loads((results / "aggregate.json").read_text())
+    assert agg["variants"]["fast"]["final"]["final_avg_acc"]["n"] == 2
+    assert "fast beats slow" in (results / "results.md").read_text()
+
+    before = _mtimes(runs)
+    experiment.main(["--config", str(path), "--workers", "2"])      # re-invocation: nothing re-runs
+    assert _mtimes(runs) == before
+    assert "0 to run" in capsys.readouterr().err
+
+    killed = runs / "slow" / "seed_1"                                # a run killed after task 0
+    uninterrupted = json.loads((killed / "metrics.json").read_text())
+    _kill_after_first_task(killed)
+    assert json.loads((killed / "metrics.json").read_text())["tasks_done"] == 1
+    before = _mtimes(runs)
+    experiment.main(["--config", str(path), "--workers", "2"])
+    after = _mtimes(runs)
+    assert [k for k in after if after[k] != before[k]] == [str(killed / "metrics.json")]
+    assert "--ckpt_path last" in (killed / "run.log").read_text().splitlines()[0]
+    assert json.loads((killed / "metrics.json").read_text()) == uninterrupted
+
+    # report: from saved results only, training made impossible
+    monkeypatch.setattr(subprocess, "Popen", lambda *a, **k: pytest.fail("report started a process"))
+    monkeypatch.setattr("cl_attractors.config.make_cli", lambda *a, **k: pytest.fail("report trained"))
+    for f in results.iterdir():
+        f.unlink()
+    experiment.report_main(["--config", str(path)])
+    assert {p.name for p in results.iterdir()} >= {"aggregate.json", "curves.csv", "results.md", "tiny.png"}
+    assert json.loads((results / "aggregate.json").read_text()) == agg
+
+    weights = _write_spec(tmp_path, name="tinyw", kind="weights", results_dir=str(tmp_path / "w"),
+                          ymax={"slow": 5.0},
+                          claims=[{"text": "one mode", "type": "modes", "variant": "fast", "paper": [0.0],
+                                   "tol": 0.5}])
+    experiment.report_main(["--config", str(weights)])
+    w = tmp_path / "w"
+    assert (w / "tinyw.png").is_file() and (w / "tinyw_hist.csv").is_file()
+    assert set(json.loads((w / "tinyw_modes.json").read_text())) == {"fast", "slow"}
+    assert "one mode" in (w / "results.md").read_text()
+
+
+def test_failed_run_is_reported_and_others_finish(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    path = _write_spec(tmp_path, variants={"broken": ["--model.hidden_sizes", "[0]"]}, seeds=[0])
+    with pytest.raises(SystemExit) as exit_info:
+        experiment.main(["--config", str(path), "--workers", "1"])
+    assert exit_info.value.code == 1
+    log = (tmp_path / "runs" / "broken" / "seed_0" / "run.log").read_text()
+    assert "hidden_sizes[0]=0 is not allowed" in log
+    err = capsys.readouterr().err
+    assert "FAILED" in err and "1 failed" in err
+    assert (tmp_path / "results" / "results.md").is_file()

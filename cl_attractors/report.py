@@ -55,6 +55,14 @@ def render_plasticity(spec: ExperimentSpec) -> str:
     text = (f"Plasticity f for φ from `{path}`: {', '.join(f'{k}={v:g}' for k, v in shown.items())}.\n\n"
             f"Measured on [{lo}, {hi}]: minimum f = {measured['f_min']:.4g} at w = {measured['argmin_w']:.4g}; "
             f"f = {measured['f_far']:.4g} far from the dip (w = {lo}).\n")
+    expect = spec.options.get("expect")
+    if expect:
+        holds = (abs(measured["f_far"] - expect["plateau"]) <= expect["plateau_tol"]
+                 and measured["f_min"] <= expect["dip_max"]
+                 and abs(measured["argmin_w"] - expect["dip_at"]) <= expect["dip_tol"])
+        text += (f"\nPaper: \"{expect['text']}\" — plateau {expect['plateau']} ± {expect['plateau_tol']}, "
+                 f"dip to ≤ {expect['dip_max']} at {expect['dip_at']} ± {expect['dip_tol']}: "
+                 f"**{'holds' if holds else 'does not hold'}**.\n")
     return text
 
 

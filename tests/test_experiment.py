@@ -245,3 +245,35 @@ def test_failed_run_is_reported_and_others_finish(tmp_path: Path, capsys: pytest
     err = capsys.readouterr().err
     assert "FAILED" in err and "1 failed" in err
     assert (tmp_path / "results" / "results.md").is_file()
+
+
+def test_fig1b_plasticity_is_a_pure_plot(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(subprocess, "Popen", lambda *a, **k: pytest.fail("fig1b started a process"))
+    experiment.main(["--config", "configs/experiment/fig1b.yaml", "--results_dir", str(tmp_path)])
+    data = json.loads((tmp_path / "fig1b.json").read_text())
+    assert data["argmin_w"] == pytest.approx(data["params"]["a1"], abs=1e-3) and data["f_min"] < 1e-3
+    assert (tmp_path / "fig1b.png").stat().st_size > 0 and (tmp_path / "fig1b.csv").is_file()
+    assert "**holds**" in (tmp_path / "results.md").read_text()
+
+
+def test_shared_sweep_report_from_saved_metrics(tmp_path: Path) -> None:
+    """Fig. 4-style sweep rendered from metrics.json files alone (sticky helps until 0.5 here)."""
+    path = _write_spec(tmp_path, name="sweep", kind="shared", seeds=[0, 1, 2],
+                       variants={"control": [], "sticky": ["--model.optimizer.init_args.lr", "0.01"]},
+                       sweep={"flag": "--data.shared_fraction", "values": [0.0, 0.5]},
+                       claims=[{"text": "until 0.5", "type": "benefit_until", "better": "sticky",
+                                "worse": "control", "paper": 0.5}])
+    for x, gain in ((0.0, 0.1), (0.5, -0.02)):
+        for s in range(3):
+            for group, acc in (("control", 0.6 + 0.01 * s), ("sticky", 0.6 + gain + 0.012 * s)):
+                run = tmp_path / "runs" / f"{group}_shared_fraction{x}" / f"seed_{s}"
+                run.mkdir(parents=True)
+                (run / "metrics.json").write_text(json.dumps(_metrics([0.9, acc], [None, acc], [0.9, 0.9], -0.1)))
+    experiment.report_main(["--config", str(path)])
+    results = tmp_path / "results"
+    agg = json.loads((results / "aggregate.json").read_text())
+    assert agg["variants"]["sticky_shared_fraction0.0"]["x"] == 0.0
+    assert agg["variants"]["sticky_shared_fraction0.0"]["final"]["final_avg_acc"]["mean"] == pytest.approx(0.712)
+    assert (results / "sweep.png").stat().st_size > 0
+    assert "benefit first lost at 0.5" in (results / "results.md").read_text()
+    assert "**holds**" in (results / "results.md").read_text()

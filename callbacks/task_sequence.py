@@ -19,7 +19,7 @@ import torch
 from lightning.pytorch.loggers import TensorBoardLogger
 
 from cl_attractors import metrics
-from cl_attractors.io import matrix_to_csv, save_tensor, write_json, write_text
+from cl_attractors.io import ensure_writable, matrix_to_csv, save_tensor, write_json, write_text
 
 
 class TaskSequence(pl.Callback):
@@ -45,10 +45,13 @@ class TaskSequence(pl.Callback):
         dm = trainer.datamodule
         trainer.fit_loop.max_epochs = dm.num_tasks * dm.epochs_per_task
         trainer.check_val_every_n_epoch = dm.epochs_per_task
+        trainer.reload_dataloaders_every_n_epochs = 1  # the training data follows the task
         if self.A is None:
             self.A = torch.full((dm.num_tasks, dm.num_tasks), math.nan, dtype=torch.float64)
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.is_global_zero:
+            ensure_writable(Path(trainer.log_dir or trainer.default_root_dir))
         # after a checkpoint restore: evaluate the untrained network only once, and fully
         trainer.num_sanity_val_steps = 0 if self.initial is not None else math.inf
 

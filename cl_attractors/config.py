@@ -18,6 +18,7 @@ from lightning.pytorch.cli import LightningCLI
 
 from callbacks.task_sequence import TaskSequence
 from cl_attractors.data import PermutedMNIST
+from cl_attractors.io import ensure_writable
 from cl_attractors.module import CLModule
 
 
@@ -82,6 +83,7 @@ class CLI(LightningCLI):
         run_dir = cfg.get("run_dir")
         if run_dir:
             run_dir = Path(run_dir)
+            ensure_writable(run_dir)
             cfg.trainer.logger = Namespace(
                 class_path="lightning.pytorch.loggers.TensorBoardLogger",
                 init_args=Namespace(save_dir=str(run_dir.parent), name="", version=run_dir.name,

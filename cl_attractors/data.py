@@ -3,7 +3,8 @@
 Each split is held once as a ``[n, 784]`` tensor. A batch is ``x[idx]`` with the task's pixel
 permutation applied per batch, so no per-sample ``__getitem__`` runs. Permutations and per-task
 shuffles come from dedicated seeded generators, never the global RNG: the shuffle order of an
-epoch depends only on ``(seed, task, epoch)``, so a resumed run sees the same batches.
+epoch depends only on ``(seed, task, epoch)``, so a resumed run sees the same batches. The
+training dataloader follows the trainer's epoch (task = epoch // epochs_per_task).
 """
 
 from __future__ import annotations
@@ -60,20 +61,6 @@ class TaskBatches:
             else:
                 idx = self.order[start:start + self.batch_size]
                 yield self.x[idx].index_select(1, self.perm), self.y[idx]
-
-
-class _TrainStream:
-    """Training batches of whichever task the trainer's current epoch belongs to."""
-
-    def __init__(self, dm: PermutedMNIST) -> None:
-        self.dm = dm
-
-    def __len__(self) -> int:
-        return math.ceil(self.dm.num_train / self.dm.batch_size)
-
-    def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
-        epoch = self.dm.trainer.current_epoch if self.dm.trainer is not None else 0
-        return iter(self.dm.train_batches(*divmod(epoch, self.dm.epochs_per_task)))
 
 
 class PermutedMNIST(pl.LightningDataModule):
@@ -173,9 +160,15 @@ class PermutedMNIST(pl.LightningDataModule):
         idx = torch.randperm(len(y), generator=generator)[:n]
         return x[idx].index_select(1, self.permutations[task]), y[idx]
 
-    def train_dataloader(self) -> _TrainStream:
+    def train_dataloader(self) -> TaskBatches:
+        """Batches of the task that the trainer's current epoch belongs to.
+
+        Needs ``trainer.reload_dataloaders_every_n_epochs = 1`` (the task-sequence callback sets
+        it): Lightning then asks again every epoch, after a resume too, with the right epoch.
+        """
         self.setup()
-        return _TrainStream(self)
+        epoch = self.trainer.current_epoch if self.trainer is not None else 0
+        return self.train_batches(*divmod(epoch, self.epochs_per_task))
 
     def val_dataloader(self) -> list[TaskBatches]:
         self.setup()

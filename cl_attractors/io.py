@@ -41,6 +41,20 @@ def save_tensor(path: Path, obj: Any) -> None:
     _atomic(path, lambda fh: torch.save(obj, fh), binary=True)
 
 
+def ensure_writable(run_dir: Path) -> None:
+    """Create ``run_dir`` and check that files can be written there, or raise a one-line OSError."""
+    run_dir = Path(run_dir)
+    blocker = next((p for p in (run_dir, *run_dir.parents) if p.exists() and not p.is_dir()), None)
+    if blocker is not None:
+        raise OSError(f"output directory {run_dir} cannot be created: {blocker} is a file")
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        write_text(run_dir / ".write_test", "ok\n")
+        (run_dir / ".write_test").unlink()
+    except OSError as err:
+        raise OSError(f"output directory {run_dir} is not writable ({err.strerror or err})") from None
+
+
 def matrix_to_csv(A: torch.Tensor) -> str:
     """CSV of A with a header: row i = evaluated task, column j = after training task j."""
     n = A.shape[0]

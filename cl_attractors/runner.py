@@ -7,6 +7,7 @@ workers and keeps every finished run (their task-boundary checkpoints make them 
 
 from __future__ import annotations
 
+import fcntl
 import os
 import queue
 import subprocess
@@ -66,22 +67,30 @@ class GridRunner:
             if self.stop.is_set():
                 return Outcome(run, -1, "not started (interrupted)")
             run.run_dir.mkdir(parents=True, exist_ok=True)
-            log = run.run_dir / "run.log"
-            with open(log, "w") as fh:
-                fh.write(" ".join(["python", "cli.py", *run.command()]) + "\n")
-                fh.flush()
-                proc = subprocess.Popen([sys.executable, str(CLI), *run.command()], stdout=fh,
-                                        stderr=subprocess.STDOUT, env=worker_env(gpu),
-                                        cwd=Path.cwd(), start_new_session=True)
-                with self.lock:
-                    self.procs.add(proc)
-                code = proc.wait()
-                with self.lock:
-                    self.procs.discard(proc)
-            ok = code == 0 and run.complete
-            return Outcome(run, 0 if ok else (code or 1), "" if ok else _tail(log))
+            with open(run.run_dir / ".lock", "w") as lock:
+                try:
+                    fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    return Outcome(run, 1, "another experiment process is running this run")
+                return self._spawn(run, gpu)
         finally:
             self.slots.put(gpu)
+
+    def _spawn(self, run: Run, gpu: int | None) -> Outcome:
+        log = run.run_dir / "run.log"
+        with open(log, "w") as fh:
+            fh.write(" ".join(["python", "cli.py", *run.command()]) + "\n")
+            fh.flush()
+            proc = subprocess.Popen([sys.executable, str(CLI), *run.command()], stdout=fh,
+                                    stderr=subprocess.STDOUT, env=worker_env(gpu),
+                                    cwd=Path.cwd(), start_new_session=True)
+            with self.lock:
+                self.procs.add(proc)
+            code = proc.wait()
+            with self.lock:
+                self.procs.discard(proc)
+        ok = code == 0 and run.complete
+        return Outcome(run, 0 if ok else (code or 1), "" if ok else _tail(log))
 
     def kill_all(self) -> None:
         """Stop starting runs and end every running worker (terminate, then kill)."""

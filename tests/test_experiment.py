@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import math
 import shutil
@@ -277,3 +278,15 @@ def test_shared_sweep_report_from_saved_metrics(tmp_path: Path) -> None:
     assert (results / "sweep.png").stat().st_size > 0
     assert "benefit first lost at 0.5" in (results / "results.md").read_text()
     assert "**holds**" in (results / "results.md").read_text()
+
+
+def test_run_held_by_another_process_is_not_started_twice(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    path = _write_spec(tmp_path, seeds=[0], variants={"fast": []})
+    run_dir = tmp_path / "runs" / "fast" / "seed_0"
+    run_dir.mkdir(parents=True)
+    with open(run_dir / ".lock", "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        with pytest.raises(SystemExit):
+            experiment.main(["--config", str(path)])
+    assert "another experiment process is running this run" in capsys.readouterr().err
+    assert not (run_dir / "run.log").exists()

@@ -18,6 +18,7 @@ Paths are relative to the working directory (the repository root).
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from dataclasses import dataclass, field
@@ -57,8 +58,6 @@ class Run:
 
 def is_complete(run_dir: Path) -> bool:
     """Whether ``run_dir/metrics.json`` exists and has ``"complete": true``."""
-    import json
-
     try:
         return json.loads((Path(run_dir) / "metrics.json").read_text()).get("complete") is True
     except (OSError, ValueError):
@@ -207,4 +206,5 @@ def default_workers() -> tuple[int, list[int] | None]:
     gpus = torch.cuda.device_count()
     if gpus:
         return gpus, list(range(gpus))
-    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1), None
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, cores or 1), None

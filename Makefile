@@ -4,7 +4,7 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-RUN_CONFIG ?= configs/experiment/vanilla.yaml
+RUN_CONFIG ?= configs/experiment/sticky.yaml
 
 .PHONY: setup run test test-all bench
 

@@ -101,6 +101,20 @@ def load_torchvision(source: str, data_dir: str | None, download: bool, val_size
     if not data_dir:
         raise DataError(f"data.data_dir is required for data.source={source!r}; "
                         "give the directory that holds (or will hold) the dataset")
+    if _idx_file(Path(data_dir), "train-images-idx3-ubyte") is not None:
+        (x_raw, y_raw), (x_test_raw, y_test) = _read_idx_dir(Path(data_dir))
+    else:
+        (x_raw, y_raw), (x_test_raw, y_test) = _read_torchvision(source, data_dir, download)
+    x = x_raw.reshape(len(x_raw), -1).float().div_(255)
+    if not 0 < val_size < len(x):
+        raise DataError(f"data.val_size={val_size} is not allowed; use 1..{len(x) - 1}")
+    order = torch.randperm(len(x), generator=torch.Generator().manual_seed(split_seed))
+    val, tr = order[:val_size], order[val_size:]
+    x_test = x_test_raw.reshape(len(x_test_raw), -1).float().div_(255)
+    return Splits(x[tr], y_raw[tr], x[val], y_raw[val], x_test, y_test)
+
+
+def _read_torchvision(source: str, data_dir: str, download: bool) -> tuple[tuple[Tensor, Tensor], ...]:
     from torchvision import datasets
 
     cls = getattr(datasets, TORCHVISION_SOURCES[source])
@@ -110,17 +124,32 @@ def load_torchvision(source: str, data_dir: str | None, download: bool, val_size
     except RuntimeError as err:
         raise DataError(
             f"data.data_dir={data_dir!r} has no usable {cls.__name__} files ({err}); expected "
-            f"{data_dir}/{cls.__name__}/raw/*-ubyte*: download them with --data.download true "
-            "when online, or copy them there"
+            f"{data_dir}/{cls.__name__}/raw/*-ubyte* or the IDX files directly in {data_dir}: "
+            "download them with --data.download true when online, or copy them there"
         ) from None
-    x = train.data.reshape(len(train.data), -1).float().div_(255)
-    if not 0 < val_size < len(x):
-        raise DataError(f"data.val_size={val_size} is not allowed; use 1..{len(x) - 1}")
-    order = torch.randperm(len(x), generator=torch.Generator().manual_seed(split_seed))
-    val, tr = order[:val_size], order[val_size:]
-    y = train.targets.long()
-    x_test = test.data.reshape(len(test.data), -1).float().div_(255)
-    return Splits(x[tr], y[tr], x[val], y[val], x_test, test.targets.long())
+    return (train.data, train.targets.long()), (test.data, test.targets.long())
+
+
+def _idx_file(folder: Path, stem: str) -> Path | None:
+    return next((p for p in (folder / stem, folder / f"{stem}.gz") if p.is_file()), None)
+
+
+def _read_idx_dir(folder: Path) -> tuple[tuple[Tensor, Tensor], ...]:
+    """Images and labels of a flat folder of IDX files (e.g. Debian's dataset-fashion-mnist)."""
+    def read(stem: str) -> Tensor:
+        path = _idx_file(folder, stem)
+        if path is None:
+            raise DataError(f"data.data_dir={str(folder)!r} lacks {stem}[.gz] next to the other IDX files")
+        raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+        ndim = raw[3]
+        shape = np.frombuffer(raw, dtype=">i4", count=ndim, offset=4)
+        data = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim)
+        if data.size != int(np.prod(shape)):
+            raise DataError(f"IDX file {path} is truncated: {data.size} values for shape {tuple(shape)}")
+        return torch.from_numpy(data.reshape(tuple(shape)).copy())
+
+    return ((read("train-images-idx3-ubyte"), read("train-labels-idx1-ubyte").long()),
+            (read("t10k-images-idx3-ubyte"), read("t10k-labels-idx1-ubyte").long()))
 
 
 def make_synthetic(n_train: int, features: int = 784, classes: int = 10, seed: int = 0) -> Splits:

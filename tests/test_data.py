@@ -166,3 +166,21 @@ def test_bad_data_arguments_raise_one_line_errors(kwargs: dict, field: str) -> N
     with pytest.raises(DataError) as err:
         PermutedMNIST(**kwargs)
     assert field in str(err.value) and "\n" not in str(err.value)
+
+
+def test_flat_folder_of_gzipped_idx_files_is_read(tmp_path: Path) -> None:
+    """The layout of Debian's dataset-fashion-mnist (/usr/share/datasets/fashion-mnist)."""
+    rng = np.random.default_rng(1)
+
+    def idx(name: str, arr: np.ndarray, magic: int) -> None:
+        header = np.array([magic, *arr.shape], dtype=">i4").tobytes()
+        (tmp_path / f"{name}.gz").write_bytes(gzip.compress(header + arr.astype(np.uint8).tobytes()))
+
+    idx("train-images-idx3-ubyte", rng.integers(0, 256, (25, 28, 28)), 2051)
+    idx("train-labels-idx1-ubyte", rng.integers(0, 10, (25,)), 2049)
+    idx("t10k-images-idx3-ubyte", rng.integers(0, 256, (5, 28, 28)), 2051)
+    with pytest.raises(DataError, match="t10k-labels-idx1-ubyte"):
+        load_torchvision("fashion_mnist", str(tmp_path), False, val_size=5, split_seed=0)
+    idx("t10k-labels-idx1-ubyte", rng.integers(0, 10, (5,)), 2049)
+    s = load_torchvision("fashion_mnist", str(tmp_path), False, val_size=5, split_seed=0)
+    assert s.x_train.shape == (20, 784) and s.x_test.shape == (5, 784) and s.y_test.dtype == torch.int64

@@ -17,7 +17,7 @@ import optuna
 import yaml
 from optuna.trial import FrozenTrial, TrialState
 
-from cl_attractors.io import write_text
+from cl_attractors.io import write_json, write_text
 from cl_attractors.tune_objective import MethodInfo
 
 COLUMNS = ["number", "state", "eq2", "eq2_weighted_mean", "final_avg_acc", "tasks_done", "duration_s"]
@@ -82,10 +82,20 @@ def best_method_yaml(best: FrozenTrial, method: MethodInfo, study_name: str) -> 
     return header + body
 
 
+def trial_records(study: optuna.Study) -> list[dict[str, Any]]:
+    """Every trial in full (φ, A, reported partial Eq. 2 per step, reasons): ``trials.json``."""
+    return [{"number": t.number, "state": t.state.name, "value": t.value, "params": t.params,
+             "intermediate_values": t.intermediate_values, "user_attrs": t.user_attrs,
+             "duration_s": t.duration.total_seconds() if t.duration else None}
+            for t in study.get_trials(deepcopy=False)]
+
+
 def write_tables(study: optuna.Study, out_dir: Path, method: MethodInfo) -> None:
-    """(Re)write ``trials.csv``, ``top_trials.md`` and, once a trial completed, ``best_method.yaml``."""
+    """(Re)write ``trials.csv``, ``trials.json``, ``top_trials.md`` and, once a trial completed,
+    ``best_method.yaml``."""
     rows = trial_rows(study)
     write_text(out_dir / "trials.csv", _csv(rows))
+    write_json(out_dir / "trials.json", trial_records(study))
     write_text(out_dir / "top_trials.md", f"# Study {study.study_name}: top trials by Eq. 2\n\n"
                + top_table(rows))
     complete = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))

@@ -63,7 +63,7 @@ def test_two_trial_search_completes_and_exports_a_loadable_method(tmp_path: Path
     best = yaml.safe_load((out / "best_method.yaml").read_text())
     assert best["init_args"]["a1"] == study.best_trial.params["a1"]
     assert best["class_path"].endswith("StickyGradient")
-    assert {"trials.csv", "top_trials.md", "optimization_history.png", "slice.png"} <= \
+    assert {"trials.csv", "trials.json", "top_trials.md", "optimization_history.png", "slice.png"} <= \
         {p.name for p in out.iterdir()}
     run = tiny_args(tmp_path / "refit", "--model.method", str(out / "best_method.yaml"))
     refit = make_cli(run)

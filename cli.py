@@ -11,6 +11,7 @@ Bad input ends with one line ``error: ...`` and exit status 2, never a traceback
 
 from __future__ import annotations
 
+import re
 import sys
 from argparse import ArgumentError
 from collections.abc import Callable, Sequence
@@ -53,9 +54,21 @@ def print_outcome(cli: object) -> None:
     print(f"outputs and TensorBoard logs: {trainer.log_dir}   (tensorboard --logdir {trainer.log_dir})")
 
 
+OURS = re.compile(r"[\w.\[\]]+=\S.*? is not allowed; use .*?(?= - |$)")
+PARSER_KEY = re.compile(r'Parser key "([^"]+)":\s*')
+
+
 def one_line(err: BaseException) -> str:
-    """The error's message folded onto one line (parser messages span several)."""
+    """The error's message on one line: our own message if the parser wrapped one, else the
+    innermost parser complaint prefixed by its full key (parser messages span many lines)."""
     text = " ".join(line.strip() for line in str(err).splitlines() if line.strip())
+    ours = OURS.search(text)
+    if ours:
+        return ours.group(0)
+    keys = PARSER_KEY.findall(text)
+    if len(keys) > 1:
+        inner = PARSER_KEY.split(text)[-1].split(" - ")[0].strip()
+        return f"{'.'.join(keys)}: {inner}"
     return text or type(err).__name__
 
 

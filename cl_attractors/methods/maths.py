@@ -6,6 +6,7 @@ in :mod:`cl_attractors.methods.kernels`. No Lightning import here.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Literal
 
 import torch
@@ -156,7 +157,8 @@ def fisher_diagonal(model: nn.Module, params: dict[str, Tensor], x: Tensor, y: T
     return _weighted_squared_grads(model, detached, x, y, weights, chunk_size)
 
 
-def _sample_loss(model: nn.Module) -> callable:
+def _sample_loss(model: nn.Module) -> Callable[[dict[str, Tensor], Tensor, Tensor], Tensor]:
+    """Cross-entropy of one sample, as a function of the parameters (for ``grad``)."""
     def loss(params: dict[str, Tensor], x: Tensor, y: Tensor) -> Tensor:
         return F.cross_entropy(functional_call(model, params, (x.unsqueeze(0),)), y.unsqueeze(0))
     return loss

@@ -84,7 +84,7 @@ class StickyGradient(CLMethod):
             with torch.no_grad():
                 for p in self._init_targets(targets):
                     p.normal_(self.mu, self.sigma)
-        names = ["s", "f", "u"] + (["old"] if self.gate_update else [])
+        names = (["s", "f", "u"] if self.sticky or self.l1 else []) + (["old"] if self.gate_update else [])
         for i, p in enumerate(targets):
             for name in names:
                 self.register_buffer(f"_{name}{i}", torch.zeros_like(p), persistent=False)

@@ -93,15 +93,16 @@ def _parse_param(name: str, spec: Any) -> Param:
         if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
             raise ConfigError(f"{field}.{key}={value!r} is not allowed; use a finite number")
     if low >= high:
-        raise ConfigError(f"{field}: low={low} >= high={high} is not allowed; use low < high")
+        raise ConfigError(f"{field}.low={low} >= high={high} is not allowed; use low < high")
     log, is_int = spec.get("log", True), spec.get("int", False)
     if not isinstance(log, bool) or not isinstance(is_int, bool):
-        raise ConfigError(f"{field}: log={log!r}, int={is_int!r} is not allowed; use true or false")
+        raise ConfigError(f"{field}.log={log!r}, int={is_int!r} is not allowed; use true or false")
     if log and low <= 0:
-        raise ConfigError(f"{field}: log range with low={low} <= 0 is not allowed; "
+        raise ConfigError(f"{field}.low={low} <= 0 with log: true is not allowed; "
                           "use low > 0 or log: false")
     if is_int and (low != int(low) or high != int(high)):
-        raise ConfigError(f"{field}: int range [{low}, {high}] is not allowed; use integer bounds")
+        raise ConfigError(f"{field}.int=true with low={low}, high={high} is not allowed; "
+                          "use integer bounds")
     return Range(float(low), float(high), log, is_int)
 
 

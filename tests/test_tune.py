@@ -107,8 +107,8 @@ def test_a_pruned_trial_keeps_its_partial_matrix(tmp_path: Path) -> None:
 @pytest.mark.parametrize(("change", "message"), [
     ({"space": {"a1": {"low": 0.1, "high": 1.0}, "alpha": {"low": 1, "high": 2}}},
      "unknown parameter(s) ['alpha']"),
-    ({"space": {"a1": {"low": 5.0, "high": 1.0}}}, "low=5.0 >= high=1.0"),
-    ({"space": {"zeta": {"low": 0.0, "high": 1.0e-3}}}, "log range with low=0.0 <= 0"),
+    ({"space": {"a1": {"low": 5.0, "high": 1.0}}}, "search.space.a1.low=5.0 >= high=1.0 is not allowed"),
+    ({"space": {"zeta": {"low": 0.0, "high": 1.0e-3}}}, "search.space.zeta.low=0.0 <= 0 with log: true is not allowed"),
     ({"n_trials": 0}, "search.n_trials=0 is not allowed"),
     ({"storage": "nosuchdb://x/y"}, "search.storage='nosuchdb://x/y' cannot be opened"),
     ({"storage": "sqlite:////nonexistent/dir/study.db"}, "cannot be opened"),
@@ -160,3 +160,16 @@ def test_a_killed_workers_running_trial_is_failed_and_requeued_with_its_phi(tmp_
     trials = load(tmp_path).get_trials()
     assert [t.state for t in trials] == [TrialState.FAIL, TrialState.COMPLETE]
     assert trials[1].params == killed.params and trials[1].system_attrs["failed_trial"] == 0
+
+
+def test_two_threads_share_one_study(tmp_path: Path) -> None:
+    threads = torch.get_num_threads()
+    try:
+        tune.main(["--config", str(write_search(tmp_path)), "--n_jobs", "2"])
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(threads)
+    trials = load(tmp_path).get_trials()
+    assert sorted(t.number for t in trials) == [0, 1]
+    assert all(t.state == TrialState.COMPLETE for t in trials)
+    assert len({t.user_attrs["run_dir"] for t in trials}) == 2

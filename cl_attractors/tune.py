@@ -30,7 +30,8 @@ from cl_attractors.tune_objective import Objective, probe_method
 from cl_attractors.tune_report import write_plots, write_tables
 
 COUNTED = (TrialState.COMPLETE, TrialState.PRUNED)
-SAMPLER_KEYS = {"seed", "n_startup_trials", "multivariate", "constant_liar", "group", "n_ei_candidates"}
+BOOL_KEYS = ("multivariate", "constant_liar", "group")
+SAMPLER_KEYS = {"seed", "n_startup_trials", "n_ei_candidates", *BOOL_KEYS}
 PRUNERS = {"median": optuna.pruners.MedianPruner, "none": optuna.pruners.NopPruner}
 TOP_KEYS = {"fit", "space", "sampler", "pruner", "heartbeat", "n_trials", "study_name", "storage",
             "out_dir"}
@@ -99,9 +100,9 @@ def load_search(argv: Sequence[str]) -> Search:
     return search
 
 
-def _check_int(name: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigError(f"search.{name}={value!r} is not allowed; use an integer >= 1")
+def _check_int(name: str, value: Any, minimum: int = 1) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ConfigError(f"search.{name}={value!r} is not allowed; use an integer >= {minimum}")
 
 
 def make_sampler(opts: dict[str, Any], offset: int) -> optuna.samplers.TPESampler:
@@ -110,12 +111,24 @@ def make_sampler(opts: dict[str, Any], offset: int) -> optuna.samplers.TPESample
     if opts.keys() - SAMPLER_KEYS:
         raise ConfigError(f"search.sampler has unknown keys {sorted(opts.keys() - SAMPLER_KEYS)}; "
                           f"allowed: {sorted(SAMPLER_KEYS)}")
+    for key, value in opts.items():
+        if not _sampler_value_ok(key, value):
+            raise ConfigError(f"search.sampler.{key}={value!r} is not allowed; use "
+                              f"{'true or false' if key in BOOL_KEYS else 'an integer >= 0'}")
     opts = dict(opts)
     if opts.get("seed") is not None:
-        opts["seed"] = int(opts["seed"]) + offset
+        opts["seed"] += offset
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         return optuna.samplers.TPESampler(**opts)
+
+
+def _sampler_value_ok(key: str, value: Any) -> bool:
+    if key in BOOL_KEYS:
+        return isinstance(value, bool)
+    if key == "seed" and value is None:
+        return True
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
 def make_pruner(opts: dict[str, Any]) -> optuna.pruners.BasePruner:
@@ -137,6 +150,8 @@ def open_storage(url: str, heartbeat: dict[str, int]) -> optuna.storages.RDBStor
     if unknown:
         raise ConfigError(f"search.heartbeat has unknown keys {sorted(unknown)}; "
                           "allowed: interval, grace_period, max_retry")
+    for key, value in heartbeat.items():
+        _check_int(f"heartbeat.{key}", value, 0 if key == "max_retry" else 1)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         retry = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=heartbeat.get("max_retry", 1))

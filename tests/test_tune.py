@@ -113,6 +113,8 @@ def test_a_pruned_trial_keeps_its_partial_matrix(tmp_path: Path) -> None:
     ({"storage": "nosuchdb://x/y"}, "search.storage='nosuchdb://x/y' cannot be opened"),
     ({"storage": "sqlite:////nonexistent/dir/study.db"}, "cannot be opened"),
     ({"pruner": {"type": "hyperband"}}, "search.pruner.type='hyperband' is not allowed"),
+    ({"sampler": {"multivariate": "yes"}}, "search.sampler.multivariate='yes' is not allowed"),
+    ({"heartbeat": {"interval": 0}}, "search.heartbeat.interval=0 is not allowed"),
 ])
 def test_bad_input_is_one_line_before_any_trial(tmp_path: Path, capsys: pytest.CaptureFixture,
                                                 change: dict, message: str) -> None:

@@ -97,6 +97,7 @@ def main() -> None:
     gen = torch.Generator().manual_seed(0)
     batches = [(torch.rand(50, 784, generator=gen), torch.randint(0, 10, (50,), generator=gen))
                for _ in range(8)]
+    load_before = os.getloadavg()[0]
     runs, compile_s = {}, {}
     for name, factory in variants(not args.no_compile).items():
         torch.manual_seed(0)
@@ -121,6 +122,8 @@ def main() -> None:
         "step_ms": {n: round(statistics.median(t), 3) for n, t in times.items()},
         "ratio_to_vanilla": {n: round(r, 3) for n, r in ratios.items()},
         "warmup_s": compile_s, "targets": TARGETS,
+        # 1-min load average: ratios are only meaningful when it stays below the core count
+        "load_average": [round(load_before, 2), round(os.getloadavg()[0], 2)],
     }
     print(json.dumps(result, indent=2))
     out = ROOT / "benchmarks" / "results" / "methods.json"

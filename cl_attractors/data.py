@@ -18,6 +18,7 @@ import lightning.pytorch as pl
 import torch
 from torch import Tensor
 
+from cl_attractors.checks import require
 from cl_attractors.sources import SOURCES, TORCHVISION_SOURCES, DataError, Splits, load_embedded, \
     load_torchvision, make_synthetic
 
@@ -186,5 +187,4 @@ class PermutedMNIST(pl.LightningDataModule):
 
 
 def _check(ok: bool, field: str, value: object, allowed: str) -> None:
-    if not ok:
-        raise DataError(f"data.{field}={value!r} is not allowed; use {allowed}")
+    require(ok, f"data.{field}", value, allowed, DataError)

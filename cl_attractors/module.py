@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from lightning.pytorch.cli import OptimizerCallable
 from torch import Tensor, nn
 
+from cl_attractors.checks import require
 from cl_attractors.methods.base import CLMethod, Vanilla
 
 
@@ -46,8 +47,7 @@ class CLModule(pl.LightningModule):
                             ("log_every_n_steps", log_every_n_steps),
                             ("check_finite_every_n_steps", check_finite_every_n_steps),
                             *((f"hidden_sizes[{i}]", h) for i, h in enumerate(hidden_sizes))):
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"model.{name}={value!r} is not allowed; use an integer >= 1")
+            require(isinstance(value, int) and value >= 1, f"model.{name}", value, "an integer >= 1")
         self.save_hyperparameters(ignore=["method", "optimizer"])
         self.net = build_mlp(input_size, list(hidden_sizes), num_classes)
         self.method = method if method is not None else Vanilla()

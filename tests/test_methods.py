@@ -123,13 +123,13 @@ def test_online_ewc_keeps_decayed_fisher_and_one_anchor() -> None:
     method = EWC(mode="online", gamma_online=0.5, fisher_samples=16)
     net, opt = make(method)
     method.on_task_end(FakeModule(net), 0, FakeData())
-    first = [b.clone() for b in method._buffer_list("fisher_sum")]
+    first = [b.clone() for b in method.per_target("fisher_sum")]
     train(Vanilla(), net, opt, 3)
     method.on_task_end(FakeModule(net), 1, FakeData())
     x, y = FakeData().train_sample(1, 16, torch.Generator().manual_seed(1))
     new = fisher_diagonal(net, dict(net.named_parameters()), x, y, "empirical").values()
-    for f_sum, a_sum, f0, f1, p in zip(method._buffer_list("fisher_sum"),
-                                       method._buffer_list("anchor_sum"), first, new, net.parameters()):
+    for f_sum, a_sum, f0, f1, p in zip(method.per_target("fisher_sum"),
+                                       method.per_target("anchor_sum"), first, new, net.parameters()):
         assert torch.allclose(f_sum, 0.5 * f0 + f1, rtol=1e-5)
         assert torch.allclose(a_sum, f_sum * p.detach(), rtol=1e-5)
 
@@ -216,7 +216,7 @@ def test_si_consolidates_path_integral_and_pulls_back() -> None:
     net, opt = make(method)
     start = [p.detach().clone() for p in net.parameters()]
     train(method, net, opt, 6)
-    omega = [o.clone() for o in method._buffer_list("omega")]
+    omega = [o.clone() for o in method.per_target("omega")]
     assert any(o.abs().sum() > 0 for o in omega)
     method.on_task_end(FakeModule(net), 0, FakeData())
     importance = [o / ((p.detach() - s) ** 2 + 0.1) for o, p, s in zip(omega, net.parameters(), start)]

@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Any, Literal
 import torch
 from torch import nn
 
+from cl_attractors.checks import require
+
 if TYPE_CHECKING:
     import lightning.pytorch as pl
 
@@ -22,17 +24,21 @@ ParamSelection = Literal["all", "weights"]
 class CLMethod(nn.Module):
     """A continual-learning method plugged into training through hooks.
 
+    Per-target state is registered as buffers ``<name><i>`` (one per target ``i``) and read back
+    with :meth:`per_target`; integer attributes named in ``counters`` are checkpointed too.
+
     Args:
         params: which parameters the method acts on: ``"all"`` or ``"weights"`` (no biases).
         layers: indices of the linear layers it acts on (0 = first); ``None`` = every layer.
     """
 
+    counters: tuple[str, ...] = ()
+
     def __init__(self, params: ParamSelection = "all", layers: list[int] | None = None) -> None:
         super().__init__()
-        if params not in ("all", "weights"):
-            raise ValueError(f"method.params={params!r} is not allowed; use 'all' or 'weights'")
-        if layers is not None and any(i < 0 for i in layers):
-            raise ValueError(f"method.layers={layers!r} is not allowed; use indices >= 0 or null")
+        require(params in ("all", "weights"), "method.params", params, "'all' or 'weights'")
+        require(layers is None or all(i >= 0 for i in layers), "method.layers", layers,
+                "indices >= 0 or null")
         self.params = params
         self.layers = layers
         self._targets: list[nn.Parameter] = []
@@ -59,6 +65,17 @@ class CLMethod(nn.Module):
 
     def setup_state(self, targets: list[nn.Parameter]) -> None:
         """Allocate buffers sized like ``targets`` (override when the method has state)."""
+
+    def per_target(self, name: str) -> list[torch.Tensor]:
+        """The buffers ``<name>0, <name>1, ...`` registered for each target, in target order."""
+        return [self._buffers[f"{name}{i}"] for i in range(len(self._targets))]
+
+    def get_extra_state(self) -> dict[str, int]:
+        return {name: getattr(self, name) for name in self.counters}
+
+    def set_extra_state(self, state: dict[str, int]) -> None:
+        for name in self.counters:
+            setattr(self, name, state[name])
 
     # ---- hooks (no-ops) -------------------------------------------------------------------
     def on_task_start(self, module: pl.LightningModule, task: int) -> None:

@@ -9,7 +9,7 @@ from torch import Tensor, nn
 
 from cl_attractors.methods import kernels
 from cl_attractors.methods.base import CLMethod, ParamSelection
-from cl_attractors.methods.checks import require
+from cl_attractors.checks import require
 from cl_attractors.methods.maths import FISHER_ESTIMATORS, FisherEstimator, fisher_diagonal
 
 
@@ -36,18 +36,20 @@ class EWC(CLMethod):
         layers: linear-layer indices (``None`` = all).
     """
 
+    counters = ("tasks_consolidated",)
+
     def __init__(self, lam: float = 1000.0, fisher: FisherEstimator = "empirical",
                  mode: Literal["separate", "online"] = "separate", gamma_online: float = 1.0,
                  fisher_samples: int = 1000, fisher_chunk: int = 32, seed: int = 0,
                  compile: bool = False, params: ParamSelection = "all",
                  layers: list[int] | None = None) -> None:
         super().__init__(params=params, layers=layers)
-        require(lam >= 0, "lam", lam, "a number >= 0")
-        require(fisher in FISHER_ESTIMATORS, "fisher", fisher, f"one of {list(FISHER_ESTIMATORS)}")
-        require(mode in ("separate", "online"), "mode", mode, "'separate' or 'online'")
-        require(0 <= gamma_online <= 1, "gamma_online", gamma_online, "a number in [0, 1]")
-        require(fisher_samples >= 1, "fisher_samples", fisher_samples, "an integer >= 1")
-        require(fisher_chunk >= 1, "fisher_chunk", fisher_chunk, "an integer >= 1")
+        require(lam >= 0, "method.lam", lam, "a number >= 0")
+        require(fisher in FISHER_ESTIMATORS, "method.fisher", fisher, f"one of {list(FISHER_ESTIMATORS)}")
+        require(mode in ("separate", "online"), "method.mode", mode, "'separate' or 'online'")
+        require(0 <= gamma_online <= 1, "method.gamma_online", gamma_online, "a number in [0, 1]")
+        require(fisher_samples >= 1, "method.fisher_samples", fisher_samples, "an integer >= 1")
+        require(fisher_chunk >= 1, "method.fisher_chunk", fisher_chunk, "an integer >= 1")
         self.lam, self.fisher, self.mode, self.gamma_online = lam, fisher, mode, gamma_online
         self.fisher_samples, self.fisher_chunk, self.seed = fisher_samples, fisher_chunk, seed
         self.pull = kernels.maybe_compile(kernels.pull_, compile)
@@ -58,22 +60,13 @@ class EWC(CLMethod):
             self.register_buffer(f"fisher_sum{i}", torch.zeros_like(p))
             self.register_buffer(f"anchor_sum{i}", torch.zeros_like(p))
 
-    def _buffer_list(self, name: str) -> list[Tensor]:
-        return [self._buffers[f"{name}{i}"] for i in range(len(self.targets))]
-
-    def get_extra_state(self) -> dict[str, int]:
-        return {"tasks_consolidated": self.tasks_consolidated}
-
-    def set_extra_state(self, state: dict[str, int]) -> None:
-        self.tasks_consolidated = state["tasks_consolidated"]
-
     @torch.no_grad()
     def on_before_optimizer_step(self, module: Any, optimizer: torch.optim.Optimizer) -> None:
         if self.tasks_consolidated == 0:
             return
         params = self.targets
-        self.pull([p.grad for p in params], params, self._buffer_list("fisher_sum"),
-                  self._buffer_list("anchor_sum"), self.lam)
+        self.pull([p.grad for p in params], params, self.per_target("fisher_sum"),
+                  self.per_target("anchor_sum"), self.lam)
 
     def on_task_end(self, module: Any, task: int, datamodule: Any) -> dict[str, float]:
         generator = torch.Generator().manual_seed(self.seed + task)
@@ -90,7 +83,7 @@ class EWC(CLMethod):
 
     def _consolidate(self, fishers: list[Tensor]) -> None:
         """Add the new task's penalty to the accumulated sums."""
-        fisher_sums, anchor_sums = self._buffer_list("fisher_sum"), self._buffer_list("anchor_sum")
+        fisher_sums, anchor_sums = self.per_target("fisher_sum"), self.per_target("anchor_sum")
         params = [p.detach() for p in self.targets]
         if self.mode == "online":
             torch._foreach_mul_(fisher_sums, self.gamma_online)

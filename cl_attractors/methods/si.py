@@ -9,7 +9,7 @@ from torch import Tensor, nn
 
 from cl_attractors.methods import kernels
 from cl_attractors.methods.base import CLMethod, ParamSelection
-from cl_attractors.methods.checks import require
+from cl_attractors.checks import require
 
 
 class SI(CLMethod):
@@ -30,11 +30,13 @@ class SI(CLMethod):
         layers: linear-layer indices (``None`` = all).
     """
 
+    counters = ("tasks_consolidated",)
+
     def __init__(self, c: float = 0.1, xi: float = 0.1, compile: bool = False,
                  params: ParamSelection = "all", layers: list[int] | None = None) -> None:
         super().__init__(params=params, layers=layers)
-        require(c >= 0, "c", c, "a number >= 0")
-        require(xi > 0, "xi", xi, "a number > 0")
+        require(c >= 0, "method.c", c, "a number >= 0")
+        require(xi > 0, "method.xi", xi, "a number > 0")
         self.c, self.xi = c, xi
         self.before = kernels.maybe_compile(self._before, compile)
         self.after = kernels.maybe_compile(kernels.si_after_, compile)
@@ -48,15 +50,6 @@ class SI(CLMethod):
             for name in ("saved_grad", "saved_param"):
                 self.register_buffer(f"{name}{i}", torch.zeros_like(p), persistent=False)
 
-    def _buffer_list(self, name: str) -> list[Tensor]:
-        return [self._buffers[f"{name}{i}"] for i in range(len(self.targets))]
-
-    def get_extra_state(self) -> dict[str, int]:
-        return {"tasks_consolidated": self.tasks_consolidated}
-
-    def set_extra_state(self, state: dict[str, int]) -> None:
-        self.tasks_consolidated = state["tasks_consolidated"]
-
     def _before(self, grads: list[Tensor], params: list[Tensor], saved_grads: list[Tensor],
                 saved_params: list[Tensor], importance: list[Tensor], anchor_sums: list[Tensor],
                 pull: bool) -> None:
@@ -67,22 +60,22 @@ class SI(CLMethod):
     @torch.no_grad()
     def on_before_optimizer_step(self, module: Any, optimizer: torch.optim.Optimizer) -> None:
         params = self.targets
-        self.before([p.grad for p in params], params, self._buffer_list("saved_grad"),
-                    self._buffer_list("saved_param"), self._buffer_list("importance"),
-                    self._buffer_list("anchor_sum"), self.tasks_consolidated > 0)
+        self.before([p.grad for p in params], params, self.per_target("saved_grad"),
+                    self.per_target("saved_param"), self.per_target("importance"),
+                    self.per_target("anchor_sum"), self.tasks_consolidated > 0)
 
     @torch.no_grad()
     def on_after_optimizer_step(self, module: Any, optimizer: torch.optim.Optimizer) -> None:
-        self.after(self.targets, self._buffer_list("saved_grad"), self._buffer_list("saved_param"),
-                   self._buffer_list("omega"))
+        self.after(self.targets, self.per_target("saved_grad"), self.per_target("saved_param"),
+                   self.per_target("omega"))
 
     @torch.no_grad()
     def on_task_end(self, module: Any, task: int, datamodule: Any) -> dict[str, float]:
         params = [p.detach() for p in self.targets]
-        omega, importance = self._buffer_list("omega"), self._buffer_list("importance")
-        starts = self._buffer_list("task_start")
+        omega, importance = self.per_target("omega"), self.per_target("importance")
+        starts = self.per_target("task_start")
         for w, om, imp, start, anchor in zip(params, omega, importance, starts,
-                                            self._buffer_list("anchor_sum")):
+                                            self.per_target("anchor_sum")):
             start.sub_(w).square_().add_(self.xi)  # (dtheta_task)^2 + xi, in place
             imp.addcdiv_(om, start)
             torch.mul(imp, w, out=anchor)

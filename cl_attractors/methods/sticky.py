@@ -12,7 +12,7 @@ from torch import Tensor, nn
 
 from cl_attractors.methods import kernels
 from cl_attractors.methods.base import CLMethod, ParamSelection
-from cl_attractors.methods.checks import require
+from cl_attractors.checks import require
 from cl_attractors.methods.kernels import Dip
 from cl_attractors.methods.maths import away_mask, plasticity
 
@@ -50,6 +50,8 @@ class StickyGradient(CLMethod):
         layers: linear-layer indices the method acts on (``None`` = all).
     """
 
+    counters = ("_step",)
+
     def __init__(self, a1: float = 0.279, mu: float = 0.00363, sigma: float = 0.0204,
                  gamma: float = 4.70, zeta: float = 0.000574, lam: float = 4.12,
                  sticky: bool = True, l1: bool = True, smart_init: bool = True,
@@ -58,16 +60,16 @@ class StickyGradient(CLMethod):
                  stats_every: int = 50, compile: bool = False, params: ParamSelection = "all",
                  layers: list[int] | None = None) -> None:
         super().__init__(params=params, layers=layers)
-        require(lam >= 0, "lam", lam, "a number >= 0")
-        require(gamma > 0, "gamma", gamma, "a number > 0")
-        require(sigma > 0, "sigma", sigma, "a number > 0")
-        require(zeta >= 0, "zeta", zeta, "a number >= 0")
-        require(0 <= f_min <= lam, "f_min", f_min, f"a number in [0, lam={lam}]")
-        require(apply_to in ("gradient", "update"), "apply_to", apply_to, "'gradient' or 'update'")
-        require(l1_apply_to in ("gradient", "update"), "l1_apply_to", l1_apply_to,
+        require(lam >= 0, "method.lam", lam, "a number >= 0")
+        require(gamma > 0, "method.gamma", gamma, "a number > 0")
+        require(sigma > 0, "method.sigma", sigma, "a number > 0")
+        require(zeta >= 0, "method.zeta", zeta, "a number >= 0")
+        require(0 <= f_min <= lam, "method.f_min", f_min, f"a number in [0, lam={lam}]")
+        require(apply_to in ("gradient", "update"), "method.apply_to", apply_to, "'gradient' or 'update'")
+        require(l1_apply_to in ("gradient", "update"), "method.l1_apply_to", l1_apply_to,
                 "'gradient' or 'update'")
-        require(init_params in ("all", "weights"), "init_params", init_params, "'all' or 'weights'")
-        require(stats_every >= 1, "stats_every", stats_every, "an integer >= 1")
+        require(init_params in ("all", "weights"), "method.init_params", init_params, "'all' or 'weights'")
+        require(stats_every >= 1, "method.stats_every", stats_every, "an integer >= 1")
         self.dip = Dip(a1=a1, lam=lam, gamma=gamma, f_min=f_min)
         self.mu, self.sigma, self.zeta = mu, sigma, zeta
         self.sticky, self.l1, self.smart_init, self.init_params = sticky, l1, smart_init, init_params
@@ -96,13 +98,7 @@ class StickyGradient(CLMethod):
         return [p for p in targets if self.init_params == "all" or p.dim() > 1]
 
     def _scratch(self, name: str) -> list[Tensor]:
-        return [self._buffers[f"_{name}{i}"] for i in range(len(self.targets))]
-
-    def get_extra_state(self) -> dict[str, int]:
-        return {"step": self._step}
-
-    def set_extra_state(self, state: dict[str, int]) -> None:
-        self._step = state["step"]
+        return self.per_target(f"_{name}")
 
     # ---- hooks ------------------------------------------------------------------------------
     @torch.no_grad()

@@ -1,9 +1,9 @@
 """One trial of the meta-learning study: a full task sequence scored by Eq. 2.
 
 The trial builds the run with :func:`cl_attractors.config.make_cli` from the search's ``fit``
-arguments plus its φ, adds Optuna's Lightning pruning callback on ``cl/eq2`` (the partial Eq. 2
-that the task-sequence callback logs after each task, so one report per task), and fits. The
-accuracy matrix, Eq. 2 and φ go to the trial's user attributes whatever its fate.
+arguments plus its φ, adds Optuna's Lightning pruning callback on ``tune/eq2_so_far`` (Eq. 2
+accumulated over the tasks evaluated so far, logged after each task: one report per task), and
+fits. The accuracy matrix, Eq. 2 and φ go to the trial's user attributes whatever its fate.
 """
 
 from __future__ import annotations
@@ -15,7 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import lightning.pytorch as pl
 import optuna
+import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from optuna_integration import PyTorchLightningPruningCallback
 from torch import Tensor
@@ -24,6 +26,41 @@ from callbacks.task_sequence import TaskSequence
 from cl_attractors import metrics
 from cl_attractors.config import ConfigError, make_cli
 from cl_attractors.search_space import Param, fit_overrides, suggest
+
+
+MONITOR = "tune/eq2_so_far"
+
+
+def eq2_so_far(A: Tensor) -> float:
+    """Eq. 2's numerator summed over the evaluated columns of A, over its full denominator.
+
+    ``sum_{j <= k} log(j) * mean_{i <= j} A(i, j) / (N * sum_{j <= N} log(j))`` after k tasks:
+    non-decreasing in k and equal to :func:`metrics.eq2` once all N tasks are evaluated. The
+    pruner needs this form: Optuna's median pruner compares a trial's *best* value so far with
+    the others' values at the current step, and the partial Eq. 2 (``cl/eq2``, renormalised by
+    the k tasks done) falls as tasks accumulate, so its best is always its first report and no
+    trial would ever be pruned.
+    """
+    n, done = A.shape[0], filled_columns(A)
+    if done == 0:
+        return 0.0
+    if n == 1 or done == n:
+        return metrics.eq2(A[:done, :done])
+    w = torch.log(torch.arange(1, n + 1, dtype=torch.float64))
+    seen = metrics.avg_acc_seen(A[:done, :done].double())
+    return float((w[:done] * seen).sum() / (n * w.sum()))
+
+
+class Eq2SoFar(pl.Callback):
+    """Logs :func:`eq2_so_far` as ``tune/eq2_so_far`` after each task's evaluation (the pruning
+    monitor; it runs after the task-sequence callback has filled the column)."""
+
+    def __init__(self, seq: TaskSequence) -> None:
+        self.seq = seq
+
+    def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not trainer.sanity_checking:
+            pl_module.log(MONITOR, eq2_so_far(self.seq.A), on_epoch=True)
 
 
 @dataclass(frozen=True)
@@ -103,7 +140,7 @@ class Objective:
         trainer = cli.trainer
         # trials are never resumed mid-sequence (a stale one is re-queued): no checkpoints
         trainer.callbacks[:] = [c for c in trainer.callbacks if not isinstance(c, ModelCheckpoint)]
-        trainer.callbacks.append(PyTorchLightningPruningCallback(trial, monitor="cl/eq2"))
+        trainer.callbacks += [Eq2SoFar(seq), PyTorchLightningPruningCallback(trial, monitor=MONITOR)]
         trainer.logger.log_hyperparams(phi)
         try:
             trainer.fit(cli.model, datamodule=cli.datamodule)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from cl_attractors import metrics, tune
 from cl_attractors.config import ConfigError, make_cli
 from cl_attractors.methods.base import Vanilla
 from cl_attractors.search_space import Choice, Fixed, Range, fit_overrides, parse_space
-from cl_attractors.tune_objective import Objective, probe_method
+from cl_attractors.tune_objective import Objective, eq2_so_far, probe_method
 
 SPACE = {"a1": {"low": 0.01, "high": 10.0}, "lam": {"low": 4.0, "high": 10.0}}
 
@@ -57,7 +58,10 @@ def test_two_trial_search_completes_and_exports_a_loadable_method(tmp_path: Path
         assert t.value == pytest.approx(metrics.eq2(A))
         assert sorted(t.intermediate_values) == [0, 1]  # one pruning report per task
         for j, value in t.intermediate_values.items():
-            assert value == pytest.approx(metrics.eq2(A[: j + 1, : j + 1]), rel=1e-6)
+            part = A.clone()
+            part[:, j + 1:] = float("nan")
+            assert value == pytest.approx(eq2_so_far(part), rel=1e-6)
+        assert t.intermediate_values[1] == pytest.approx(t.value, rel=1e-6)
         assert t.user_attrs["phi"] == t.params and set(t.params) == {"a1", "lam"}
         assert (out / "trials" / f"trial_{t.number:04d}" / "accuracy_matrix.csv").is_file()
     best = yaml.safe_load((out / "best_method.yaml").read_text())
@@ -91,6 +95,35 @@ def test_diverging_trial_is_recorded_as_fail_and_the_study_goes_on(tmp_path: Pat
     assert all("training diverged: loss is nan" in t.user_attrs["fail_reason"] for t in trials)
     assert "FAIL" in (tmp_path / "study" / "trials.csv").read_text()
     assert not (tmp_path / "study" / "best_method.yaml").exists()
+
+
+def test_eq2_so_far_grows_to_eq2() -> None:
+    A = torch.tensor([[0.9, 0.8, 0.7], [0.1, 0.9, 0.6], [0.1, 0.1, 0.8]], dtype=torch.float64)
+    steps = []
+    for k in range(4):
+        part = A.clone()
+        part[:, k:] = float("nan")
+        steps.append(eq2_so_far(part))
+    den = 3 * (math.log(2) + math.log(3))
+    assert steps == pytest.approx([0.0, 0.0, math.log(2) * 0.85 / den, metrics.eq2(A)])
+    assert steps[3] == pytest.approx((math.log(2) * 0.85 + math.log(3) * 0.7) / den)
+    assert eq2_so_far(torch.tensor([[0.7]], dtype=torch.float64)) == pytest.approx(0.7)
+
+
+def test_the_median_pruner_stops_a_poor_trial_early(tmp_path: Path) -> None:
+    space = {"mu": {"low": 1e-3, "high": 8.0}, "sigma": {"low": 0.01, "high": 7.0}}
+    args = fit_args(num_tasks=3)
+    method = probe_method(args)
+    objective = Objective(args, parse_space(space, method.cls), tmp_path, method)
+    pruner = optuna.pruners.MedianPruner(n_startup_trials=1, n_warmup_steps=1)
+    study = optuna.create_study(direction="maximize", pruner=pruner)
+    study.enqueue_trial({"mu": 0.00363, "sigma": 0.0204})  # Table 1's init
+    study.enqueue_trial({"mu": 8.0, "sigma": 7.0})  # a useless init
+    study.optimize(objective, n_trials=2)
+    good, poor = study.get_trials()
+    assert good.state == TrialState.COMPLETE
+    assert poor.state == TrialState.PRUNED and list(poor.intermediate_values) == [0, 1]
+    assert poor.user_attrs["tasks_done"] == 2 and poor.user_attrs["A"][0][2] is None
 
 
 def test_a_pruned_trial_keeps_its_partial_matrix(tmp_path: Path) -> None:

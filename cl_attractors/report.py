@@ -66,11 +66,15 @@ def render_plasticity(spec: ExperimentSpec) -> str:
     return text
 
 
-def render_weights(spec: ExperimentSpec, runs: list[Run]) -> dict[str, list[float]]:
-    """Fig. 5: histograms of the finished runs' final weights (pooled over seeds), modes, data."""
+def render_weights(spec: ExperimentSpec, runs: list[Run]) -> tuple[dict[str, list[float]], str]:
+    """Fig. 5: histograms of the finished runs' final weights (pooled over seeds), modes, data.
+
+    Returns the modes per variant and a markdown table of the weight mass in ``mass_ranges``.
+    """
     o = spec.options
     lo, hi = o.get("x_range", [-0.5, 0.5])
-    hists, modes = {}, {}
+    hists, modes, mass = {}, {}, {}
+    ranges = [tuple(map(float, r)) for r in o.get("mass_ranges", [])]
     for variant in dict.fromkeys(r.variant for r in runs):
         done = [r for r in runs if r.variant == variant and r.complete
                 and (r.run_dir / "checkpoints" / "last.ckpt").is_file()]
@@ -79,6 +83,7 @@ def render_weights(spec: ExperimentSpec, runs: list[Run]) -> dict[str, list[floa
         values = torch.cat([final_weights(r.run_dir, float(o.get("min_abs", 1e-5))) for r in done])
         edges, counts = histogram(values, float(o.get("bin_width", 0.005)), float(lo), float(hi))
         hists[variant] = (edges, counts)
+        mass[variant] = [float(((values >= a) & (values < b)).double().mean()) for a, b in ranges]
         modes[variant] = find_modes(edges, counts, **o.get("modes", {}))
     ymax = {k: float(v) for k, v in o.get("ymax", {}).items() if k in hists}
     if hists:
@@ -88,8 +93,19 @@ def render_weights(spec: ExperimentSpec, runs: list[Run]) -> dict[str, list[floa
         rows = [f"{edges[i]:.4f},{edges[i + 1]:.4f}," + ",".join(str(int(c[1][i])) for c in hists.values())
                 for i in range(len(edges) - 1)]
         write_text(spec.results_dir / f"{spec.name}_hist.csv", header + "\n" + "\n".join(rows) + "\n")
-        write_json(spec.results_dir / f"{spec.name}_modes.json", modes)
-    return modes
+        write_json(spec.results_dir / f"{spec.name}_modes.json", {"modes": modes, "mass_ranges": ranges,
+                                                                 "mass": mass})
+    return modes, mass_table(ranges, mass)
+
+
+def mass_table(ranges: list[tuple[float, float]], mass: dict[str, list[float]]) -> str:
+    """Markdown: the fraction of each variant's kept weights in each ``[a, b)`` range."""
+    if not ranges or not mass:
+        return ""
+    head = "| variant | " + " | ".join(f"[{a:g}, {b:g})" for a, b in ranges) + " |\n"
+    head += "|---" * (len(ranges) + 1) + "|\n"
+    return head + "".join(f"| {k} | " + " | ".join(f"{100 * f:.3f}%" for f in v) + " |\n"
+                          for k, v in mass.items())
 
 
 def _missing(missing: list[str], shown: int = 8) -> str:
@@ -122,7 +138,7 @@ def render(spec: ExperimentSpec, runs: list[Run]) -> Path:
         _save(plots.sweep_plot(agg, spec.options.get("metric", "final_avg_acc"),
                                spec.options.get("xlabel", "shared fraction")), out / f"{spec.name}.png")
     else:
-        modes = render_weights(spec, runs)
+        modes, masses = render_weights(spec, runs)
     seeds = sorted({s for v in agg["variants"].values() for s in v["seeds"]})
     lines += [f"Runs: `{spec.out_dir}` — {sum(len(v['seeds']) for v in agg['variants'].values())} finished "
               f"runs over seeds {seeds}; base config `{spec.base}`"
@@ -135,6 +151,8 @@ def render(spec: ExperimentSpec, runs: list[Run]) -> Path:
                   f"|w| < {spec.options.get('min_abs', 1e-5)} removed (`{spec.name}_hist.csv`); modes found "
                   f"(`{spec.name}_modes.json`, red dotted lines): "
                   + "; ".join(f"{k}: {', '.join(f'{m:.3f}' for m in v)}" for k, v in modes.items()) + ".", ""]
+        if masses:
+            lines += ["Fraction of the kept weights in each range:", "", masses]
     if spec.claims:
         lines += ["## The paper's claims against the measurements", "",
                   claims_markdown(evaluate(spec.claims, agg, modes))]

@@ -49,6 +49,7 @@ def find_modes(edges: Tensor, counts: Tensor, smooth_bins: int = 1, min_prominen
             higher = (side > hi_).nonzero()
             stretch = side if len(higher) == 0 else side[: int(higher[0])]
             bases.append(float(stretch.min()) if len(stretch) else 0.0)
-        if hi_ - max(bases) >= min_prominence * hi_:
-            modes.append(float(centres[i]))
+        if hi_ - max(bases) >= min_prominence * hi_:  # located at the highest raw bin nearby
+            lo = max(i - smooth_bins, 0)
+            modes.append(float(centres[lo + int(counts[lo:i + smooth_bins + 1].argmax())]))
     return modes

@@ -232,7 +232,7 @@ def test_grid_runs_resumes_and_reports(tmp_path: Path, monkeypatch: pytest.Monke
     experiment.report_main(["--config", str(weights)])
     w = tmp_path / "w"
     assert (w / "tinyw.png").is_file() and (w / "tinyw_hist.csv").is_file()
-    assert set(json.loads((w / "tinyw_modes.json").read_text())) == {"fast", "slow"}
+    assert set(json.loads((w / "tinyw_modes.json").read_text())["modes"]) == {"fast", "slow"}
     assert "one mode" in (w / "results.md").read_text()
 
 

@@ -50,8 +50,8 @@ def prepare(module: CLModule) -> None:
                 method._consolidate([torch.rand(p.shape, generator=gen) * 1e-3 for p in method.targets])
             method.tasks_consolidated = 9
         if isinstance(method, SI):
-            for imp, anchor, p in zip(method._buffer_list("importance"),
-                                      method._buffer_list("anchor_sum"), method.targets):
+            for imp, anchor, p in zip(method.per_target("importance"),
+                                      method.per_target("anchor_sum"), method.targets):
                 imp.copy_(torch.rand(p.shape, generator=gen))
                 torch.mul(imp, p, out=anchor)
             method.tasks_consolidated = 1

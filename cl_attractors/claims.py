@@ -4,7 +4,8 @@ A claim is a mapping with ``text`` (the paper's words), ``type`` and its fields:
 
 - ``gap``: ``better``, ``worse``, ``metric`` (a final summary, e.g. ``final_avg_acc``), ``paper``
   (the stated gap). Holds when the 95% CI of the seed-paired difference ``better - worse`` lies
-  above 0; the table also says whether the paper's value falls inside that CI.
+  above 0, and the paper's value falls inside that CI ("direction holds, size does not" when
+  only the sign agrees).
 - ``best``: ``variant``, ``metric``: holds when ``variant`` has the highest mean.
 - ``benefit_until``: ``better``, ``worse`` (variant groups of a sweep), ``metric``, ``paper`` (the
   sweep value where the benefit ends): holds when the smallest value without a significant
@@ -49,11 +50,14 @@ def check_gap(claim: dict, agg: dict) -> tuple[str, str]:
     _variant(agg, claim["better"]), _variant(agg, claim["worse"])
     stat = paired_gap(agg, claim["better"], claim["worse"], claim.get("metric", "final_avg_acc"))
     measured = f"{claim['better']} − {claim['worse']}: {_gap_text(stat)}"
+    size_ok = True
     if "paper" in claim and stat["ci"] is not None:
         lo, hi = stat["mean"] - stat["ci"], stat["mean"] + stat["ci"]
-        inside = "inside" if lo <= claim["paper"] <= hi else "outside"
-        measured += f"; paper's {_pct(claim['paper'])} is {inside} the CI"
-    return measured, "holds" if _significant(stat) else "does not hold"
+        size_ok = lo <= claim["paper"] <= hi
+        measured += f"; paper's {_pct(claim['paper'])} is {'inside' if size_ok else 'outside'} the CI"
+    if not _significant(stat):
+        return measured, "does not hold"
+    return measured, "holds" if size_ok else "direction holds, size does not"
 
 
 def check_best(claim: dict, agg: dict) -> tuple[str, str]:

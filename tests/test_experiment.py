@@ -86,8 +86,10 @@ def test_claims_verdicts_follow_the_numbers() -> None:
         {"text": "sticky > control", "type": "gap", "better": "sticky", "worse": "control", "paper": 0.19},
         {"text": "ewc best", "type": "best", "variant": "ewc"},
         {"text": "unknown", "type": "gap", "better": "si", "worse": "control"},
+        {"text": "ewc > control by 2%", "type": "gap", "better": "ewc", "worse": "control", "paper": 0.02},
     ], agg)
-    assert [r["verdict"] for r in res] == ["holds", "does not hold", "holds", "not checked"]
+    assert [r["verdict"] for r in res] == ["holds", "does not hold", "holds", "not checked",
+                                           "direction holds, size does not"]
     assert "+19.67%" in res[0]["measured"] and "inside the CI" in res[0]["measured"]
 
 

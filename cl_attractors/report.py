@@ -157,8 +157,8 @@ def render(spec: ExperimentSpec, runs: list[Run]) -> Path:
         lines += ["## The paper's claims against the measurements", "",
                   claims_markdown(evaluate(spec.claims, agg, modes)),
                   "A gap claim **holds** when the 95% CI of the seed-paired difference lies on the claimed side "
-                  "of 0 (its direction); whether the paper's magnitude is inside that CI is stated next to it. "
-                  "See `cl_attractors/claims.py` for every rule.", ""]
+                  "of 0 and contains the paper's magnitude; **direction holds, size does not** when only the "
+                  "side agrees. See `cl_attractors/claims.py` for every rule.", ""]
     path = out / "results.md"
     write_text(path, "\n".join(lines))
     return path

@@ -72,18 +72,20 @@ class GridRunner:
                     fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 except BlockingIOError:
                     return Outcome(run, 1, "another experiment process is running this run")
-                return self._spawn(run, gpu)
+                return self._spawn(run, gpu, lock.fileno())
         finally:
             self.slots.put(gpu)
 
-    def _spawn(self, run: Run, gpu: int | None) -> Outcome:
+    def _spawn(self, run: Run, gpu: int | None, lock_fd: int) -> Outcome:
+        """Run the fit in a child that inherits the run's lock: should this process be killed,
+        the orphaned child keeps the run locked until it ends, so no second fit can start there."""
         log = run.run_dir / "run.log"
         with open(log, "w") as fh:
             fh.write(" ".join(["python", "cli.py", *run.command()]) + "\n")
             fh.flush()
             proc = subprocess.Popen([sys.executable, str(CLI), *run.command()], stdout=fh,
                                     stderr=subprocess.STDOUT, env=worker_env(gpu),
-                                    cwd=Path.cwd(), start_new_session=True)
+                                    cwd=Path.cwd(), start_new_session=True, pass_fds=(lock_fd,))
             with self.lock:
                 self.procs.add(proc)
             code = proc.wait()

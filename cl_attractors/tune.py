@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import logging
 import math
+import time
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -21,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import optuna
+import sqlalchemy.exc
 import yaml
 from optuna.trial import TrialState
 
@@ -143,6 +145,9 @@ def make_pruner(opts: dict[str, Any]) -> optuna.pruners.BasePruner:
         raise ConfigError(f"search.pruner={opts!r} is not allowed for {kind}: {err}") from err
 
 
+SCHEMA_RACE_RETRIES = 5
+
+
 def open_storage(url: str, heartbeat: dict[str, int]) -> optuna.storages.RDBStorage:
     """The RDB storage with heartbeats: a killed worker's RUNNING trial turns FAIL after
     ``grace_period`` seconds without a heartbeat and is re-queued (``max_retry`` times)."""
@@ -155,16 +160,24 @@ def open_storage(url: str, heartbeat: dict[str, int]) -> optuna.storages.RDBStor
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         retry = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=heartbeat.get("max_retry", 1))
-        try:
-            return optuna.storages.RDBStorage(
-                url, engine_kwargs=_engine_kwargs(url),
-                heartbeat_interval=heartbeat.get("interval", 60),
-                grace_period=heartbeat.get("grace_period", 180),
-                heartbeat_stale_trial_callback=retry)
-        except Exception as err:  # noqa: BLE001 - any driver/URL failure is a config error here
-            msg = str(err).strip().splitlines()[0] if str(err).strip() else ""
-            raise ConfigError(f"search.storage={url!r} cannot be opened: "
-                              f"{type(err).__name__}: {msg}") from err
+        attempt = 0
+        while True:
+            try:
+                return optuna.storages.RDBStorage(
+                    url, engine_kwargs=_engine_kwargs(url),
+                    heartbeat_interval=heartbeat.get("interval", 60),
+                    grace_period=heartbeat.get("grace_period", 180),
+                    heartbeat_stale_trial_callback=retry)
+            except Exception as err:  # noqa: BLE001 - any driver/URL failure is a config error here
+                # workers started together on a new database race to create its schema: the
+                # loser's insert fails once the winner's is in, and a retry finds the schema made
+                if isinstance(err, sqlalchemy.exc.IntegrityError) and attempt < SCHEMA_RACE_RETRIES:
+                    attempt += 1
+                    time.sleep(0.5 * attempt)
+                    continue
+                msg = str(err).strip().splitlines()[0] if str(err).strip() else ""
+                raise ConfigError(f"search.storage={url!r} cannot be opened: "
+                                  f"{type(err).__name__}: {msg}") from err
 
 
 def _engine_kwargs(url: str) -> dict[str, Any]:

@@ -159,6 +159,8 @@ def render(spec: ExperimentSpec, runs: list[Run]) -> Path:
                   "A gap claim **holds** when the 95% CI of the seed-paired difference lies on the claimed side "
                   "of 0 and contains the paper's magnitude; **direction holds, size does not** when only the "
                   "side agrees. See `cl_attractors/claims.py` for every rule.", ""]
+    if spec.options.get("notes"):
+        lines += ["## Notes", "", str(spec.options["notes"]).strip(), ""]
     path = out / "results.md"
     write_text(path, "\n".join(lines))
     return path

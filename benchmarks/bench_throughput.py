@@ -1,13 +1,15 @@
 """Training throughput of the Lightning fit versus a plain-PyTorch loop, measured in one run.
 
 Both train the paper's 784-2000-10 MLP on one full permuted-MNIST task (embedded data, batch 50,
-fused Adam lr 1e-4, batches by tensor slicing). Throughput = batch / median step time (every
-step's overhead included; the median resists bursts of other jobs on this shared machine); the
-two are interleaved over ``--repeats`` rounds and the ratio is the median of the rounds' ratios. Prints and writes
+fused Adam lr 1e-4, batches by tensor slicing). Inside each Lightning fit, every ``--window``
+Lightning steps are followed by as many plain-loop steps on a separate model, so both see the
+same machine state (this shared machine's speed drifts by 1.5x within minutes). Throughput =
+batch / median step time (a Lightning step is timed start to next start: all of Lightning's
+per-step overhead is in); the ratio is the median over ``--repeats`` fits. Prints and writes
 ``benchmarks/results/throughput.json``: samples/s of each, their ratio, and the fraction of the
 float32 matmul ceiling (measured here at the training shapes) that each reaches.
 
-    python benchmarks/bench_throughput.py [--repeats 2] [--train_size 50000]
+    python benchmarks/bench_throughput.py [--repeats 3] [--train_size 50000] [--window 25]
 """
 
 from __future__ import annotations
@@ -32,48 +34,70 @@ from cl_attractors.module import CLModule, build_mlp  # noqa: E402
 BATCH = 50
 
 
-class TrainTimer(pl.Callback):
-    """Start time of every training batch (step time = difference of consecutive starts)."""
+class PlainLoop:
+    """The reference: the same model and optimizer in a bare PyTorch loop over the same batches."""
 
-    def __init__(self) -> None:
-        self.starts: list[float] = []
+    def __init__(self, dm: PermutedMNIST) -> None:
+        torch.manual_seed(0)
+        self.net = build_mlp(784, [2000], 10)
+        self.opt = adam(self.net.parameters())
+        self.batches = dm.train_batches(0)
+        self.it = iter(self.batches)
+
+    def steps(self, n: int) -> list[float]:
+        """Run ``n`` steps; the duration of each."""
+        times = []
+        for _ in range(n):
+            batch = next(self.it, None)
+            if batch is None:
+                self.it = iter(self.batches)
+                batch = next(self.it)
+            t0 = time.perf_counter()
+            loss = F.cross_entropy(self.net(batch[0]), batch[1])
+            self.opt.zero_grad(set_to_none=True)
+            loss.backward()
+            self.opt.step()
+            times.append(time.perf_counter() - t0)
+        return times
+
+
+class Interleaved(pl.Callback):
+    """Times every Lightning step (start to next start, all overhead included) and, after every
+    ``window`` of them, runs ``window`` plain-loop steps: both see the same machine state."""
+
+    def __init__(self, plain: PlainLoop, window: int) -> None:
+        self.plain, self.window = plain, window
+        self.light: list[float] = []
+        self.reference: list[float] = []
+        self.last: float | None = None
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:  # noqa: ANN001
-        self.starts.append(time.perf_counter())
+        now = time.perf_counter()
+        if self.last is not None:
+            self.light.append(now - self.last)
+        self.last = now
 
-
-def median_step(starts: list[float]) -> float:
-    """Median seconds per step: robust to the bursts of other jobs on a shared machine."""
-    return statistics.median(b - a for a, b in zip(starts, starts[1:]))
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:  # noqa: ANN001
+        if (batch_idx + 1) % self.window == 0:
+            self.reference += self.plain.steps(self.window * len(batch))
+            self.last = None  # the next interval would include the plain window
 
 
 def adam(params) -> torch.optim.Optimizer:  # noqa: ANN001
     return torch.optim.Adam(params, lr=1e-4, fused=True)
 
 
-def plain_loop(dm: PermutedMNIST) -> float:
-    torch.manual_seed(0)
-    net = build_mlp(784, [2000], 10)
-    opt = adam(net.parameters())
-    starts = []
-    for x, y in dm.train_batches(0):
-        starts.append(time.perf_counter())
-        loss = F.cross_entropy(net(x), y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-    return BATCH / median_step(starts)
-
-
-def lightning_fit(dm: PermutedMNIST) -> float:
+def interleaved_fit(dm: PermutedMNIST, window: int) -> tuple[float, float]:
+    """samples/s of (plain loop, Lightning fit) from median step times, interleaved in windows."""
+    timer = Interleaved(PlainLoop(dm), window)
     pl.seed_everything(0, verbose=False)
-    timer = TrainTimer()
     trainer = pl.Trainer(accelerator="cpu", logger=False, enable_checkpointing=False,
                          default_root_dir=tempfile.mkdtemp(prefix="bench_"),
                          enable_model_summary=False, enable_progress_bar=False, deterministic=True,
                          callbacks=[TaskSequence(heatmaps=False), timer])
     trainer.fit(CLModule(optimizer=adam), datamodule=dm)
-    return BATCH / median_step(timer.starts)
+    light_step = statistics.median(timer.light) / dm.steps_per_batch  # a Lightning batch = K steps
+    return BATCH / statistics.median(timer.reference), BATCH / light_step
 
 
 def matmul_ceiling() -> float:
@@ -91,19 +115,24 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--train_size", type=int, default=None)
+    parser.add_argument("--window", type=int, default=5, help="Lightning batches per window")
+    parser.add_argument("--steps_per_batch", type=int, default=10, help="as data.steps_per_batch")
     args = parser.parse_args()
-    dm = PermutedMNIST(num_tasks=1, batch_size=BATCH, train_size=args.train_size)
+    dm = PermutedMNIST(num_tasks=1, batch_size=BATCH, steps_per_batch=args.steps_per_batch,
+                       train_size=args.train_size)
     dm.setup()
     plain, light = [], []
-    for _ in range(args.repeats):  # interleaved, so both see the same machine load
-        plain.append(plain_loop(dm))
-        light.append(lightning_fit(dm))
+    for _ in range(args.repeats):
+        p, lt = interleaved_fit(dm, args.window)
+        plain.append(p)
+        light.append(lt)
     ceiling = matmul_ceiling()
     flop_per_sample = 3 * 2 * (784 * 2000 + 2000 * 10)
     ratios = [lt / pl_ for lt, pl_ in zip(light, plain)]
     best_plain, best_light = statistics.median(plain), statistics.median(light)
     result = {
         "device": "cpu", "threads": torch.get_num_threads(), "batch_size": BATCH,
+        "steps_per_batch": args.steps_per_batch,
         "train_samples": dm.num_train, "plain_samples_per_s": plain, "lightning_samples_per_s": light,
         "ratio_lightning_over_plain_per_round": ratios,
         "ratio_lightning_over_plain": statistics.median(ratios),

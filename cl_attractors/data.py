@@ -64,6 +64,26 @@ class TaskBatches:
                 yield self.x[idx].index_select(1, self.perm), self.y[idx]
 
 
+class GroupedBatches:
+    """Consecutive mini-batches of ``batches`` handed out ``group`` at a time (lists of (x, y))."""
+
+    def __init__(self, batches: TaskBatches, group: int) -> None:
+        self.batches, self.group = batches, group
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.batches) / self.group)
+
+    def __iter__(self) -> Iterator[list[tuple[Tensor, Tensor]]]:
+        group: list[tuple[Tensor, Tensor]] = []
+        for batch in self.batches:
+            group.append(batch)
+            if len(group) == self.group:
+                yield group
+                group = []
+        if group:
+            yield group
+
+
 class PermutedMNIST(pl.LightningDataModule):
     """Permuted-MNIST (or -FashionMNIST/-KMNIST) task sequence.
 
@@ -77,7 +97,10 @@ class PermutedMNIST(pl.LightningDataModule):
         seed: seed of the task permutations and of the shuffles.
         identity_first: task 0 is the unpermuted dataset.
         shared_fraction: fraction of pixel positions left unpermuted in every task (paper Sec. 3.4).
-        batch_size: training mini-batch size.
+        batch_size: training mini-batch size (one optimizer step each).
+        steps_per_batch: mini-batches per Lightning batch: the module takes this many optimizer
+            steps per ``training_step``. The updates are the same for every value; larger values
+            spread Lightning's per-batch overhead over more steps.
         eval_batch_size: evaluation batch size.
         eval_split: split that fills the accuracy matrix: ``val`` (tuning) or ``test`` (reporting).
         train_size: use only the first ``train_size`` training examples (``None`` = all).
@@ -89,13 +112,14 @@ class PermutedMNIST(pl.LightningDataModule):
     def __init__(self, source: str = "embedded", data_dir: str | None = None, download: bool = False,
                  num_tasks: int = 10, epochs_per_task: int = 1, seed: int = 0,
                  identity_first: bool = False, shared_fraction: float = 0.0, batch_size: int = 50,
-                 eval_batch_size: int = 2000, eval_split: EvalSplit = "test",
+                 steps_per_batch: int = 10, eval_batch_size: int = 2000, eval_split: EvalSplit = "test",
                  train_size: int | None = None, val_size: int = 10000, split_seed: int = 0,
                  synthetic_size: int = 512) -> None:
         super().__init__()
         _check(source in SOURCES, "source", source, f"one of {', '.join(SOURCES)}")
         for name, value in (("num_tasks", num_tasks), ("epochs_per_task", epochs_per_task),
-                            ("batch_size", batch_size), ("eval_batch_size", eval_batch_size),
+                            ("batch_size", batch_size), ("steps_per_batch", steps_per_batch),
+                            ("eval_batch_size", eval_batch_size),
                             ("synthetic_size", synthetic_size)):
             _check(isinstance(value, int) and value >= 1, name, value, "an integer >= 1")
         _check(0.0 <= shared_fraction <= 1.0, "shared_fraction", shared_fraction, "a number in [0, 1]")
@@ -105,6 +129,7 @@ class PermutedMNIST(pl.LightningDataModule):
         self.source, self.data_dir, self.download = source, data_dir, download
         self.num_tasks, self.epochs_per_task, self.seed = num_tasks, epochs_per_task, seed
         self.batch_size, self.eval_batch_size, self.eval_split = batch_size, eval_batch_size, eval_split
+        self.steps_per_batch = steps_per_batch
         self.train_size, self.val_size, self.split_seed = train_size, val_size, split_seed
         self.synthetic_size = synthetic_size
         self.permutations = make_permutations(num_tasks, 784, seed, identity_first, shared_fraction)
@@ -161,15 +186,16 @@ class PermutedMNIST(pl.LightningDataModule):
         idx = torch.randperm(len(y), generator=generator)[:n]
         return x[idx].index_select(1, self.permutations[task]), y[idx]
 
-    def train_dataloader(self) -> TaskBatches:
-        """Batches of the task that the trainer's current epoch belongs to.
+    def train_dataloader(self) -> GroupedBatches:
+        """Batches of the task that the trainer's current epoch belongs to, grouped.
 
         Needs ``trainer.reload_dataloaders_every_n_epochs = 1`` (the task-sequence callback sets
         it): Lightning then asks again every epoch, after a resume too, with the right epoch.
         """
         self.setup()
         epoch = self.trainer.current_epoch if self.trainer is not None else 0
-        return self.train_batches(*divmod(epoch, self.epochs_per_task))
+        return GroupedBatches(self.train_batches(*divmod(epoch, self.epochs_per_task)),
+                              self.steps_per_batch)
 
     def val_dataloader(self) -> list[TaskBatches]:
         self.setup()

@@ -16,7 +16,7 @@ def tiny_args(run_dir: Path, *extra: str, config: str = "configs/experiment/vani
     """``fit`` arguments for a few-second run: synthetic data, a 16-unit MLP, lr 1e-2."""
     return ["fit", "--config", str(ROOT / config), "--data.source", "synthetic",
             "--data.synthetic_size", "256", "--data.num_tasks", str(num_tasks),
-            "--data.batch_size", "32", "--model.hidden_sizes", "[16]",
+            "--data.batch_size", "32", "--data.steps_per_batch", "2", "--model.hidden_sizes", "[16]",
             "--model.optimizer.init_args.lr", "0.01", "--model.optimizer.init_args.fused", "false",
             "--trainer.enable_progress_bar", "false", "--trainer.accelerator", "cpu",
             "--run_dir", str(run_dir), *extra]

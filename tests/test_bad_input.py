@@ -30,6 +30,7 @@ FIT_CASES: list[tuple[tuple[str, ...], str]] = [
     (("--data.shared_fraction", "1.5"), "data.shared_fraction=1.5 is not allowed; use a number in [0, 1]"),
     (("--data.shared_fraction", "-0.1"), "data.shared_fraction=-0.1 is not allowed"),
     (("--data.batch_size", "0"), "data.batch_size=0 is not allowed; use an integer >= 1"),
+    (("--data.steps_per_batch", "0"), "data.steps_per_batch=0 is not allowed; use an integer >= 1"),
     (("--data.batch_size", "abc"), 'data.batch_size": Expected a <class \'int\'>'),
     (("--data.eval_batch_size", "0"), "data.eval_batch_size=0 is not allowed"),
     (("--data.eval_split", "train"), "data.eval_split"),

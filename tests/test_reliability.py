@@ -76,7 +76,7 @@ def test_sigkill_mid_task_then_resume_gives_the_uninterrupted_matrix(tmp_path: P
 def test_divergence_stops_with_task_and_step(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     assert cli.main(tiny_args(tmp_path / "r", "--model.optimizer.init_args.lr", "1e20")) == 2
     err = capsys.readouterr().err.strip().splitlines()[-1]
-    assert err.startswith("error: training diverged: loss is nan at task 0, step ")
+    assert err.startswith("error: training diverged: loss is nan at task 0, global step ")
 
 
 def test_unwritable_output_directory_fails_before_training(tmp_path: Path) -> None:

@@ -132,3 +132,9 @@ def test_different_seeds_give_different_tasks(tmp_path: Path) -> None:
     a = build(tmp_path / "a", "--data.seed", "1").datamodule.permutations
     b = build(tmp_path / "b", "--data.seed", "2").datamodule.permutations
     assert not torch.equal(a, b)
+
+
+def test_grouping_steps_per_lightning_batch_changes_nothing(tmp_path: Path) -> None:
+    one = fit(build(tmp_path / "one", "--data.steps_per_batch", "1"))
+    three = fit(build(tmp_path / "three", "--data.steps_per_batch", "3"))
+    assert torch.equal(one.A, three.A)

@@ -115,8 +115,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--train_size", type=int, default=None)
-    parser.add_argument("--window", type=int, default=5, help="Lightning batches per window")
-    parser.add_argument("--steps_per_batch", type=int, default=10, help="as data.steps_per_batch")
+    parser.add_argument("--window", type=int, default=2, help="Lightning batches per window")
+    parser.add_argument("--steps_per_batch", type=int, default=25, help="as data.steps_per_batch")
     args = parser.parse_args()
     dm = PermutedMNIST(num_tasks=1, batch_size=BATCH, steps_per_batch=args.steps_per_batch,
                        train_size=args.train_size)

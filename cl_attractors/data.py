@@ -112,7 +112,7 @@ class PermutedMNIST(pl.LightningDataModule):
     def __init__(self, source: str = "embedded", data_dir: str | None = None, download: bool = False,
                  num_tasks: int = 10, epochs_per_task: int = 1, seed: int = 0,
                  identity_first: bool = False, shared_fraction: float = 0.0, batch_size: int = 50,
-                 steps_per_batch: int = 10, eval_batch_size: int = 2000, eval_split: EvalSplit = "test",
+                 steps_per_batch: int = 25, eval_batch_size: int = 2000, eval_split: EvalSplit = "test",
                  train_size: int | None = None, val_size: int = 10000, split_seed: int = 0,
                  synthetic_size: int = 512) -> None:
         super().__init__()

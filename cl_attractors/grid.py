@@ -20,12 +20,13 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from cl_attractors.io import ensure_writable
 
 KINDS = ("curves", "shared", "weights", "plasticity")
 
@@ -159,11 +160,9 @@ def select_variants(spec: ExperimentSpec, names: list[str] | None) -> None:
 
 def _check_writable(directory: Path, field_name: str) -> None:
     try:
-        directory.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=directory, prefix=".write-test-"):
-            pass
+        ensure_writable(directory)
     except OSError as err:
-        raise ExperimentError(f"{field_name}={directory} is not writable ({err.strerror or err})") from None
+        raise ExperimentError(f"{field_name}={directory} is not writable ({err})") from None
 
 
 def _check_paths(where: str, args: list[str]) -> None:

@@ -94,6 +94,34 @@ def eq2_weighted_mean(A: Tensor) -> float:
     return float((w * avg_acc_seen(A.double())).sum() / w.sum())
 
 
+def filled_columns(A: Tensor | None) -> int:
+    """Number of leading columns of A that hold no NaN (tasks evaluated so far)."""
+    if A is None:
+        return 0
+    full = (~A.isnan()).all(0).tolist()
+    return full.index(False) if False in full else len(full)
+
+
+def eq2_so_far(A: Tensor) -> float:
+    """Eq. 2's numerator summed over the evaluated columns of A, over its full denominator.
+
+    ``sum_{j <= k} log(j) * mean_{i <= j} A(i, j) / (N * sum_{j <= N} log(j))`` after k tasks:
+    non-decreasing in k and equal to :func:`eq2` once all N tasks are evaluated. The
+    pruner needs this form: Optuna's median pruner compares a trial's *best* value so far with
+    the others' values at the current step, and the partial Eq. 2 (``cl/eq2``, renormalised by
+    the k tasks done) falls as tasks accumulate, so its best is always its first report and no
+    trial would ever be pruned.
+    """
+    n, done = A.shape[0], filled_columns(A)
+    if done == 0:
+        return 0.0
+    if n == 1 or done == n:
+        return eq2(A[:done, :done])
+    w = torch.log(torch.arange(1, n + 1, dtype=torch.float64))
+    seen = avg_acc_seen(A[:done, :done].double())
+    return float((w[:done] * seen).sum() / (n * w.sum()))
+
+
 def summarize(A: Tensor, initial: Tensor | None = None) -> dict:
     """Every summary of a complete matrix, as plain Python numbers (JSON-ready)."""
     def as_list(t: Tensor) -> list[float | None]:

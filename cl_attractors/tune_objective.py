@@ -17,7 +17,6 @@ from typing import Any
 
 import lightning.pytorch as pl
 import optuna
-import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from optuna_integration import PyTorchLightningPruningCallback
 from torch import Tensor
@@ -31,26 +30,6 @@ from cl_attractors.search_space import Param, fit_overrides, suggest
 MONITOR = "tune/eq2_so_far"
 
 
-def eq2_so_far(A: Tensor) -> float:
-    """Eq. 2's numerator summed over the evaluated columns of A, over its full denominator.
-
-    ``sum_{j <= k} log(j) * mean_{i <= j} A(i, j) / (N * sum_{j <= N} log(j))`` after k tasks:
-    non-decreasing in k and equal to :func:`metrics.eq2` once all N tasks are evaluated. The
-    pruner needs this form: Optuna's median pruner compares a trial's *best* value so far with
-    the others' values at the current step, and the partial Eq. 2 (``cl/eq2``, renormalised by
-    the k tasks done) falls as tasks accumulate, so its best is always its first report and no
-    trial would ever be pruned.
-    """
-    n, done = A.shape[0], filled_columns(A)
-    if done == 0:
-        return 0.0
-    if n == 1 or done == n:
-        return metrics.eq2(A[:done, :done])
-    w = torch.log(torch.arange(1, n + 1, dtype=torch.float64))
-    seen = metrics.avg_acc_seen(A[:done, :done].double())
-    return float((w[:done] * seen).sum() / (n * w.sum()))
-
-
 class Eq2SoFar(pl.Callback):
     """Logs :func:`eq2_so_far` as ``tune/eq2_so_far`` after each task's evaluation (the pruning
     monitor; it runs after the task-sequence callback has filled the column)."""
@@ -60,7 +39,7 @@ class Eq2SoFar(pl.Callback):
 
     def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if not trainer.sanity_checking:
-            pl_module.log(MONITOR, eq2_so_far(self.seq.A), on_epoch=True)
+            pl_module.log(MONITOR, metrics.eq2_so_far(self.seq.A), on_epoch=True)
 
 
 @dataclass(frozen=True)
@@ -162,7 +141,7 @@ class Objective:
     def _record(trial: optuna.Trial, seq: TaskSequence, **reason: str) -> dict[str, Any]:
         """Store A, the (partial) Eq. 2 of its filled columns and the reason, if any, as user
         attributes; return those numbers."""
-        done = filled_columns(seq.A)
+        done = metrics.filled_columns(seq.A)
         out: dict[str, Any] = {"complete": seq.A is not None and done == seq.A.shape[0],
                                "tasks_done": done, "eq2": None, "eq2_weighted_mean": None}
         if done:
@@ -174,11 +153,3 @@ class Objective:
             if key != "complete":
                 trial.set_user_attr(key, value)
         return out
-
-
-def filled_columns(A: Tensor | None) -> int:
-    """Number of leading columns of A that hold no NaN (tasks evaluated so far)."""
-    if A is None:
-        return 0
-    full = (~A.isnan()).all(0).tolist()
-    return full.index(False) if False in full else len(full)

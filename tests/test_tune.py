@@ -18,7 +18,8 @@ from cl_attractors import metrics, tune
 from cl_attractors.config import ConfigError, make_cli
 from cl_attractors.methods.base import Vanilla
 from cl_attractors.search_space import Choice, Fixed, Range, fit_overrides, parse_space
-from cl_attractors.tune_objective import Objective, eq2_so_far, probe_method
+from cl_attractors.metrics import eq2_so_far
+from cl_attractors.tune_objective import Objective, probe_method
 
 SPACE = {"a1": {"low": 0.01, "high": 10.0}, "lam": {"low": 4.0, "high": 10.0}}
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import logging
 import math
-import time
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -22,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 import optuna
-import sqlalchemy.exc
 import yaml
 from optuna.trial import TrialState
 
@@ -30,6 +28,7 @@ from cl_attractors.config import ConfigError
 from cl_attractors.search_space import parse_space
 from cl_attractors.tune_objective import Objective, probe_method
 from cl_attractors.tune_report import write_plots, write_tables
+from cl_attractors.tune_storage import fail_stale_trials, open_storage
 
 COUNTED = (TrialState.COMPLETE, TrialState.PRUNED)
 BOOL_KEYS = ("multivariate", "constant_liar", "group")
@@ -145,46 +144,6 @@ def make_pruner(opts: dict[str, Any]) -> optuna.pruners.BasePruner:
         raise ConfigError(f"search.pruner={opts!r} is not allowed for {kind}: {err}") from err
 
 
-SCHEMA_RACE_RETRIES = 5
-
-
-def open_storage(url: str, heartbeat: dict[str, int]) -> optuna.storages.RDBStorage:
-    """The RDB storage with heartbeats: a killed worker's RUNNING trial turns FAIL after
-    ``grace_period`` seconds without a heartbeat and is re-queued (``max_retry`` times)."""
-    unknown = heartbeat.keys() - {"interval", "grace_period", "max_retry"}
-    if unknown:
-        raise ConfigError(f"search.heartbeat has unknown keys {sorted(unknown)}; "
-                          "allowed: interval, grace_period, max_retry")
-    for key, value in heartbeat.items():
-        _check_int(f"heartbeat.{key}", value, 0 if key == "max_retry" else 1)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        retry = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=heartbeat.get("max_retry", 1))
-        attempt = 0
-        while True:
-            try:
-                return optuna.storages.RDBStorage(
-                    url, engine_kwargs=_engine_kwargs(url),
-                    heartbeat_interval=heartbeat.get("interval", 60),
-                    grace_period=heartbeat.get("grace_period", 180),
-                    heartbeat_stale_trial_callback=retry)
-            except Exception as err:  # noqa: BLE001 - any driver/URL failure is a config error here
-                # workers started together on a new database race to create its schema: the
-                # loser's insert fails once the winner's is in, and a retry finds the schema made
-                if isinstance(err, sqlalchemy.exc.IntegrityError) and attempt < SCHEMA_RACE_RETRIES:
-                    attempt += 1
-                    time.sleep(0.5 * attempt)
-                    continue
-                msg = str(err).strip().splitlines()[0] if str(err).strip() else ""
-                raise ConfigError(f"search.storage={url!r} cannot be opened: "
-                                  f"{type(err).__name__}: {msg}") from err
-
-
-def _engine_kwargs(url: str) -> dict[str, Any]:
-    # SQLite: wait for other writers (threads or processes) instead of failing at once
-    return {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
-
-
 def counted(study: optuna.Study) -> int:
     """Trials that count towards ``n_trials``: COMPLETE and PRUNED (FAIL ones are re-done)."""
     return len(study.get_trials(deepcopy=False, states=COUNTED))
@@ -197,9 +156,7 @@ def open_study(search: Search, storage: optuna.storages.RDBStorage) -> optuna.St
     if study.direction != optuna.study.StudyDirection.MAXIMIZE:
         raise ConfigError(f"study {search.study_name!r} in {search.storage} does not maximise; "
                           "use another study_name")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        optuna.storages.fail_stale_trials(study)
+    fail_stale_trials(study, storage)
     study.sampler = make_sampler(search.sampler, len(study.get_trials(deepcopy=False)))
     return study
 

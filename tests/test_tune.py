@@ -14,7 +14,7 @@ from conftest import ROOT, tiny_args
 from optuna.trial import TrialState
 
 import cli
-from cl_attractors import metrics, tune
+from cl_attractors import metrics, tune, tune_storage
 from cl_attractors.config import ConfigError, make_cli
 from cl_attractors.methods.base import Vanilla
 from cl_attractors.search_space import Choice, Fixed, Range, fit_overrides, parse_space
@@ -186,7 +186,7 @@ def test_shipped_search_config_holds_table_3() -> None:
 def test_a_killed_workers_running_trial_is_failed_and_requeued_with_its_phi(tmp_path: Path) -> None:
     path = write_search(tmp_path, n_trials=1, heartbeat={"interval": 1, "grace_period": 1})
     (tmp_path / "study").mkdir()
-    storage = tune.open_storage(f"sqlite:///{tmp_path / 'study' / 'study.db'}", {"interval": 1})
+    storage = tune_storage.open_storage(f"sqlite:///{tmp_path / 'study' / 'study.db'}", {"interval": 1})
     study = optuna.create_study(study_name="search", storage=storage, direction="maximize")
     killed = study.ask({"a1": optuna.distributions.FloatDistribution(0.01, 10.0, log=True),
                         "lam": optuna.distributions.FloatDistribution(4.0, 10.0, log=True)})
@@ -196,6 +196,20 @@ def test_a_killed_workers_running_trial_is_failed_and_requeued_with_its_phi(tmp_
     trials = load(tmp_path).get_trials()
     assert [t.state for t in trials] == [TrialState.FAIL, TrialState.COMPLETE]
     assert trials[1].params == killed.params and trials[1].system_attrs["failed_trial"] == 0
+
+
+def test_a_trial_whose_worker_died_before_its_first_heartbeat_is_failed_too(tmp_path: Path) -> None:
+    path = write_search(tmp_path, n_trials=1, heartbeat={"interval": 1, "grace_period": 1})
+    (tmp_path / "study").mkdir()
+    storage = tune_storage.open_storage(f"sqlite:///{tmp_path / 'study' / 'study.db'}", {"interval": 1, "grace_period": 1})
+    study = optuna.create_study(study_name="search", storage=storage, direction="maximize")
+    study.ask()  # killed while TPE sampled: no heartbeat was ever recorded
+    fresh = study.ask()  # another worker's trial, started within the grace period: left alone
+    time.sleep(1.5)
+    storage.record_heartbeat(fresh._trial_id)
+    tune_storage.fail_stale_trials(study, storage)
+    assert [t.state for t in study.get_trials()] == [TrialState.FAIL, TrialState.RUNNING, TrialState.WAITING]
+    assert study.get_trials()[2].system_attrs["failed_trial"] == 0
 
 
 def test_two_threads_share_one_study(tmp_path: Path) -> None:

@@ -44,13 +44,19 @@ def open_storage(url: str, heartbeat: dict[str, int]) -> optuna.storages.RDBStor
             except Exception as err:  # noqa: BLE001 - any driver/URL failure is a config error here
                 # workers started together on a new database race to create its schema: the
                 # loser's insert fails once the winner's is in, and a retry finds the schema made
-                if isinstance(err, sqlalchemy.exc.IntegrityError) and attempt < SCHEMA_RACE_RETRIES:
+                if _lost_schema_race(err) and attempt < SCHEMA_RACE_RETRIES:
                     attempt += 1
                     time.sleep(0.5 * attempt)
                     continue
                 msg = str(err).strip().splitlines()[0] if str(err).strip() else ""
                 raise ConfigError(f"search.storage={url!r} cannot be opened: "
                                   f"{type(err).__name__}: {msg}") from err
+
+
+def _lost_schema_race(err: Exception) -> bool:
+    """The winner inserted the schema's rows (IntegrityError) or created a table first."""
+    return isinstance(err, sqlalchemy.exc.IntegrityError) or (
+        isinstance(err, sqlalchemy.exc.OperationalError) and "already exists" in str(err))
 
 
 def _engine_kwargs(url: str) -> dict[str, Any]:

@@ -8,6 +8,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -23,8 +24,20 @@ from test_tune import fit_args, write_search
 
 
 def start(*args: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, str(ROOT / "cli.py"), *args], cwd=ROOT,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    """``cli.py args`` in the background; its stderr goes to a temporary file (see :func:`finish`)."""
+    err = tempfile.TemporaryFile()
+    proc = subprocess.Popen([sys.executable, str(ROOT / "cli.py"), *args], cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=err)
+    proc.err = err  # type: ignore[attr-defined]
+    return proc
+
+
+def finish(proc: subprocess.Popen, timeout: float = 600) -> None:
+    """Wait for ``proc`` and fail with the end of its stderr unless it exited 0."""
+    if proc.wait(timeout=timeout) != 0:
+        proc.err.seek(0)  # type: ignore[attr-defined]
+        tail = proc.err.read().decode(errors="replace")[-3000:]  # type: ignore[attr-defined]
+        pytest.fail(f"exit {proc.returncode}: {tail}")
 
 
 def wait_for(condition: object, proc: subprocess.Popen, timeout: float = 240) -> None:
@@ -87,7 +100,7 @@ def test_two_tune_processes_on_one_storage_share_the_trials(tmp_path: Path) -> N
     (tmp_path / "study").mkdir()
     procs = [start("tune", "--config", str(path), "--sampler_seed", str(s)) for s in (1, 2)]
     for p in procs:
-        assert p.wait(timeout=600) == 0
+        finish(p)
     trials = optuna.load_study(study_name="search", storage=f"sqlite:///{tmp_path / 'study' / 'study.db'}").trials
     done = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
     assert len(done) >= 4 and len({t.number for t in trials}) == len(trials)

@@ -5,10 +5,12 @@ batches of 50 in a plain loop: forward, backward, ``on_before_optimizer_step``, 
 ``on_after_optimizer_step``. Variants run interleaved in rounds of ``--steps`` steps; a variant's
 ratio is the median over rounds of its time over vanilla's time in the same round (robust to
 the noise of a shared machine). EWC runs with 9 consolidated tasks, SI with 1 (so that both
-pulls are on). ``compile`` variants use ``torch.compile`` kernels (compile time excluded,
-reported separately). Prints and writes ``benchmarks/results/methods.json``.
+pulls are on). Plain names are the methods as configured (``compile: auto``: fused
+``torch.compile`` kernels on this model; compile time excluded, reported as warm-up);
+``_eager`` variants use the eager in-place kernels. Prints and writes
+``benchmarks/results/methods.json``.
 
-    python benchmarks/bench_methods.py [--rounds 20] [--steps 20] [--no-compile] [--threads N]
+    python benchmarks/bench_methods.py [--rounds 20] [--steps 20] [--no-eager] [--threads N]
 """
 
 from __future__ import annotations
@@ -74,15 +76,17 @@ def make_step(module: CLModule, batches: list[tuple[torch.Tensor, torch.Tensor]]
     return run
 
 
-def variants(compile: bool) -> dict[str, Callable[[], CLMethod]]:
+def variants(eager: bool) -> dict[str, Callable[[], CLMethod]]:
+    """The methods as configured by default (``compile: auto``: fused kernels on this model),
+    plus their eager in-place kernels (``compile: false``) unless ``eager`` is False."""
     out: dict[str, Callable[[], CLMethod]] = {
         "vanilla": Vanilla, "sticky": StickyGradient,
         "sticky_update": partial(StickyGradient, apply_to="update", l1_apply_to="update"),
         "ewc_9_tasks": EWC, "si": SI,
     }
-    if compile:
+    if eager:
         for name in ("sticky", "sticky_update", "ewc_9_tasks", "si"):
-            out[f"{name}_compiled"] = partial(out[name], compile=True)
+            out[f"{name}_eager"] = partial(out[name], compile=False)
     return out
 
 
@@ -90,7 +94,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=20)
     parser.add_argument("--steps", type=int, default=20)
-    parser.add_argument("--no-compile", action="store_true")
+    parser.add_argument("--no-eager", action="store_true", help="skip the compile: false variants")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -99,7 +103,7 @@ def main() -> None:
                for _ in range(8)]
     load_before = os.getloadavg()[0]
     runs, compile_s = {}, {}
-    for name, factory in variants(not args.no_compile).items():
+    for name, factory in variants(not args.no_eager).items():
         torch.manual_seed(0)
         module = CLModule(method=factory())
         prepare(module)

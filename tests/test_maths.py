@@ -144,11 +144,18 @@ def test_si_importance_on_hand_worked_trajectory() -> None:
     assert pull.item() == pytest.approx(2 * 0.5 * importance.item() * 0.1, rel=1e-5)
 
 
-def test_si_kernels_integrate_the_actual_step() -> None:
-    theta, grad = torch.tensor([1.0, -1.0]), torch.tensor([2.0, 0.5])
-    saved_g, saved_p, omega = torch.zeros(2), torch.zeros(2), torch.zeros(2)
-    kernels.si_before_([grad], [theta], [saved_g], [saved_p])
-    grad.zero_()  # the optimizer may change p.grad; SI must use its saved copy
-    theta -= torch.tensor([0.25, -0.5])
-    kernels.si_after_([theta], [saved_g], [saved_p], [omega])
-    assert torch.allclose(omega, torch.tensor([2.0 * 0.25, 0.5 * -0.5]))
+@pytest.mark.parametrize("form", ["eager", "expression"])
+def test_si_one_step_late_kernel_integrates_the_hand_worked_trajectory(form: str) -> None:
+    # the trajectory of test_si_importance_on_hand_worked_trajectory, on two elements (x and -x)
+    thetas, grads = [1.0, 0.8, 0.5, 0.6], [2.0, 1.5, -0.5]
+    omega, prev = torch.zeros(2), torch.zeros(2)
+    for t, g in enumerate(grads):
+        theta, grad = torch.tensor([thetas[t], -thetas[t]]), torch.tensor([g, -g])
+        if form == "eager":
+            kernels.si_path_([grad], [theta], [prev], [omega])
+        else:
+            kernels.si_step_expr([grad], [theta], [prev], [omega], [torch.ones(2)], [theta], 0.0)
+        grad.zero_()  # the optimizer may change p.grad: SI keeps its own copy
+    kernels.si_flush_([torch.tensor([0.6, -0.6])], [prev], [omega])
+    assert torch.allclose(omega, torch.tensor([0.9, 0.9]))
+    assert torch.equal(prev, torch.zeros(2))

@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from cl_attractors.methods import kernels
 from cl_attractors.methods.base import CLMethod, Vanilla
 from cl_attractors.methods.ewc import EWC
 from cl_attractors.methods.maths import fisher_diagonal, sticky_multiplier
@@ -211,15 +212,38 @@ def test_state_dict_round_trip_continues_identically(factory: Any) -> None:
         assert a == b if k == "_extra_state" else torch.equal(a, b), k
 
 
-def test_si_consolidates_path_integral_and_pulls_back() -> None:
+def _si_task_by_hand(method: SI, net: nn.Module, opt: torch.optim.Optimizer, steps: int,
+                     seed: int) -> list[Tensor]:
+    """Train one task through the hooks; return ``-sum_t g_t (theta_{t+1} - theta_t)`` computed
+    here from the unregularised gradients and the parameters around each actual step."""
+    gen = torch.Generator().manual_seed(seed)
+    omega = [torch.zeros_like(p) for p in net.parameters()]
+    for _ in range(steps):
+        x, y = torch.randn(16, 4, generator=gen), torch.randint(0, 3, (16,), generator=gen)
+        opt.zero_grad()
+        F.cross_entropy(net(x), y).backward()
+        raw = [p.grad.clone() for p in net.parameters()]
+        before = [p.detach().clone() for p in net.parameters()]
+        method.on_before_optimizer_step(FakeModule(net), opt)
+        opt.step()
+        for om, g, p, b in zip(omega, raw, net.parameters(), before):
+            om -= g * (p.detach() - b)
+    return omega
+
+
+def test_si_importance_is_the_path_integral_of_the_actual_steps_and_pulls_back() -> None:
     method = SI(c=0.5, xi=0.1)
     net, opt = make(method)
-    start = [p.detach().clone() for p in net.parameters()]
-    train(method, net, opt, 6)
-    omega = [o.clone() for o in method.per_target("omega")]
-    assert any(o.abs().sum() > 0 for o in omega)
-    method.on_task_end(FakeModule(net), 0, FakeData())
-    importance = [o / ((p.detach() - s) ** 2 + 0.1) for o, p, s in zip(omega, net.parameters(), start)]
+    importance = [torch.zeros_like(p) for p in net.parameters()]
+    for task, steps in enumerate((6, 4)):  # task 1 runs with the pull on: omega must ignore it
+        start = [p.detach().clone() for p in net.parameters()]
+        omega = _si_task_by_hand(method, net, opt, steps, seed=task + 1)
+        method.on_task_end(FakeModule(net), task, FakeData())
+        importance = [i + o / ((p.detach() - s) ** 2 + 0.1)
+                      for i, o, p, s in zip(importance, omega, net.parameters(), start)]
+        for got, want in zip(method.per_target("importance"), importance):
+            assert torch.allclose(got, want, rtol=1e-4, atol=1e-9)
+    assert all(o.abs().sum() == 0 for o in method.per_target("omega"))  # restarted
     anchor = [p.detach().clone() for p in net.parameters()]
     train(Vanilla(), net, opt, 2)
     got = processed_grads(method, net, [torch.zeros_like(p) for p in net.parameters()])
@@ -254,17 +278,51 @@ def test_bad_inputs_raise_one_line_errors_naming_the_field(factory: Any, field: 
     assert "\n" not in str(info.value)
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("factory", [
     lambda c: StickyGradient(compile=c), lambda c: StickyGradient(apply_to="update", compile=c),
     lambda c: StickyGradient(l1_apply_to="update", compile=c), lambda c: SI(compile=c),
+    lambda c: EWC(fisher_samples=16, compile=c),
 ])
 def test_compiled_kernels_match_eager(factory: Any) -> None:
     eager, compiled = factory(False), factory(True)
     nets = [make(m) for m in (eager, compiled)]
     for m, (net, opt) in zip((eager, compiled), nets):
+        m.stats_every = 2
         train(m, net, opt, 3)
         m.on_task_end(FakeModule(net), 0, FakeData())
         train(m, net, opt, 3, seed=5)
+        m.on_task_end(FakeModule(net), 1, FakeData())
     for a, b in zip(nets[0][0].parameters(), nets[1][0].parameters()):
         assert torch.allclose(a, b, rtol=1e-5, atol=1e-6)
+    for name, a in eager.state_dict().items():  # importances, anchors, Fisher (stats: below)
+        if isinstance(a, Tensor):
+            assert torch.allclose(a, compiled.state_dict()[name], rtol=1e-4, atol=1e-6), name
+    if isinstance(eager, StickyGradient):  # reset by on_task_end: compare the sampled steps
+        train(eager, *nets[0], 2)
+        train(compiled, *nets[1], 2)
+        assert eager.gate_stats[0] > 0
+        assert torch.allclose(eager.gate_stats, compiled.gate_stats, rtol=1e-4)
+
+
+def test_a_kernel_that_cannot_compile_warns_once_and_runs_eagerly(monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch._inductor.config as inductor_config
+    monkeypatch.setattr(inductor_config.cpp, "cxx", ("/nonexistent/g++",))
+    monkeypatch.setattr(inductor_config, "fx_graph_cache", False)
+    kernel = kernels.Kernel(lambda t: t.mul_(3.0), lambda t: t.mul_(2.0), compiled=True)
+    x = torch.ones(4)
+    with pytest.warns(RuntimeWarning, match=r"torch.compile failed \(.*C\+\+ compiler.*runs eagerly"):
+        kernel(x)
+    assert not kernel.compiled and torch.equal(x, torch.full((4,), 2.0))  # only the eager twin ran
+    kernel(x)
+    assert torch.equal(x, torch.full((4,), 4.0))
+
+
+@pytest.mark.parametrize(("compile", "hidden", "wanted"), [
+    ("auto", 8, False), ("auto", 20000, True), (True, 8, True), (False, 20000, False)])
+def test_compile_auto_fuses_only_large_targets(compile: Any, hidden: int, wanted: bool) -> None:
+    net = nn.Sequential(nn.Linear(4, hidden), nn.ReLU(), nn.Linear(hidden, 3))
+    for method in (StickyGradient(compile=compile), EWC(compile=compile), SI(compile=compile)):
+        method.attach(net)
+        kernel = method.pull if isinstance(method, EWC) else getattr(method, "step_kernel", None)
+        kernel = kernel or method._grad_kernel
+        assert kernel.compiled == wanted

@@ -8,6 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from cl_attractors.methods import kernels
+from cl_attractors.methods.kernels import Compile, Kernel, compile_wanted
 from cl_attractors.methods.base import CLMethod, ParamSelection
 from cl_attractors.checks import require
 from cl_attractors.methods.maths import FISHER_ESTIMATORS, FisherEstimator, fisher_diagonal
@@ -31,7 +32,8 @@ class EWC(CLMethod):
         fisher_samples: training examples per Fisher estimate.
         fisher_chunk: rows per vmap chunk of per-sample gradients (bounds memory).
         seed: seed of the method's sample generator.
-        compile: fuse the pull into one kernel with ``torch.compile``.
+        compile: fuse the pull into one pass with ``torch.compile``: ``true``, ``false`` or
+            ``"auto"`` (when the targets are large; see ``kernels.compile_wanted``).
         params: ``"all"`` or ``"weights"``.
         layers: linear-layer indices (``None`` = all).
     """
@@ -41,7 +43,7 @@ class EWC(CLMethod):
     def __init__(self, lam: float = 1000.0, fisher: FisherEstimator = "empirical",
                  mode: Literal["separate", "online"] = "separate", gamma_online: float = 1.0,
                  fisher_samples: int = 1000, fisher_chunk: int = 32, seed: int = 0,
-                 compile: bool = False, params: ParamSelection = "all",
+                 compile: Compile = "auto", params: ParamSelection = "all",
                  layers: list[int] | None = None) -> None:
         super().__init__(params=params, layers=layers)
         require(lam >= 0, "method.lam", lam, "a number >= 0")
@@ -50,15 +52,17 @@ class EWC(CLMethod):
         require(0 <= gamma_online <= 1, "method.gamma_online", gamma_online, "a number in [0, 1]")
         require(fisher_samples >= 1, "method.fisher_samples", fisher_samples, "an integer >= 1")
         require(fisher_chunk >= 1, "method.fisher_chunk", fisher_chunk, "an integer >= 1")
+        require(compile in (True, False, "auto"), "method.compile", compile, "true, false or 'auto'")
         self.lam, self.fisher, self.mode, self.gamma_online = lam, fisher, mode, gamma_online
         self.fisher_samples, self.fisher_chunk, self.seed = fisher_samples, fisher_chunk, seed
-        self.pull = kernels.maybe_compile(kernels.pull_, compile)
+        self.compile = compile
         self.tasks_consolidated = 0
 
     def setup_state(self, targets: list[nn.Parameter]) -> None:
         for i, p in enumerate(targets):
             self.register_buffer(f"fisher_sum{i}", torch.zeros_like(p))
             self.register_buffer(f"anchor_sum{i}", torch.zeros_like(p))
+        self.pull = Kernel(kernels.pull_expr, kernels.pull_, compile_wanted(self.compile, targets))
 
     @torch.no_grad()
     def on_before_optimizer_step(self, module: Any, optimizer: torch.optim.Optimizer) -> None:

@@ -8,6 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from cl_attractors.methods import kernels
+from cl_attractors.methods.kernels import Compile, Kernel, compile_wanted
 from cl_attractors.methods.base import CLMethod, ParamSelection
 from cl_attractors.checks import require
 
@@ -15,64 +16,62 @@ from cl_attractors.checks import require
 class SI(CLMethod):
     """SI: a path-integral importance ``Omega`` and the penalty ``c * sum Omega (theta - theta*)^2``.
 
-    During a task, ``omega -= g * dtheta`` with ``g`` the unregularised gradient and ``dtheta`` the
-    actual optimizer step (saved before, completed after the step). At the task's end
-    ``Omega += omega / (dtheta_task^2 + xi)``, the anchor ``theta*`` becomes the current
-    parameters and ``omega`` restarts. The pull uses ``anchor_sum = Omega * theta*`` so that
-    the gradient ``2c (Omega theta - anchor_sum)`` shares EWC's kernel. Logs ``omega_mean`` /
-    ``omega_max`` of ``Omega``.
+    During a task, ``omega = -sum_t g_t * (theta_{t+1} - theta_t)`` with ``g`` the unregularised
+    gradient and ``theta_{t+1} - theta_t`` the actual optimizer step, accumulated one step late
+    in a single pass before each step (``kernels.si_path_``; the last step is added at the
+    task's end). Then ``Omega += omega / (dtheta_task^2 + xi)``, the anchor ``theta*`` becomes
+    the current parameters and ``omega`` restarts. The pull uses ``anchor_sum = Omega * theta*``
+    so that the gradient ``2c (Omega theta - anchor_sum)`` shares EWC's kernel. Logs
+    ``omega_mean`` / ``omega_max`` of ``Omega``.
 
     Args:
         c: penalty strength (Zenke et al. use 0.1 on permuted MNIST).
         xi: damping of the importance (0.1 in Zenke et al.'s permuted MNIST runs).
-        compile: fuse the per-step kernels with ``torch.compile``.
+        compile: fuse the per-step kernel with ``torch.compile``: ``true``, ``false`` or
+            ``"auto"`` (when the targets are large; see ``kernels.compile_wanted``).
         params: ``"all"`` or ``"weights"``.
         layers: linear-layer indices (``None`` = all).
     """
 
     counters = ("tasks_consolidated",)
 
-    def __init__(self, c: float = 0.1, xi: float = 0.1, compile: bool = False,
+    def __init__(self, c: float = 0.1, xi: float = 0.1, compile: Compile = "auto",
                  params: ParamSelection = "all", layers: list[int] | None = None) -> None:
         super().__init__(params=params, layers=layers)
         require(c >= 0, "method.c", c, "a number >= 0")
         require(xi > 0, "method.xi", xi, "a number > 0")
-        self.c, self.xi = c, xi
-        self.before = kernels.maybe_compile(self._before, compile)
-        self.after = kernels.maybe_compile(kernels.si_after_, compile)
+        require(compile in (True, False, "auto"), "method.compile", compile, "true, false or 'auto'")
+        self.c, self.xi, self.compile = c, xi, compile
         self.tasks_consolidated = 0
 
     def setup_state(self, targets: list[nn.Parameter]) -> None:
         for i, p in enumerate(targets):
-            for name in ("omega", "importance", "anchor_sum"):
+            for name in ("omega", "importance", "anchor_sum", "prev_grad"):
                 self.register_buffer(f"{name}{i}", torch.zeros_like(p))
             self.register_buffer(f"task_start{i}", p.detach().clone())
-            for name in ("saved_grad", "saved_param"):
-                self.register_buffer(f"{name}{i}", torch.zeros_like(p), persistent=False)
+        self.step_kernel = Kernel(kernels.si_step_expr, self._step_eager,
+                                  compile_wanted(self.compile, targets))
 
-    def _before(self, grads: list[Tensor], params: list[Tensor], saved_grads: list[Tensor],
-                saved_params: list[Tensor], importance: list[Tensor], anchor_sums: list[Tensor],
-                pull: bool) -> None:
-        kernels.si_before_(grads, params, saved_grads, saved_params)
-        if pull:
-            kernels.pull_(grads, params, importance, anchor_sums, 2.0 * self.c)
+    def _step_eager(self, grads: list[Tensor], params: list[Tensor], prev_grads: list[Tensor],
+                    omega: list[Tensor], importance: list[Tensor], anchor_sums: list[Tensor],
+                    scale: float) -> None:
+        kernels.si_path_(grads, params, prev_grads, omega)
+        if scale:
+            kernels.pull_(grads, params, importance, anchor_sums, scale)
 
     @torch.no_grad()
     def on_before_optimizer_step(self, module: Any, optimizer: torch.optim.Optimizer) -> None:
         params = self.targets
-        self.before([p.grad for p in params], params, self.per_target("saved_grad"),
-                    self.per_target("saved_param"), self.per_target("importance"),
-                    self.per_target("anchor_sum"), self.tasks_consolidated > 0)
-
-    @torch.no_grad()
-    def on_after_optimizer_step(self, module: Any, optimizer: torch.optim.Optimizer) -> None:
-        self.after(self.targets, self.per_target("saved_grad"), self.per_target("saved_param"),
-                   self.per_target("omega"))
+        scale = 2.0 * self.c if self.tasks_consolidated > 0 else 0.0
+        self.step_kernel([p.grad for p in params], params, self.per_target("prev_grad"),
+                         self.per_target("omega"), self.per_target("importance"),
+                         self.per_target("anchor_sum"), scale)
 
     @torch.no_grad()
     def on_task_end(self, module: Any, task: int, datamodule: Any) -> dict[str, float]:
         params = [p.detach() for p in self.targets]
         omega, importance = self.per_target("omega"), self.per_target("importance")
+        kernels.si_flush_(params, self.per_target("prev_grad"), omega)
         starts = self.per_target("task_start")
         for w, om, imp, start, anchor in zip(params, omega, importance, starts,
                                             self.per_target("anchor_sum")):

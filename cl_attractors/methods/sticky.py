@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Callable
 from typing import Any, Literal
 
 import torch
@@ -13,8 +12,7 @@ from torch import Tensor, nn
 from cl_attractors.methods import kernels
 from cl_attractors.methods.base import CLMethod, ParamSelection
 from cl_attractors.checks import require
-from cl_attractors.methods.kernels import Dip
-from cl_attractors.methods.maths import away_mask, plasticity
+from cl_attractors.methods.kernels import Compile, Dip, Kernel
 
 ApplyTo = Literal["gradient", "update"]
 
@@ -45,7 +43,9 @@ class StickyGradient(CLMethod):
         l1_apply_to: ``"gradient"`` (inside g, as in Algorithm 1) or ``"update"`` (decoupled like
             AdamW: ``theta -= lr * zeta * sgn(theta)`` after the step, gated like the gradient).
         stats_every: sample the gating statistics every this many steps.
-        compile: fuse the per-step kernels with ``torch.compile`` (else eager, preallocated scratch).
+        compile: fuse the per-step kernels with ``torch.compile``: ``true``, ``false`` (eager, in
+            place, preallocated scratch) or ``"auto"`` (when the targets are large; see
+            ``kernels.compile_wanted``).
         params: ``"all"`` or ``"weights"``: which parameters the method acts on.
         layers: linear-layer indices the method acts on (``None`` = all).
     """
@@ -57,7 +57,7 @@ class StickyGradient(CLMethod):
                  sticky: bool = True, l1: bool = True, smart_init: bool = True,
                  init_params: ParamSelection = "all", f_min: float = 0.0,
                  apply_to: ApplyTo = "gradient", l1_apply_to: ApplyTo = "gradient",
-                 stats_every: int = 50, compile: bool = False, params: ParamSelection = "all",
+                 stats_every: int = 50, compile: Compile = "auto", params: ParamSelection = "all",
                  layers: list[int] | None = None) -> None:
         super().__init__(params=params, layers=layers)
         require(lam >= 0, "method.lam", lam, "a number >= 0")
@@ -70,6 +70,7 @@ class StickyGradient(CLMethod):
                 "'gradient' or 'update'")
         require(init_params in ("all", "weights"), "method.init_params", init_params, "'all' or 'weights'")
         require(stats_every >= 1, "method.stats_every", stats_every, "an integer >= 1")
+        require(compile in (True, False, "auto"), "method.compile", compile, "true, false or 'auto'")
         self.dip = Dip(a1=a1, lam=lam, gamma=gamma, f_min=f_min)
         self.mu, self.sigma, self.zeta = mu, sigma, zeta
         self.sticky, self.l1, self.smart_init, self.init_params = sticky, l1, smart_init, init_params
@@ -78,7 +79,6 @@ class StickyGradient(CLMethod):
         self.zeta_post = zeta if l1 and l1_apply_to == "update" else 0.0
         self.stats_every, self.compile = stats_every, compile
         self._step = 0
-        self._compiled: dict[str, Callable[..., None]] = {}
 
     # ---- state ------------------------------------------------------------------------------
     def setup_state(self, targets: list[nn.Parameter]) -> None:
@@ -92,6 +92,19 @@ class StickyGradient(CLMethod):
                 self.register_buffer(f"_{name}{i}", torch.zeros_like(p), persistent=False)
         # [sampled components, gated components, sum of f over gated components]
         self.register_buffer("gate_stats", torch.zeros(3, dtype=torch.float64))
+        fuse = kernels.compile_wanted(self.compile, targets)
+        dip = self.dip if self.sticky else None
+        pre_dip = None if self.gate_update else dip
+        self._grad_kernel = Kernel(functools.partial(kernels.l1_grad_expr, zeta=self.zeta_pre, dip=pre_dip),
+                                   self._grad_eager, fuse)
+        self._update_kernel = Kernel(functools.partial(kernels.gated_update_expr, dip=self.dip),
+                                     self._update_eager, fuse)
+        self._l1_kernel = Kernel(functools.partial(kernels.decoupled_l1_expr, dip=dip),
+                                 self._decoupled_l1_eager, fuse)
+        grad_stats = functools.partial(kernels.grad_stats_expr, zeta=self.zeta_pre, dip=self.dip)
+        update_stats = functools.partial(kernels.update_stats_expr, dip=self.dip)
+        self._grad_stats = Kernel(grad_stats, grad_stats, fuse)
+        self._update_stats = Kernel(update_stats, update_stats, fuse)
 
     def _init_targets(self, targets: list[nn.Parameter]) -> list[nn.Parameter]:
         """The targets the smart init touches (linear weights are the 2-D targets)."""
@@ -110,19 +123,9 @@ class StickyGradient(CLMethod):
         if self.gate_update:
             torch._foreach_copy_(self._scratch("old"), params)
         elif self._sampling and self.sticky:
-            self._accumulate_stats([g + self.zeta_pre * torch.sign(w) for g, w in zip(grads, params)],
-                                   params)
-        dip = None if self.gate_update or not self.sticky else self.dip
-        if dip is None and not self.zeta_pre:
-            return
-        if self.compile:
-            self._kernel("grad", kernels.l1_grad_expr, zeta=self.zeta_pre, dip=dip)(grads, params)
-            return
-        if self.zeta_pre:
-            kernels.add_l1_(grads, params, self._scratch("s"), self.zeta_pre)
-        if dip is not None:
-            for g, w, s, f in zip(grads, params, self._scratch("s"), self._scratch("f")):
-                kernels.gate_(g, w, s, f, dip)
+            self._add_stats(self._grad_stats(grads, params), params)
+        if self.zeta_pre or (self.sticky and not self.gate_update):
+            self._grad_kernel(grads, params)
 
     @torch.no_grad()
     def on_after_optimizer_step(self, module: Any, optimizer: torch.optim.Optimizer) -> None:
@@ -131,37 +134,38 @@ class StickyGradient(CLMethod):
         lr_zetas = self._lr_zetas(optimizer)
         params = self.targets
         if self.gate_update:
-            self._update_gated(params, self._scratch("old"), self._scratch("u"), lr_zetas)
+            if self._sampling:
+                self._add_stats(self._update_stats(params, self._scratch("old"), lr_zetas), params)
+            self._update_kernel(params, self._scratch("old"), lr_zetas)
         else:
-            self._decoupled_l1(params, lr_zetas)
+            self._l1_kernel(params, lr_zetas)
 
-    def _update_gated(self, params: list[Tensor], olds: list[Tensor], us: list[Tensor],
-                      lr_zetas: list[float]) -> None:
+    # ---- eager kernels (in place, preallocated scratch) ---------------------------------------
+    def _grad_eager(self, grads: list[Tensor], params: list[Tensor]) -> None:
+        """``g = gate(g + zeta sgn(w), w)`` (no gate in update mode or without ``sticky``)."""
+        if self.zeta_pre:
+            kernels.add_l1_(grads, params, self._scratch("s"), self.zeta_pre)
+        if self.sticky and not self.gate_update:
+            for g, w, s, f in zip(grads, params, self._scratch("s"), self._scratch("f")):
+                kernels.gate_(g, w, s, f, self.dip)
+
+    def _update_eager(self, params: list[Tensor], olds: list[Tensor], lr_zetas: list[float]) -> None:
         """``theta = old - gate(u, old)`` with the pseudo-gradient ``u = old - theta (+ lr zeta sgn)``."""
-        if self._sampling:
-            self._accumulate_stats([o - w + lz * torch.sign(o) for w, o, lz in
-                                    zip(params, olds, lr_zetas)], olds)
-        if self.compile:
-            self._kernel("update", kernels.gated_update_expr, dip=self.dip)(params, olds, lr_zetas)
-            return
-        for w, old, u, s, f, lz in zip(params, olds, us, self._scratch("s"), self._scratch("f"),
-                                       lr_zetas):
+        for w, old, u, s, f, lz in zip(params, olds, self._scratch("u"), self._scratch("s"),
+                                       self._scratch("f"), lr_zetas):
             torch.sub(old, w, out=u)
             if lz:
                 u.add_(torch.sign(old, out=s), alpha=lz)
             kernels.gate_(u, old, s, f, self.dip)
             torch.sub(old, u, out=w)
 
-    def _decoupled_l1(self, params: list[Tensor], lr_zetas: list[float]) -> None:
-        dip = self.dip if self.sticky else None
-        if self.compile:
-            self._kernel("l1", kernels.decoupled_l1_expr, dip=dip)(params, lr_zetas)
-            return
+    def _decoupled_l1_eager(self, params: list[Tensor], lr_zetas: list[float]) -> None:
+        """``theta -= gate(lr zeta sgn(theta), theta)`` after the step (no gate without ``sticky``)."""
         for w, u, s, f, lz in zip(params, self._scratch("u"), self._scratch("s"),
                                   self._scratch("f"), lr_zetas):
             torch.sign(w, out=u).mul_(lz)
-            if dip is not None:
-                kernels.gate_(u, w, s, f, dip)
+            if self.sticky:
+                kernels.gate_(u, w, s, f, self.dip)
             w.sub_(u)
 
     def on_task_end(self, module: Any, task: int, datamodule: Any) -> dict[str, float]:
@@ -178,20 +182,11 @@ class StickyGradient(CLMethod):
         return stats
 
     # ---- helpers ----------------------------------------------------------------------------
-    def _accumulate_stats(self, pseudo_grads: list[Tensor], weights: list[Tensor]) -> None:
-        """Device-side counters of gated components and their f (sampled steps only)."""
-        for u, w in zip(pseudo_grads, weights):
-            gated = away_mask(w, u, self.dip.a1) & (u != 0)
-            f = plasticity(w, self.dip.a1, self.dip.lam, self.dip.gamma, self.dip.f_min)
-            self.gate_stats[0] += w.numel()
-            self.gate_stats[1] += gated.sum()
-            self.gate_stats[2] += torch.where(gated, f, 0.0).sum()
+    def _add_stats(self, gated_and_f_sum: Tensor, weights: list[Tensor]) -> None:
+        """Device-side counters of the sampled step (no host sync)."""
+        self.gate_stats[0] += sum(w.numel() for w in weights)
+        self.gate_stats[1:] += gated_and_f_sum
 
     def _lr_zetas(self, optimizer: torch.optim.Optimizer) -> list[float]:
         lr_of = {id(p): group["lr"] for group in optimizer.param_groups for p in group["params"]}
         return [float(lr_of[id(p)]) * self.zeta_post for p in self.targets]
-
-    def _kernel(self, name: str, fn: Callable[..., None], **bound: Any) -> Callable[..., None]:
-        if name not in self._compiled:
-            self._compiled[name] = kernels.maybe_compile(functools.partial(fn, **bound), True)
-        return self._compiled[name]

@@ -33,7 +33,9 @@ class EWC(CLMethod):
         fisher_chunk: rows per vmap chunk of per-sample gradients (bounds memory).
         seed: seed of the method's sample generator.
         compile: fuse the pull into one pass with ``torch.compile``: ``true``, ``false`` or
-            ``"auto"`` (when the targets are large; see ``kernels.compile_wanted``).
+            ``"auto"`` (when the targets are large; see ``kernels.compile_wanted``). Off by
+            default: the pull is memory-bound arithmetic, and on a CPU the two eager foreach
+            passes measured as fast as the fused one (``benchmarks/bench_methods.py``).
         params: ``"all"`` or ``"weights"``.
         layers: linear-layer indices (``None`` = all).
     """
@@ -43,7 +45,7 @@ class EWC(CLMethod):
     def __init__(self, lam: float = 1000.0, fisher: FisherEstimator = "empirical",
                  mode: Literal["separate", "online"] = "separate", gamma_online: float = 1.0,
                  fisher_samples: int = 1000, fisher_chunk: int = 32, seed: int = 0,
-                 compile: Compile = "auto", params: ParamSelection = "all",
+                 compile: Compile = False, params: ParamSelection = "all",
                  layers: list[int] | None = None) -> None:
         super().__init__(params=params, layers=layers)
         require(lam >= 0, "method.lam", lam, "a number >= 0")

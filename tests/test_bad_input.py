@@ -51,6 +51,8 @@ FIT_CASES: list[tuple[tuple[str, ...], str]] = [
     ((*STICKY, "--model.method.init_args.sigma", "0"), "method.sigma=0.0 is not allowed"),
     ((*STICKY, "--model.method.init_args.zeta=-1e-3"), "method.zeta=-0.001 is not allowed"),
     ((*STICKY, "--model.method.init_args.f_min", "5"), "method.f_min=5.0 is not allowed; use a number in [0, lam"),
+    ((*STICKY, "--model.method.init_args.compile", "maybe"),
+     "method.compile='maybe' is not allowed; use true, false or 'auto'"),
     ((*STICKY, "--model.method.init_args.apply_to", "weights"), "apply_to"),
     ((*STICKY, "--model.method.init_args.params", "biases"), "params"),
     ((*STICKY, "--model.method.init_args.layers", "[5]"), "method.layers=[5] is not allowed"),

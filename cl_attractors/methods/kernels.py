@@ -14,7 +14,7 @@ import math
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -39,7 +39,9 @@ class Dip:
     f_min: float
 
 
-Compile = Literal["auto"] | bool
+Compile = bool | str
+"""``True``, ``False`` or ``"auto"``; typed loosely so that the method's own check, not the
+parser, rejects anything else (with the one-line error naming ``method.compile``)."""
 
 AUTO_COMPILE_MIN_NUMEL = 1 << 16
 """``compile: auto`` compiles when the method's targets hold at least this many elements."""

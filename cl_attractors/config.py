@@ -7,6 +7,7 @@ gives the ``configs/{trainer,data,model,method,experiment,search}`` groups their
 
 from __future__ import annotations
 
+import logging
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -94,6 +95,8 @@ class CLI(LightningCLI):
 def make_cli(args: Sequence[str], run: bool = True) -> CLI:
     """Build (and with ``run`` execute) the CLI from command-line style ``args``."""
     warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")
+    # compiling the methods' kernels on a machine without a GPU: torch says it found no CUDA
+    logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
     return CLI(CLModule, PermutedMNIST, args=expand_argv(args), run=run,
                save_config_kwargs={"overwrite": True}, auto_configure_optimizers=False,
                parser_kwargs={"exit_on_error": False})

@@ -31,6 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from bench_methods import prepare  # noqa: E402
+from cl_attractors.io import write_json  # noqa: E402
 from cl_attractors.methods import kernels  # noqa: E402
 from cl_attractors.methods.base import CLMethod  # noqa: E402
 from cl_attractors.methods.ewc import EWC  # noqa: E402
@@ -97,9 +98,7 @@ def main() -> None:
               "bandwidth_gb_s": {s: round(copy_bytes / ms["copy"][s] / 1e6, 1) for s in ("warm", "cold")},
               "load_average": round(os.getloadavg()[0], 2)}
     print(json.dumps(result, indent=2))
-    out = ROOT / "benchmarks" / "results" / "kernels.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    write_json(ROOT / "benchmarks" / "results" / "kernels.json", result)
 
 
 if __name__ == "__main__":

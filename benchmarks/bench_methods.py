@@ -35,6 +35,7 @@ import torch.nn.functional as F  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from cl_attractors.io import write_json  # noqa: E402
 from cl_attractors.methods.base import CLMethod, Vanilla  # noqa: E402
 from cl_attractors.methods.ewc import EWC  # noqa: E402
 from cl_attractors.methods.si import SI  # noqa: E402
@@ -141,9 +142,7 @@ def main() -> None:
         "load_average": [round(load_before, 2), round(os.getloadavg()[0], 2)],
     }
     print(json.dumps(result, indent=2))
-    out = ROOT / "benchmarks" / "results" / "methods.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    write_json(ROOT / "benchmarks" / "results" / "methods.json", result)
 
 
 if __name__ == "__main__":

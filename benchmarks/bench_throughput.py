@@ -29,6 +29,7 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from callbacks.task_sequence import TaskSequence  # noqa: E402
 from cl_attractors.data import PermutedMNIST  # noqa: E402
+from cl_attractors.io import write_json  # noqa: E402
 from cl_attractors.module import CLModule, build_mlp  # noqa: E402
 
 BATCH = 50
@@ -141,9 +142,7 @@ def main() -> None:
         "lightning_fraction_of_matmul_ceiling": best_light * flop_per_sample / 1e9 / ceiling,
     }
     print(json.dumps(result, indent=2))
-    out = Path(__file__).parent / "results" / "throughput.json"
-    out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    write_json(Path(__file__).parent / "results" / "throughput.json", result)
 
 
 if __name__ == "__main__":

@@ -54,7 +54,7 @@ class EWC(CLMethod):
         require(0 <= gamma_online <= 1, "method.gamma_online", gamma_online, "a number in [0, 1]")
         require(fisher_samples >= 1, "method.fisher_samples", fisher_samples, "an integer >= 1")
         require(fisher_chunk >= 1, "method.fisher_chunk", fisher_chunk, "an integer >= 1")
-        require(compile in (True, False, "auto"), "method.compile", compile, "true, false or 'auto'")
+        kernels.check_compile(compile)
         self.lam, self.fisher, self.mode, self.gamma_online = lam, fisher, mode, gamma_online
         self.fisher_samples, self.fisher_chunk, self.seed = fisher_samples, fisher_chunk, seed
         self.compile = compile

@@ -19,6 +19,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from cl_attractors.checks import require
+
 LOG2E = math.log2(math.e)
 
 
@@ -45,6 +47,11 @@ parser, rejects anything else (with the one-line error naming ``method.compile``
 
 AUTO_COMPILE_MIN_NUMEL = 1 << 16
 """``compile: auto`` compiles when the method's targets hold at least this many elements."""
+
+
+def check_compile(compile: Compile) -> None:
+    """Reject a ``compile`` setting other than true, false or ``"auto"`` (one-line error)."""
+    require(compile in (True, False, "auto"), "method.compile", compile, "true, false or 'auto'")
 
 
 def compile_wanted(compile: Compile, targets: list[Tensor]) -> bool:

@@ -40,7 +40,7 @@ class SI(CLMethod):
         super().__init__(params=params, layers=layers)
         require(c >= 0, "method.c", c, "a number >= 0")
         require(xi > 0, "method.xi", xi, "a number > 0")
-        require(compile in (True, False, "auto"), "method.compile", compile, "true, false or 'auto'")
+        kernels.check_compile(compile)
         self.c, self.xi, self.compile = c, xi, compile
         self.tasks_consolidated = 0
 

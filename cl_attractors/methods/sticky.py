@@ -70,7 +70,7 @@ class StickyGradient(CLMethod):
                 "'gradient' or 'update'")
         require(init_params in ("all", "weights"), "method.init_params", init_params, "'all' or 'weights'")
         require(stats_every >= 1, "method.stats_every", stats_every, "an integer >= 1")
-        require(compile in (True, False, "auto"), "method.compile", compile, "true, false or 'auto'")
+        kernels.check_compile(compile)
         self.dip = Dip(a1=a1, lam=lam, gamma=gamma, f_min=f_min)
         self.mu, self.sigma, self.zeta = mu, sigma, zeta
         self.sticky, self.l1, self.smart_init, self.init_params = sticky, l1, smart_init, init_params

@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 RUN_CONFIG ?= configs/experiment/sticky.yaml
 
-.PHONY: setup run test test-all bench
+.PHONY: setup run test test-all bench searches
 
 setup: $(VENV)/.installed
 
@@ -29,3 +29,16 @@ test-all: setup
 
 bench: setup
 	$(PY) benchmarks/bench_throughput.py
+
+# The four 30-trial meta-searches of configs/search/ (issue: same budget for every method), one after
+# the other, each shared by $(WORKERS) one-thread worker processes; re-running continues them.
+SEARCHES ?= sticky_paper sticky_decoupled ewc si
+WORKERS ?= 2
+searches: setup
+	@for s in $(SEARCHES); do \
+	  mkdir -p runs; echo "$$(date -u +%FT%TZ) start $$s"; \
+	  for w in $$(seq 1 $(WORKERS)); do \
+	    OMP_NUM_THREADS=1 nice -n 10 $(PY) cli.py tune --config configs/search/$$s.yaml \
+	      --sampler_seed $$((10000 + 1000 * (w - 1))) > runs/tune-$$s-$$w.log 2>&1 & \
+	  done; wait; echo "$$(date -u +%FT%TZ) end $$s"; \
+	done

@@ -2,7 +2,7 @@
 
     python cli.py fit --config configs/experiment/vanilla.yaml [--data.seed 3 ...]
     python cli.py fit ... --run_dir runs/x --ckpt_path last      # resume a killed run
-    python cli.py tune --config configs/search/sticky_tpe.yaml    # meta-learn phi (Optuna TPE)
+    python cli.py tune --config configs/search/sticky_paper.yaml    # meta-learn phi (Optuna TPE)
     python cli.py experiment --config configs/experiment/fig2.yaml
     python cli.py report --config configs/experiment/fig2.yaml    # figures from saved runs
 

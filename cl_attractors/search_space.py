@@ -7,6 +7,10 @@ Each entry of ``space:`` names an ``__init__`` argument of the method class (it 
 * a categorical ``{choices: [true, false]}`` (scalars only: bool, int, float, str, null),
 * anything else: a fixed value, passed unchanged to every trial.
 
+A range or a categorical may add ``when: {other: value}``: it is sampled only in trials where the
+categorical ``other`` (listed before it) took ``value``, e.g. EWC's ``gamma_online`` only when
+``mode`` is ``online``; in the other trials it keeps the ``fit`` configuration's value.
+
 A parameter left out of the space keeps the value of the ``fit`` configuration.
 """
 
@@ -22,7 +26,7 @@ import optuna
 
 from cl_attractors.config import ConfigError
 
-RANGE_KEYS = {"low", "high", "log", "int"}
+RANGE_KEYS = {"low", "high", "log", "int", "when"}
 
 
 @dataclass(frozen=True)
@@ -33,6 +37,7 @@ class Range:
     high: float
     log: bool = True
     int: bool = False
+    when: tuple[tuple[str, Any], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -40,6 +45,7 @@ class Choice:
     """A categorical parameter sampled among ``choices``."""
 
     choices: tuple[Any, ...]
+    when: tuple[tuple[str, Any], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -76,15 +82,31 @@ def parse_space(raw: Any, cls: type) -> dict[str, Param]:
     if unknown:
         raise ConfigError(f"search.space has unknown parameter(s) {unknown} for {cls.__name__}; "
                           f"allowed: {allowed}")
-    return {name: _parse_param(name, spec) for name, spec in raw.items()}
+    space: dict[str, Param] = {}
+    for name, spec in raw.items():
+        space[name] = _parse_param(name, spec, space)
+    return space
 
 
-def _parse_param(name: str, spec: Any) -> Param:
+def _parse_when(field: str, spec: dict, before: dict[str, Param]) -> tuple[tuple[str, Any], ...]:
+    when = spec.get("when", {})
+    if not isinstance(when, dict) or not when:
+        raise ConfigError(f"{field}.when={when!r} is not allowed; use a mapping {{choice: value}}")
+    for other, value in when.items():
+        param = before.get(other)
+        if not isinstance(param, Choice) or value not in param.choices:
+            raise ConfigError(f"{field}.when.{other}={value!r} is not allowed; use one of the choices "
+                              f"of a categorical listed before {field.rsplit('.', 1)[-1]}")
+    return tuple(when.items())
+
+
+def _parse_param(name: str, spec: Any, before: dict[str, Param]) -> Param:
     field = f"search.space.{name}"
     if not isinstance(spec, dict) or not ({"low", "high", "choices"} & spec.keys()):
         return Fixed(spec)
+    when = _parse_when(field, spec, before) if "when" in spec else ()
     if "choices" in spec:
-        return _parse_choice(field, spec)
+        return _parse_choice(field, {k: v for k, v in spec.items() if k != "when"}, when)
     extra = spec.keys() - RANGE_KEYS
     if extra or not {"low", "high"} <= spec.keys():
         raise ConfigError(f"{field}={spec!r} is not allowed; use {{low, high[, log][, int]}}")
@@ -103,23 +125,25 @@ def _parse_param(name: str, spec: Any) -> Param:
     if is_int and (low != int(low) or high != int(high)):
         raise ConfigError(f"{field}.int=true with low={low}, high={high} is not allowed; "
                           "use integer bounds")
-    return Range(float(low), float(high), log, is_int)
+    return Range(float(low), float(high), log, is_int, when)
 
 
-def _parse_choice(field: str, spec: dict) -> Choice:
+def _parse_choice(field: str, spec: dict, when: tuple[tuple[str, Any], ...]) -> Choice:
     choices = spec["choices"]
     if len(spec) != 1 or not isinstance(choices, list) or not choices:
         raise ConfigError(f"{field}={spec!r} is not allowed; use {{choices: [a non-empty list]}}")
     bad = [c for c in choices if c is not None and not isinstance(c, bool | int | float | str)]
     if bad:
         raise ConfigError(f"{field}.choices has {bad!r}; use scalars (bool, int, float, str, null)")
-    return Choice(tuple(choices))
+    return Choice(tuple(choices), when)
 
 
 def suggest(trial: optuna.Trial, space: dict[str, Param]) -> dict[str, Any]:
     """φ of one trial: sampled values for ranges and choices, the fixed values as they are."""
     phi: dict[str, Any] = {}
     for name, param in space.items():
+        if not isinstance(param, Fixed) and any(phi.get(k) != v for k, v in param.when):
+            continue
         if isinstance(param, Range) and param.int:
             phi[name] = trial.suggest_int(name, int(param.low), int(param.high), log=param.log)
         elif isinstance(param, Range):

@@ -1,6 +1,6 @@
 """Meta-learning φ with Optuna TPE (paper Sec. 2.1, Eq. 2, App. 6.2).
 
-    python cli.py tune --config configs/search/sticky_tpe.yaml [--n_trials 12] [fit overrides]
+    python cli.py tune --config configs/search/sticky_paper.yaml [--n_trials 12] [fit overrides]
 
 Each trial is one full task sequence (one ``trainer.fit``) built from the search config's ``fit``
 arguments plus the trial's φ; its value is Eq. 2 of the final accuracy matrix on the split the
@@ -62,7 +62,7 @@ class _Parser(argparse.ArgumentParser):
 def parse_args(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
     """Known ``tune`` options, and the rest (``fit`` overrides applied after the YAML's)."""
     p = _Parser(prog="cli.py tune", allow_abbrev=False, description=__doc__)
-    p.add_argument("--config", required=True, help="search YAML (e.g. configs/search/sticky_tpe.yaml)")
+    p.add_argument("--config", required=True, help="search YAML (e.g. configs/search/sticky_paper.yaml)")
     p.add_argument("--n_trials", type=int, help="COMPLETE + PRUNED trials the study should hold in total")
     p.add_argument("--n_jobs", type=int, default=1, help="trials in parallel threads of this process")
     p.add_argument("--study_name", help="study name in the storage")

@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 RUN_CONFIG ?= configs/experiment/sticky.yaml
 
-.PHONY: setup run test test-all bench searches
+.PHONY: setup run test test-fast lint test-all bench searches
 
 setup: $(VENV)/.installed
 
@@ -21,8 +21,16 @@ $(VENV)/.installed: requirements.txt
 run: setup
 	$(PY) cli.py fit --config $(RUN_CONFIG)
 
-test: setup
-	$(PY) -m pytest -q
+test: setup lint
+	$(PY) -m pytest -q tests/unit tests/contracts tests/system
+
+# unit (pure maths) and contracts (hooks, state, tiny Lightning runs): under a minute on 2 quiet cores
+test-fast: setup
+	$(PY) -m pytest -q tests/unit tests/contracts
+
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 
 test-all: setup
 	$(PY) -m pytest -q -m ""

@@ -3,23 +3,24 @@
     python cli.py fit --config configs/experiment/vanilla.yaml [--data.seed 3 ...]
     python cli.py fit ... --run_dir runs/x --ckpt_path last      # resume a killed run
     python cli.py tune --config configs/search/sticky_paper.yaml    # meta-learn phi (Optuna TPE)
-    python cli.py experiment --config configs/experiment/fig2.yaml
-    python cli.py report --config configs/experiment/fig2.yaml    # figures from saved runs
+    python cli.py experiment --config configs/grid/fig2.yaml
+    python cli.py report --config configs/grid/fig2.yaml    # figures from saved runs
 
 Bad input ends with one line ``error: ...`` and exit status 2, never a traceback.
 """
 
 from __future__ import annotations
 
-import re
 import sys
 from argparse import ArgumentError
 from collections.abc import Callable, Sequence
 
+from cl_attractors.errors import one_line
+
 EXTRA_COMMANDS = {
-    "tune": ("cl_attractors.tune", "main"),
-    "experiment": ("cl_attractors.experiment", "main"),
-    "report": ("cl_attractors.experiment", "report_main"),
+    "tune": ("cl_attractors.tune.study", "main"),
+    "experiment": ("cl_attractors.grid.command", "main"),
+    "report": ("cl_attractors.grid.command", "report_main"),
 }
 
 
@@ -31,7 +32,7 @@ def _command(name: str) -> Callable[[Sequence[str]], object]:
 
 
 def _fit(args: Sequence[str]) -> None:
-    from cl_attractors.config import make_cli
+    from cl_attractors.train.cli import make_cli
 
     cli = make_cli(args)
     if cli.subcommand == "fit":
@@ -49,27 +50,11 @@ def print_outcome(cli: object) -> None:
     print("\nAccuracy matrix A[i, j] (row i = evaluated task, column j = after training task j):")
     print(matrix_to_csv(seq.A).replace(",", "\t"), end="")
     if summary["tasks_done"]:
-        print(f"final average accuracy {summary['final_avg_acc']:.4f}   Eq. 2 {summary['eq2']:.4f}"
-              f"   BWT {summary['bwt']}")
+        print(
+            f"final average accuracy {summary['final_avg_acc']:.4f}   Eq. 2 {summary['eq2']:.4f}"
+            f"   BWT {summary['bwt']}"
+        )
     print(f"outputs and TensorBoard logs: {trainer.log_dir}   (tensorboard --logdir {trainer.log_dir})")
-
-
-OURS = re.compile(r"[\w.\[\]]+=\S.*? is not allowed; use .*?(?= - |$)")
-PARSER_KEY = re.compile(r'Parser key "([^"]+)":\s*')
-
-
-def one_line(err: BaseException) -> str:
-    """The error's message on one line: our own message if the parser wrapped one, else the
-    innermost parser complaint prefixed by its full key (parser messages span many lines)."""
-    text = " ".join(line.strip() for line in str(err).splitlines() if line.strip())
-    ours = OURS.search(text)
-    if ours:
-        return ours.group(0)
-    keys = PARSER_KEY.findall(text)
-    if len(keys) > 1:
-        inner = PARSER_KEY.split(text)[-1].split(" - ")[0].strip()
-        return f"{'.'.join(keys)}: {inner}"
-    return text or type(err).__name__
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -83,8 +68,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {one_line(err)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("interrupted: finished tasks, checkpoints and studies are kept; re-run to resume",
-              file=sys.stderr)
+        print(
+            "interrupted: finished tasks, checkpoints and studies are kept; re-run to resume", file=sys.stderr
+        )
         return 130
     return 0
 

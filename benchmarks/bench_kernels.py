@@ -2,8 +2,9 @@
 
 Each method (as configured by default, state filled as in ``bench_methods.py``) runs its
 ``on_before_optimizer_step`` on the full model's gradients, timed alone: ``warm`` right after an
-untimed call on the same tensors (what fits stays in the caches), ``cold`` first writes a 96 MB buffer so every array
-comes from memory, as in training, where the forward/backward and Adam passes evict them. A
+untimed call on the same tensors (what fits stays in the caches), ``cold`` first writes a 96 MB
+buffer so every array comes from memory, as in training, where the forward/backward and Adam
+passes evict them. A
 plain copy of the weights into the gradients gives the machine's memory bandwidth, and the
 sticky gate without its exponential (``sticky_no_exp``) the share of the arithmetic. Prints and
 writes ``benchmarks/results/kernels.json``.
@@ -17,27 +18,28 @@ import os
 
 os.environ.setdefault("TORCHINDUCTOR_COMPILE_THREADS", "1")  # a compile pool steals the 2 cores
 
-import argparse  # noqa: E402
-import json  # noqa: E402
-import statistics  # noqa: E402
-import sys  # noqa: E402
-import time  # noqa: E402
-from collections.abc import Callable  # noqa: E402
-from pathlib import Path  # noqa: E402
+import argparse
+import json
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
 
-import torch  # noqa: E402
+import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from bench_methods import prepare  # noqa: E402
+
 from cl_attractors.io import write_json  # noqa: E402
 from cl_attractors.methods import kernels  # noqa: E402
 from cl_attractors.methods.base import CLMethod  # noqa: E402
 from cl_attractors.methods.ewc import EWC  # noqa: E402
 from cl_attractors.methods.si import SI  # noqa: E402
 from cl_attractors.methods.sticky import StickyGradient  # noqa: E402
-from cl_attractors.module import CLModule  # noqa: E402
+from cl_attractors.train.module import CLModule  # noqa: E402
 
 
 def hook_of(method: CLMethod) -> Callable[[], None]:
@@ -63,8 +65,10 @@ def plain_passes() -> dict[str, Callable[[], None]]:
             g.copy_(torch.where(d * g > 0, g, g * (dip.lam - dip.lam * d * d)))
 
     fused = torch.compile(no_exp, dynamic=False, options={"compile_threads": 1})
-    return {"copy": lambda: torch._foreach_copy_(grads, params),
-            "sticky_no_exp": lambda: fused(grads, params)}
+    return {
+        "copy": lambda: torch._foreach_copy_(grads, params),
+        "sticky_no_exp": lambda: fused(grads, params),
+    }
 
 
 def main() -> None:
@@ -75,8 +79,12 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     with torch.no_grad():
-        runs = {"sticky": hook_of(StickyGradient(stats_every=10**9)), "ewc_9_tasks": hook_of(EWC()),
-                "si": hook_of(SI()), **plain_passes()}
+        runs = {
+            "sticky": hook_of(StickyGradient(stats_every=10**9)),
+            "ewc_9_tasks": hook_of(EWC()),
+            "si": hook_of(SI()),
+            **plain_passes(),
+        }
         evict = torch.empty(24 * 2**20)  # 96 MB: more than the last-level cache
         for run in runs.values():
             run()  # compiles
@@ -93,10 +101,15 @@ def main() -> None:
                     times[name][state].append((time.perf_counter() - t0) * 1e3)
     ms = {n: {s: round(statistics.median(v), 3) for s, v in t.items()} for n, t in times.items()}
     copy_bytes = 2 * sum(p.numel() for p in CLModule().parameters()) * 4
-    result = {"device": "cpu", "threads": torch.get_num_threads(), "torch": torch.__version__,
-              "repeats": args.repeats, "ms": ms,
-              "bandwidth_gb_s": {s: round(copy_bytes / ms["copy"][s] / 1e6, 1) for s in ("warm", "cold")},
-              "load_average": round(os.getloadavg()[0], 2)}
+    result = {
+        "device": "cpu",
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "repeats": args.repeats,
+        "ms": ms,
+        "bandwidth_gb_s": {s: round(copy_bytes / ms["copy"][s] / 1e6, 1) for s in ("warm", "cold")},
+        "load_average": round(os.getloadavg()[0], 2),
+    }
     print(json.dumps(result, indent=2))
     write_json(ROOT / "benchmarks" / "results" / "kernels.json", result)
 

@@ -21,17 +21,17 @@ import os
 
 os.environ.setdefault("TORCHINDUCTOR_COMPILE_THREADS", "1")  # a compile pool steals the 2 cores
 
-import argparse  # noqa: E402
-import json  # noqa: E402
-import statistics  # noqa: E402
-import sys  # noqa: E402
-import time  # noqa: E402
-from collections.abc import Callable  # noqa: E402
-from functools import partial  # noqa: E402
-from pathlib import Path  # noqa: E402
+import argparse
+import json
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
 
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
+import torch
+import torch.nn.functional as F
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -40,7 +40,7 @@ from cl_attractors.methods.base import CLMethod, Vanilla  # noqa: E402
 from cl_attractors.methods.ewc import EWC  # noqa: E402
 from cl_attractors.methods.si import SI  # noqa: E402
 from cl_attractors.methods.sticky import StickyGradient  # noqa: E402
-from cl_attractors.module import CLModule  # noqa: E402
+from cl_attractors.train.module import CLModule  # noqa: E402
 
 TARGETS = {"sticky": 1.10, "ewc_9_tasks": 1.10, "si": 1.15}
 
@@ -55,8 +55,9 @@ def prepare(module: CLModule) -> None:
                 method._consolidate([torch.rand(p.shape, generator=gen) * 1e-3 for p in method.targets])
             method.tasks_consolidated = 9
         if isinstance(method, SI):
-            for imp, anchor, p in zip(method.per_target("importance"),
-                                      method.per_target("anchor_sum"), method.targets):
+            for imp, anchor, p in zip(
+                method.per_target("importance"), method.per_target("anchor_sum"), method.targets
+            ):
                 imp.copy_(torch.rand(p.shape, generator=gen))
                 torch.mul(imp, p, out=anchor)
             method.tasks_consolidated = 1
@@ -70,8 +71,7 @@ class GradPassFloor(CLMethod):
         torch._foreach_mul_([p.grad for p in self.targets], 1.0)
 
 
-def make_step(module: CLModule, batches: list[tuple[torch.Tensor, torch.Tensor]]
-              ) -> Callable[[int], None]:
+def make_step(module: CLModule, batches: list[tuple[torch.Tensor, torch.Tensor]]) -> Callable[[int], None]:
     opt = torch.optim.Adam(module.parameters(), lr=1e-4, fused=True)
     method = module.method
 
@@ -84,6 +84,7 @@ def make_step(module: CLModule, batches: list[tuple[torch.Tensor, torch.Tensor]]
             method.on_before_optimizer_step(module, opt)
             opt.step()
             method.on_after_optimizer_step(module, opt)
+
     return run
 
 
@@ -91,9 +92,12 @@ def variants(eager: bool) -> dict[str, Callable[[], CLMethod]]:
     """The methods as configured by default, plus (unless ``eager`` is False) each with the
     other kind of kernel."""
     out: dict[str, Callable[[], CLMethod]] = {
-        "vanilla": Vanilla, "grad_pass_floor": GradPassFloor, "sticky": StickyGradient,
+        "vanilla": Vanilla,
+        "grad_pass_floor": GradPassFloor,
+        "sticky": StickyGradient,
         "sticky_update": partial(StickyGradient, apply_to="update", l1_apply_to="update"),
-        "ewc_9_tasks": EWC, "si": SI,
+        "ewc_9_tasks": EWC,
+        "si": SI,
     }
     if eager:
         for name in ("sticky", "sticky_update", "si"):
@@ -111,8 +115,9 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     gen = torch.Generator().manual_seed(0)
-    batches = [(torch.rand(50, 784, generator=gen), torch.randint(0, 10, (50,), generator=gen))
-               for _ in range(8)]
+    batches = [
+        (torch.rand(50, 784, generator=gen), torch.randint(0, 10, (50,), generator=gen)) for _ in range(8)
+    ]
     load_before = os.getloadavg()[0]
     runs, compile_s = {}, {}
     for name, factory in variants(not args.no_eager).items():
@@ -129,15 +134,21 @@ def main() -> None:
             t0 = time.perf_counter()
             run(args.steps)
             times[name].append((time.perf_counter() - t0) / args.steps * 1e3)
-    ratios = {name: statistics.median(t / v for t, v in zip(ts, times["vanilla"]))
-              for name, ts in times.items()}
+    ratios = {
+        name: statistics.median(t / v for t, v in zip(ts, times["vanilla"])) for name, ts in times.items()
+    }
     result = {
-        "device": "cpu", "threads": torch.get_num_threads(), "torch": torch.__version__,
-        "batch": 50, "rounds": args.rounds, "steps_per_round": args.steps,
+        "device": "cpu",
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "batch": 50,
+        "rounds": args.rounds,
+        "steps_per_round": args.steps,
         "vanilla_step_ms": statistics.median(times["vanilla"]),
         "step_ms": {n: round(statistics.median(t), 3) for n, t in times.items()},
         "ratio_to_vanilla": {n: round(r, 3) for n, r in ratios.items()},
-        "warmup_s": compile_s, "targets": TARGETS,
+        "warmup_s": compile_s,
+        "targets": TARGETS,
         # 1-min load average: ratios are only meaningful when it stays below the core count
         "load_average": [round(load_before, 2), round(os.getloadavg()[0], 2)],
     }

@@ -27,10 +27,10 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from callbacks.task_sequence import TaskSequence  # noqa: E402
-from cl_attractors.data import PermutedMNIST  # noqa: E402
-from cl_attractors.io import write_json  # noqa: E402
-from cl_attractors.module import CLModule, build_mlp  # noqa: E402
+from callbacks.task_sequence import TaskSequence
+from cl_attractors.io import write_json
+from cl_attractors.train.data import PermutedMNIST
+from cl_attractors.train.module import CLModule, build_mlp
 
 BATCH = 50
 
@@ -72,19 +72,19 @@ class Interleaved(pl.Callback):
         self.reference: list[float] = []
         self.last: float | None = None
 
-    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:  # noqa: ANN001
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
         now = time.perf_counter()
         if self.last is not None:
             self.light.append(now - self.last)
         self.last = now
 
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:  # noqa: ANN001
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         if (batch_idx + 1) % self.window == 0:
             self.reference += self.plain.steps(self.window * len(batch))
             self.last = None  # the next interval would include the plain window
 
 
-def adam(params) -> torch.optim.Optimizer:  # noqa: ANN001
+def adam(params) -> torch.optim.Optimizer:
     return torch.optim.Adam(params, lr=1e-4, fused=True)
 
 
@@ -92,10 +92,16 @@ def interleaved_fit(dm: PermutedMNIST, window: int) -> tuple[float, float]:
     """samples/s of (plain loop, Lightning fit) from median step times, interleaved in windows."""
     timer = Interleaved(PlainLoop(dm), window)
     pl.seed_everything(0, verbose=False)
-    trainer = pl.Trainer(accelerator="cpu", logger=False, enable_checkpointing=False,
-                         default_root_dir=tempfile.mkdtemp(prefix="bench_"),
-                         enable_model_summary=False, enable_progress_bar=False, deterministic=True,
-                         callbacks=[TaskSequence(heatmaps=False), timer])
+    trainer = pl.Trainer(
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        default_root_dir=tempfile.mkdtemp(prefix="bench_"),
+        enable_model_summary=False,
+        enable_progress_bar=False,
+        deterministic=True,
+        callbacks=[TaskSequence(heatmaps=False), timer],
+    )
     trainer.fit(CLModule(optimizer=adam), datamodule=dm)
     light_step = statistics.median(timer.light) / dm.steps_per_batch  # a Lightning batch = K steps
     return BATCH / statistics.median(timer.reference), BATCH / light_step
@@ -119,8 +125,9 @@ def main() -> None:
     parser.add_argument("--window", type=int, default=2, help="Lightning batches per window")
     parser.add_argument("--steps_per_batch", type=int, default=25, help="as data.steps_per_batch")
     args = parser.parse_args()
-    dm = PermutedMNIST(num_tasks=1, batch_size=BATCH, steps_per_batch=args.steps_per_batch,
-                       train_size=args.train_size)
+    dm = PermutedMNIST(
+        num_tasks=1, batch_size=BATCH, steps_per_batch=args.steps_per_batch, train_size=args.train_size
+    )
     dm.setup()
     plain, light = [], []
     for _ in range(args.repeats):
@@ -132,9 +139,13 @@ def main() -> None:
     ratios = [lt / pl_ for lt, pl_ in zip(light, plain)]
     best_plain, best_light = statistics.median(plain), statistics.median(light)
     result = {
-        "device": "cpu", "threads": torch.get_num_threads(), "batch_size": BATCH,
+        "device": "cpu",
+        "threads": torch.get_num_threads(),
+        "batch_size": BATCH,
         "steps_per_batch": args.steps_per_batch,
-        "train_samples": dm.num_train, "plain_samples_per_s": plain, "lightning_samples_per_s": light,
+        "train_samples": dm.num_train,
+        "plain_samples_per_s": plain,
+        "lightning_samples_per_s": light,
         "ratio_lightning_over_plain_per_round": ratios,
         "ratio_lightning_over_plain": statistics.median(ratios),
         "matmul_ceiling_gflops": ceiling,

@@ -68,15 +68,23 @@ class TaskSequence(pl.Callback):
         n = trainer.datamodule.num_tasks
         self._correct, self._count = [0] * n, [0] * n
 
-    def on_validation_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any,
-                                batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
+    def on_validation_batch_end(
+        self,
+        trainer: pl.Trainer,
+        pl_module: pl.LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:
         self._correct[dataloader_idx] += int(outputs["correct"])
         self._count[dataloader_idx] += int(outputs["count"])
 
     def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         dm = trainer.datamodule
-        column = torch.tensor([c / max(n, 1) for c, n in zip(self._correct, self._count)],
-                              dtype=torch.float64)
+        column = torch.tensor(
+            [c / max(n, 1) for c, n in zip(self._correct, self._count)], dtype=torch.float64
+        )
         if trainer.sanity_checking:
             full = all(n == len(dm.eval_batches(i).y) for i, n in enumerate(self._count))
             if self.initial is None and full and trainer.global_step == 0:
@@ -103,13 +111,15 @@ class TaskSequence(pl.Callback):
     def _log_column(self, pl_module: pl.LightningModule, split: str, j: int) -> None:
         A = self.A[: j + 1, : j + 1]
         values = {f"{split}/acc/task_{i}": float(self.A[i, j]) for i in range(self.A.shape[0])}
-        values.update({
-            "cl/task": float(j),
-            "cl/avg_acc": float(metrics.avg_acc_seen(A)[-1]),
-            "cl/current_acc": float(A[j, j]),
-            "cl/eq2": metrics.eq2(A),
-            "cl/eq2_weighted_mean": metrics.eq2_weighted_mean(A),
-        })
+        values.update(
+            {
+                "cl/task": float(j),
+                "cl/avg_acc": float(metrics.avg_acc_seen(A)[-1]),
+                "cl/current_acc": float(A[j, j]),
+                "cl/eq2": metrics.eq2(A),
+                "cl/eq2_weighted_mean": metrics.eq2_weighted_mean(A),
+            }
+        )
         if j > 0:
             values["cl/avg_prev_acc"] = float(metrics.avg_acc_previous(A)[-1])
         pl_module.log_dict(values, on_epoch=True, add_dataloader_idx=False)
@@ -122,8 +132,11 @@ class TaskSequence(pl.Callback):
     def summary(self) -> dict:
         """metrics.json content: per-task curves so far, and every summary of the filled part."""
         k = self.tasks_done
-        out: dict = {"complete": k == self.A.shape[0], "tasks_done": k,
-                     "initial_acc": None if self.initial is None else self.initial.tolist()}
+        out: dict = {
+            "complete": k == self.A.shape[0],
+            "tasks_done": k,
+            "initial_acc": None if self.initial is None else self.initial.tolist(),
+        }
         if k:
             part = self.A[:k, :k]
             out.update(metrics.summarize(part, None if self.initial is None else self.initial[:k]))

@@ -55,7 +55,7 @@ def forgetting(A: Tensor) -> float:
     n = _check_square(A)
     if n == 1:
         return math.nan
-    best = torch.stack([A[i, i:n - 1].max() for i in range(n - 1)])
+    best = torch.stack([A[i, i : n - 1].max() for i in range(n - 1)])
     return float((best - A[:-1, -1]).double().mean())
 
 
@@ -124,6 +124,7 @@ def eq2_so_far(A: Tensor) -> float:
 
 def summarize(A: Tensor, initial: Tensor | None = None) -> dict:
     """Every summary of a complete matrix, as plain Python numbers (JSON-ready)."""
+
     def as_list(t: Tensor) -> list[float | None]:
         return [None if math.isnan(v) else v for v in t.double().tolist()]
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import torch  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-from matplotlib.ticker import MaxNLocator  # noqa: E402
+import matplotlib.pyplot as plt
+import torch
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 
 def accuracy_heatmap(A: torch.Tensor) -> Figure:
@@ -16,16 +16,17 @@ def accuracy_heatmap(A: torch.Tensor) -> Figure:
     n = A.shape[0]
     fig, ax = plt.subplots(figsize=(1.2 + 0.5 * n, 1.0 + 0.45 * n))
     im = ax.imshow(A.float().numpy(), vmin=0, vmax=1, cmap="viridis")
-    ax.set(xlabel="after training task j", ylabel="evaluated task i",
-           xticks=range(n), yticks=range(n))
+    ax.set(xlabel="after training task j", ylabel="evaluated task i", xticks=range(n), yticks=range(n))
     fig.colorbar(im, ax=ax, fraction=0.046)
     fig.tight_layout()
     return fig
 
 
-CURVE_TITLES = {"avg_acc_seen": "(a) accuracy over all tasks seen",
-                "avg_acc_previous": "(b) accuracy over previous tasks",
-                "current_acc": "(c) accuracy on the current task"}
+CURVE_TITLES = {
+    "avg_acc_seen": "(a) accuracy over all tasks seen",
+    "avg_acc_previous": "(b) accuracy over previous tasks",
+    "current_acc": "(c) accuracy on the current task",
+}
 
 
 def _band(ax: plt.Axes, xs: list[float], stats: list[dict], label: str) -> None:
@@ -36,9 +37,15 @@ def _band(ax: plt.Axes, xs: list[float], stats: list[dict], label: str) -> None:
     x = [k[0] for k in keep]
     mean = [100 * k[1]["mean"] for k in keep]
     half = [100 * (k[1]["ci"] or 0.0) for k in keep]
-    line, = ax.plot(x, mean, marker="o", ms=3, label=label)
-    ax.fill_between(x, [max(m - h, 0.0) for m, h in zip(mean, half)],
-                    [min(m + h, 100.0) for m, h in zip(mean, half)], color=line.get_color(), alpha=0.2, lw=0)
+    (line,) = ax.plot(x, mean, marker="o", ms=3, label=label)
+    ax.fill_between(
+        x,
+        [max(m - h, 0.0) for m, h in zip(mean, half)],
+        [min(m + h, 100.0) for m, h in zip(mean, half)],
+        color=line.get_color(),
+        alpha=0.2,
+        lw=0,
+    )
 
 
 def curve_panels(agg: dict, title: str = "") -> Figure:
@@ -81,15 +88,19 @@ def plasticity_plot(x: torch.Tensor, f: torch.Tensor, params: dict[str, float]) 
     if "a1" in params:
         ax.axvline(params["a1"], color="gray", ls="--", lw=1, label=f"a1 = {params['a1']:g}")
         ax.legend()
-    ax.set(xlabel="weight w", ylabel="f(w)",
-           title="plasticity: " + ", ".join(f"{k}={v:g}" for k, v in params.items()))
+    ax.set(
+        xlabel="weight w",
+        ylabel="f(w)",
+        title="plasticity: " + ", ".join(f"{k}={v:g}" for k, v in params.items()),
+    )
     ax.grid(alpha=0.3)
     fig.tight_layout()
     return fig
 
 
-def weight_histograms(hists: dict[str, tuple[torch.Tensor, torch.Tensor]],
-                      ymax: dict[str, float], modes: dict[str, list[float]]) -> Figure:
+def weight_histograms(
+    hists: dict[str, tuple[torch.Tensor, torch.Tensor]], ymax: dict[str, float], modes: dict[str, list[float]]
+) -> Figure:
     """One panel per variant: the final-weight histogram (density), y-axis truncated at ``ymax``."""
     fig, axes = plt.subplots(1, len(hists), figsize=(5.2 * len(hists), 4.0), squeeze=False)
     for ax, (name, (edges, counts)) in zip(axes[0], hists.items()):

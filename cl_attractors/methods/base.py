@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import torch
 from torch import nn
 
-from cl_attractors.checks import require
+from cl_attractors.errors import require
 
 if TYPE_CHECKING:
     import lightning.pytorch as pl
@@ -37,8 +37,9 @@ class CLMethod(nn.Module):
     def __init__(self, params: ParamSelection = "all", layers: list[int] | None = None) -> None:
         super().__init__()
         require(params in ("all", "weights"), "method.params", params, "'all' or 'weights'")
-        require(layers is None or all(i >= 0 for i in layers), "method.layers", layers,
-                "indices >= 0 or null")
+        require(
+            layers is None or all(i >= 0 for i in layers), "method.layers", layers, "indices >= 0 or null"
+        )
         self.params = params
         self.layers = layers
         self._targets: list[nn.Parameter] = []
@@ -58,7 +59,9 @@ class CLMethod(nn.Module):
             )
         chosen = linears if self.layers is None else [linears[i] for i in self.layers]
         self._targets = [
-            p for layer in chosen for name, p in layer.named_parameters()
+            p
+            for layer in chosen
+            for name, p in layer.named_parameters()
             if self.params == "all" or name == "weight"
         ]
         self.setup_state(self._targets)

@@ -7,10 +7,10 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
+from cl_attractors.errors import require
 from cl_attractors.methods import kernels
-from cl_attractors.methods.kernels import Compile, Kernel, compile_wanted
 from cl_attractors.methods.base import CLMethod, ParamSelection
-from cl_attractors.checks import require
+from cl_attractors.methods.kernels import Compile, Kernel, compile_wanted
 from cl_attractors.methods.maths import FISHER_ESTIMATORS, FisherEstimator, fisher_diagonal
 
 
@@ -42,11 +42,19 @@ class EWC(CLMethod):
 
     counters = ("tasks_consolidated",)
 
-    def __init__(self, lam: float = 1000.0, fisher: FisherEstimator = "empirical",
-                 mode: Literal["separate", "online"] = "separate", gamma_online: float = 1.0,
-                 fisher_samples: int = 1000, fisher_chunk: int = 32, seed: int = 0,
-                 compile: Compile = False, params: ParamSelection = "all",
-                 layers: list[int] | None = None) -> None:
+    def __init__(
+        self,
+        lam: float = 1000.0,
+        fisher: FisherEstimator = "empirical",
+        mode: Literal["separate", "online"] = "separate",
+        gamma_online: float = 1.0,
+        fisher_samples: int = 1000,
+        fisher_chunk: int = 32,
+        seed: int = 0,
+        compile: Compile = False,
+        params: ParamSelection = "all",
+        layers: list[int] | None = None,
+    ) -> None:
         super().__init__(params=params, layers=layers)
         require(lam >= 0, "method.lam", lam, "a number >= 0")
         require(fisher in FISHER_ESTIMATORS, "method.fisher", fisher, f"one of {list(FISHER_ESTIMATORS)}")
@@ -71,15 +79,28 @@ class EWC(CLMethod):
         if self.tasks_consolidated == 0:
             return
         params = self.targets
-        self.pull([p.grad for p in params], params, self.per_target("fisher_sum"),
-                  self.per_target("anchor_sum"), self.lam)
+        self.pull(
+            [p.grad for p in params],
+            params,
+            self.per_target("fisher_sum"),
+            self.per_target("anchor_sum"),
+            self.lam,
+        )
 
     def on_task_end(self, module: Any, task: int, datamodule: Any) -> dict[str, float]:
         generator = torch.Generator().manual_seed(self.seed + task)
         x, y = module.batch_to_device(datamodule.train_sample(task, self.fisher_samples, generator))
         names = {id(p): n for n, p in module.net.named_parameters()}
-        fishers = list(fisher_diagonal(module.net, {names[id(p)]: p for p in self.targets}, x, y,
-                                       self.fisher, chunk_size=self.fisher_chunk).values())
+        fishers = list(
+            fisher_diagonal(
+                module.net,
+                {names[id(p)]: p for p in self.targets},
+                x,
+                y,
+                self.fisher,
+                chunk_size=self.fisher_chunk,
+            ).values()
+        )
         with torch.no_grad():
             self._consolidate(fishers)
             total = sum(f.sum() for f in fishers) / sum(f.numel() for f in fishers)

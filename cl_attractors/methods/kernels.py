@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from cl_attractors.checks import require
+from cl_attractors.errors import require
 
 LOG2E = math.log2(math.e)
 
@@ -79,8 +79,7 @@ class Kernel:
 
     def __init__(self, fused: Callable[..., Any], eager: Callable[..., Any], compiled: bool) -> None:
         self.eager = eager
-        self.fused = (torch.compile(fused, dynamic=False, options={"compile_threads": 1})
-                      if compiled else None)
+        self.fused = torch.compile(fused, dynamic=False, options={"compile_threads": 1}) if compiled else None
         self._proven = False
 
     @property
@@ -95,11 +94,14 @@ class Kernel:
             return self.fused(*args)
         try:
             out = self.fused(*args)
-        except Exception as err:  # noqa: BLE001 - any compiler/back-end failure means: run eagerly
-            warnings.warn(f"torch.compile failed ({type(err).__name__}: "
-                          f"{str(err).strip().splitlines()[0] if str(err).strip() else ''}); "
-                          "this per-step kernel runs eagerly (set the method's compile: false to silence)",
-                          RuntimeWarning, stacklevel=2)
+        except Exception as err:
+            warnings.warn(
+                f"torch.compile failed ({type(err).__name__}: "
+                f"{str(err).strip().splitlines()[0] if str(err).strip() else ''}); "
+                "this per-step kernel runs eagerly (set the method's compile: false to silence)",
+                RuntimeWarning,
+                stacklevel=2,
+            )
             self.fused = None
             return self.eager(*args)
         self._proven = True
@@ -151,15 +153,14 @@ def gate_stats(pseudo_grads: list[Tensor], weights: list[Tensor], dip: Dip) -> T
 
 def grad_stats_expr(grads: list[Tensor], params: list[Tensor], zeta: float, dip: Dip) -> Tensor:
     """:func:`gate_stats` of the gradient the gate sees: ``g + zeta sgn(w)`` at ``w``."""
-    return gate_stats([g + zeta * torch.sign(w) if zeta else g for g, w in zip(grads, params)],
-                      params, dip)
+    return gate_stats([g + zeta * torch.sign(w) if zeta else g for g, w in zip(grads, params)], params, dip)
 
 
-def update_stats_expr(params: list[Tensor], olds: list[Tensor], lr_zetas: list[float],
-                      dip: Dip) -> Tensor:
+def update_stats_expr(params: list[Tensor], olds: list[Tensor], lr_zetas: list[float], dip: Dip) -> Tensor:
     """:func:`gate_stats` of the update gate's pseudo-gradient ``old - w + lr zeta sgn(old)`` at ``old``."""
-    return gate_stats([o - w + lz * torch.sign(o) if lz else o - w
-                       for w, o, lz in zip(params, olds, lr_zetas)], olds, dip)
+    return gate_stats(
+        [o - w + lz * torch.sign(o) if lz else o - w for w, o, lz in zip(params, olds, lr_zetas)], olds, dip
+    )
 
 
 def add_l1_(grads: list[Tensor], params: list[Tensor], scratch: list[Tensor], zeta: float) -> None:
@@ -169,16 +170,14 @@ def add_l1_(grads: list[Tensor], params: list[Tensor], scratch: list[Tensor], ze
         g.add_(s, alpha=zeta)
 
 
-def l1_grad_expr(grads: list[Tensor], params: list[Tensor], zeta: float,
-                 dip: Dip | None) -> None:
+def l1_grad_expr(grads: list[Tensor], params: list[Tensor], zeta: float, dip: Dip | None) -> None:
     """Compile-friendly: ``g = gate(g + zeta sgn(w), w)`` for each pair (no gate if ``dip`` None)."""
     for g, w in zip(grads, params):
         h = g + zeta * torch.sign(w) if zeta else g
         g.copy_(gate(h, w, dip) if dip is not None else h)
 
 
-def gated_update_expr(params: list[Tensor], olds: list[Tensor], lr_zetas: list[float],
-                      dip: Dip) -> None:
+def gated_update_expr(params: list[Tensor], olds: list[Tensor], lr_zetas: list[float], dip: Dip) -> None:
     """Compile-friendly update gating: ``w = old - gate(old - w + lr zeta sgn(old), old)``."""
     for w, old, lz in zip(params, olds, lr_zetas):
         u = old - w + lz * torch.sign(old) if lz else old - w
@@ -192,22 +191,33 @@ def decoupled_l1_expr(params: list[Tensor], lr_zetas: list[float], dip: Dip | No
         w.sub_(gate(u, w, dip) if dip is not None else u)
 
 
-def pull_(grads: list[Tensor], params: list[Tensor], weight_sums: list[Tensor],
-          anchor_sums: list[Tensor], scale: float) -> None:
+def pull_(
+    grads: list[Tensor],
+    params: list[Tensor],
+    weight_sums: list[Tensor],
+    anchor_sums: list[Tensor],
+    scale: float,
+) -> None:
     """``g += scale * (W * theta - A)``: the O(1) quadratic pull (see ``quadratic_pull_grad``)."""
     torch._foreach_addcmul_(grads, weight_sums, params, value=scale)
     torch._foreach_add_(grads, anchor_sums, alpha=-scale)
 
 
-def pull_expr(grads: list[Tensor], params: list[Tensor], weight_sums: list[Tensor],
-              anchor_sums: list[Tensor], scale: float) -> None:
+def pull_expr(
+    grads: list[Tensor],
+    params: list[Tensor],
+    weight_sums: list[Tensor],
+    anchor_sums: list[Tensor],
+    scale: float,
+) -> None:
     """Compile-friendly :func:`pull_` (one pass per tensor)."""
     for g, w, weight, anchor in zip(grads, params, weight_sums, anchor_sums):
         g.add_(scale * (weight * w - anchor))
 
 
-def si_path_(grads: list[Tensor], params: list[Tensor], prev_grads: list[Tensor],
-             omega: list[Tensor]) -> None:
+def si_path_(
+    grads: list[Tensor], params: list[Tensor], prev_grads: list[Tensor], omega: list[Tensor]
+) -> None:
     """SI's path integral, one step late: ``omega += (g - g_prev) * theta``, then ``g_prev = g``.
 
     Called before step t (``theta = theta_t``), the sum telescopes to
@@ -225,9 +235,15 @@ def si_flush_(params: list[Tensor], prev_grads: list[Tensor], omega: list[Tensor
     torch._foreach_zero_(prev_grads)
 
 
-def si_step_expr(grads: list[Tensor], params: list[Tensor], prev_grads: list[Tensor],
-                 omega: list[Tensor], importance: list[Tensor], anchor_sums: list[Tensor],
-                 scale: float) -> None:
+def si_step_expr(
+    grads: list[Tensor],
+    params: list[Tensor],
+    prev_grads: list[Tensor],
+    omega: list[Tensor],
+    importance: list[Tensor],
+    anchor_sums: list[Tensor],
+    scale: float,
+) -> None:
     """Compile-friendly :func:`si_path_` followed by the pull (``scale = 0``: no pull)."""
     for g, w, prev, om, imp, anchor in zip(grads, params, prev_grads, omega, importance, anchor_sums):
         om.add_((g - prev) * w)

@@ -48,8 +48,9 @@ def away_mask(w: Tensor, g: Tensor, a1: float) -> Tensor:
     return torch.sign(w - a1) != torch.sign(g)
 
 
-def sticky_multiplier(w: Tensor, g: Tensor, a1: float, lam: float, gamma: float,
-                      f_min: float = 0.0) -> Tensor:
+def sticky_multiplier(
+    w: Tensor, g: Tensor, a1: float, lam: float, gamma: float, f_min: float = 0.0
+) -> Tensor:
     """The per-component multiplier of Algorithm 1: ``f(w)`` where the gradient is away, else 1.
 
     Args:
@@ -64,8 +65,7 @@ def sticky_multiplier(w: Tensor, g: Tensor, a1: float, lam: float, gamma: float,
     return torch.where(away_mask(w, g, a1), f, torch.ones_like(f))
 
 
-def quadratic_pull_grad(theta: Tensor, anchor_sum: Tensor, weight_sum: Tensor,
-                        scale: float = 1.0) -> Tensor:
+def quadratic_pull_grad(theta: Tensor, anchor_sum: Tensor, weight_sum: Tensor, scale: float = 1.0) -> Tensor:
     """Gradient of ``scale/2 * sum_k F_k (theta - theta*_k)^2`` from accumulated sums.
 
     Since the gradient is ``scale * sum_k F_k (theta - theta*_k)``, keeping
@@ -101,7 +101,7 @@ def si_consolidate(big_omega: Tensor, omega: Tensor, task_delta: Tensor, xi: flo
         task_delta: parameter change over the whole task.
         xi: damping (keeps the ratio bounded when a parameter barely moved).
     """
-    return big_omega + omega / (task_delta ** 2 + xi)
+    return big_omega + omega / (task_delta**2 + xi)
 
 
 def si_penalty_grad(theta: Tensor, anchor: Tensor, big_omega: Tensor, c: float) -> Tensor:
@@ -116,9 +116,15 @@ def si_penalty_grad(theta: Tensor, anchor: Tensor, big_omega: Tensor, c: float) 
     return 2.0 * c * big_omega * (theta - anchor)
 
 
-def fisher_diagonal(model: nn.Module, params: dict[str, Tensor], x: Tensor, y: Tensor,
-                    estimator: FisherEstimator, chunk_size: int = 32,
-                    batch_size: int = 50) -> dict[str, Tensor]:
+def fisher_diagonal(
+    model: nn.Module,
+    params: dict[str, Tensor],
+    x: Tensor,
+    y: Tensor,
+    estimator: FisherEstimator,
+    chunk_size: int = 32,
+    batch_size: int = 50,
+) -> dict[str, Tensor]:
     """Diagonal Fisher information of a classifier (cross-entropy on its logits).
 
     * ``empirical``: mean over samples of the squared per-sample gradient at the true label.
@@ -159,13 +165,16 @@ def fisher_diagonal(model: nn.Module, params: dict[str, Tensor], x: Tensor, y: T
 
 def _sample_loss(model: nn.Module) -> Callable[[dict[str, Tensor], Tensor, Tensor], Tensor]:
     """Cross-entropy of one sample, as a function of the parameters (for ``grad``)."""
+
     def loss(params: dict[str, Tensor], x: Tensor, y: Tensor) -> Tensor:
         return F.cross_entropy(functional_call(model, params, (x.unsqueeze(0),)), y.unsqueeze(0))
+
     return loss
 
 
-def _weighted_squared_grads(model: nn.Module, params: dict[str, Tensor], x: Tensor, y: Tensor,
-                            weights: Tensor, chunk_size: int) -> dict[str, Tensor]:
+def _weighted_squared_grads(
+    model: nn.Module, params: dict[str, Tensor], x: Tensor, y: Tensor, weights: Tensor, chunk_size: int
+) -> dict[str, Tensor]:
     """``sum_i weights_i * g_i^2`` over per-sample gradients ``g_i``."""
     per_sample = vmap(grad(_sample_loss(model)), in_dims=(None, 0, 0))
     out = {k: torch.zeros_like(v) for k, v in params.items()}
@@ -176,13 +185,16 @@ def _weighted_squared_grads(model: nn.Module, params: dict[str, Tensor], x: Tens
     return out
 
 
-def _batched_fisher(model: nn.Module, params: dict[str, Tensor], x: Tensor, y: Tensor,
-                    batch_size: int) -> dict[str, Tensor]:
+def _batched_fisher(
+    model: nn.Module, params: dict[str, Tensor], x: Tensor, y: Tensor, batch_size: int
+) -> dict[str, Tensor]:
     """Mean over full mini-batches of the squared mini-batch gradient."""
     batches = len(y) // batch_size
     if batches < 1:
-        raise ValueError(f"method.fisher_samples={len(y)} is not allowed with the batched Fisher; "
-                         f"use at least one batch ({batch_size})")
+        raise ValueError(
+            f"method.fisher_samples={len(y)} is not allowed with the batched Fisher; "
+            f"use at least one batch ({batch_size})"
+        )
 
     def batch_loss(p: dict[str, Tensor], xb: Tensor, yb: Tensor) -> Tensor:
         return F.cross_entropy(functional_call(model, p, (xb,)), yb)

@@ -7,10 +7,10 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from cl_attractors.errors import require
 from cl_attractors.methods import kernels
-from cl_attractors.methods.kernels import Compile, Kernel, compile_wanted
 from cl_attractors.methods.base import CLMethod, ParamSelection
-from cl_attractors.checks import require
+from cl_attractors.methods.kernels import Compile, Kernel, compile_wanted
 
 
 class SI(CLMethod):
@@ -35,8 +35,14 @@ class SI(CLMethod):
 
     counters = ("tasks_consolidated",)
 
-    def __init__(self, c: float = 0.1, xi: float = 0.1, compile: Compile = "auto",
-                 params: ParamSelection = "all", layers: list[int] | None = None) -> None:
+    def __init__(
+        self,
+        c: float = 0.1,
+        xi: float = 0.1,
+        compile: Compile = "auto",
+        params: ParamSelection = "all",
+        layers: list[int] | None = None,
+    ) -> None:
         super().__init__(params=params, layers=layers)
         require(c >= 0, "method.c", c, "a number >= 0")
         require(xi > 0, "method.xi", xi, "a number > 0")
@@ -49,12 +55,20 @@ class SI(CLMethod):
             for name in ("omega", "importance", "anchor_sum", "prev_grad"):
                 self.register_buffer(f"{name}{i}", torch.zeros_like(p))
             self.register_buffer(f"task_start{i}", p.detach().clone())
-        self.step_kernel = Kernel(kernels.si_step_expr, self._step_eager,
-                                  compile_wanted(self.compile, targets))
+        self.step_kernel = Kernel(
+            kernels.si_step_expr, self._step_eager, compile_wanted(self.compile, targets)
+        )
 
-    def _step_eager(self, grads: list[Tensor], params: list[Tensor], prev_grads: list[Tensor],
-                    omega: list[Tensor], importance: list[Tensor], anchor_sums: list[Tensor],
-                    scale: float) -> None:
+    def _step_eager(
+        self,
+        grads: list[Tensor],
+        params: list[Tensor],
+        prev_grads: list[Tensor],
+        omega: list[Tensor],
+        importance: list[Tensor],
+        anchor_sums: list[Tensor],
+        scale: float,
+    ) -> None:
         kernels.si_path_(grads, params, prev_grads, omega)
         if scale:
             kernels.pull_(grads, params, importance, anchor_sums, scale)
@@ -63,9 +77,15 @@ class SI(CLMethod):
     def on_before_optimizer_step(self, module: Any, optimizer: torch.optim.Optimizer) -> None:
         params = self.targets
         scale = 2.0 * self.c if self.tasks_consolidated > 0 else 0.0
-        self.step_kernel([p.grad for p in params], params, self.per_target("prev_grad"),
-                         self.per_target("omega"), self.per_target("importance"),
-                         self.per_target("anchor_sum"), scale)
+        self.step_kernel(
+            [p.grad for p in params],
+            params,
+            self.per_target("prev_grad"),
+            self.per_target("omega"),
+            self.per_target("importance"),
+            self.per_target("anchor_sum"),
+            scale,
+        )
 
     @torch.no_grad()
     def on_task_end(self, module: Any, task: int, datamodule: Any) -> dict[str, float]:
@@ -73,8 +93,9 @@ class SI(CLMethod):
         omega, importance = self.per_target("omega"), self.per_target("importance")
         kernels.si_flush_(params, self.per_target("prev_grad"), omega)
         starts = self.per_target("task_start")
-        for w, om, imp, start, anchor in zip(params, omega, importance, starts,
-                                            self.per_target("anchor_sum")):
+        for w, om, imp, start, anchor in zip(
+            params, omega, importance, starts, self.per_target("anchor_sum")
+        ):
             start.sub_(w).square_().add_(self.xi)  # (dtheta_task)^2 + xi, in place
             imp.addcdiv_(om, start)
             torch.mul(imp, w, out=anchor)
@@ -82,5 +103,7 @@ class SI(CLMethod):
             om.zero_()
         self.tasks_consolidated += 1
         total = sum(i.sum() for i in importance) / sum(i.numel() for i in importance)
-        return {"omega_mean": float(total),
-                "omega_max": float(torch.stack([i.max() for i in importance]).max())}
+        return {
+            "omega_mean": float(total),
+            "omega_max": float(torch.stack([i.max() for i in importance]).max()),
+        }

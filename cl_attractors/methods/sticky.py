@@ -9,9 +9,9 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
+from cl_attractors.errors import require
 from cl_attractors.methods import kernels
 from cl_attractors.methods.base import CLMethod, ParamSelection
-from cl_attractors.checks import require
 from cl_attractors.methods.kernels import Compile, Dip, Kernel
 
 ApplyTo = Literal["gradient", "update"]
@@ -52,13 +52,26 @@ class StickyGradient(CLMethod):
 
     counters = ("_step",)
 
-    def __init__(self, a1: float = 0.279, mu: float = 0.00363, sigma: float = 0.0204,
-                 gamma: float = 4.70, zeta: float = 0.000574, lam: float = 4.12,
-                 sticky: bool = True, l1: bool = True, smart_init: bool = True,
-                 init_params: ParamSelection = "all", f_min: float = 0.0,
-                 apply_to: ApplyTo = "gradient", l1_apply_to: ApplyTo = "gradient",
-                 stats_every: int = 50, compile: Compile = "auto", params: ParamSelection = "all",
-                 layers: list[int] | None = None) -> None:
+    def __init__(
+        self,
+        a1: float = 0.279,
+        mu: float = 0.00363,
+        sigma: float = 0.0204,
+        gamma: float = 4.70,
+        zeta: float = 0.000574,
+        lam: float = 4.12,
+        sticky: bool = True,
+        l1: bool = True,
+        smart_init: bool = True,
+        init_params: ParamSelection = "all",
+        f_min: float = 0.0,
+        apply_to: ApplyTo = "gradient",
+        l1_apply_to: ApplyTo = "gradient",
+        stats_every: int = 50,
+        compile: Compile = "auto",
+        params: ParamSelection = "all",
+        layers: list[int] | None = None,
+    ) -> None:
         super().__init__(params=params, layers=layers)
         require(lam >= 0, "method.lam", lam, "a number >= 0")
         require(gamma > 0, "method.gamma", gamma, "a number > 0")
@@ -66,8 +79,9 @@ class StickyGradient(CLMethod):
         require(zeta >= 0, "method.zeta", zeta, "a number >= 0")
         require(0 <= f_min <= lam, "method.f_min", f_min, f"a number in [0, lam={lam}]")
         require(apply_to in ("gradient", "update"), "method.apply_to", apply_to, "'gradient' or 'update'")
-        require(l1_apply_to in ("gradient", "update"), "method.l1_apply_to", l1_apply_to,
-                "'gradient' or 'update'")
+        require(
+            l1_apply_to in ("gradient", "update"), "method.l1_apply_to", l1_apply_to, "'gradient' or 'update'"
+        )
         require(init_params in ("all", "weights"), "method.init_params", init_params, "'all' or 'weights'")
         require(stats_every >= 1, "method.stats_every", stats_every, "an integer >= 1")
         kernels.check_compile(compile)
@@ -95,12 +109,15 @@ class StickyGradient(CLMethod):
         fuse = kernels.compile_wanted(self.compile, targets)
         dip = self.dip if self.sticky else None
         pre_dip = None if self.gate_update else dip
-        self._grad_kernel = Kernel(functools.partial(kernels.l1_grad_expr, zeta=self.zeta_pre, dip=pre_dip),
-                                   self._grad_eager, fuse)
-        self._update_kernel = Kernel(functools.partial(kernels.gated_update_expr, dip=self.dip),
-                                     self._update_eager, fuse)
-        self._l1_kernel = Kernel(functools.partial(kernels.decoupled_l1_expr, dip=dip),
-                                 self._decoupled_l1_eager, fuse)
+        self._grad_kernel = Kernel(
+            functools.partial(kernels.l1_grad_expr, zeta=self.zeta_pre, dip=pre_dip), self._grad_eager, fuse
+        )
+        self._update_kernel = Kernel(
+            functools.partial(kernels.gated_update_expr, dip=self.dip), self._update_eager, fuse
+        )
+        self._l1_kernel = Kernel(
+            functools.partial(kernels.decoupled_l1_expr, dip=dip), self._decoupled_l1_eager, fuse
+        )
         grad_stats = functools.partial(kernels.grad_stats_expr, zeta=self.zeta_pre, dip=self.dip)
         update_stats = functools.partial(kernels.update_stats_expr, dip=self.dip)
         self._grad_stats = Kernel(grad_stats, grad_stats, fuse)
@@ -151,8 +168,9 @@ class StickyGradient(CLMethod):
 
     def _update_eager(self, params: list[Tensor], olds: list[Tensor], lr_zetas: list[float]) -> None:
         """``theta = old - gate(u, old)`` with the pseudo-gradient ``u = old - theta (+ lr zeta sgn)``."""
-        for w, old, u, s, f, lz in zip(params, olds, self._scratch("u"), self._scratch("s"),
-                                       self._scratch("f"), lr_zetas):
+        for w, old, u, s, f, lz in zip(
+            params, olds, self._scratch("u"), self._scratch("s"), self._scratch("f"), lr_zetas
+        ):
             torch.sub(old, w, out=u)
             if lz:
                 u.add_(torch.sign(old, out=s), alpha=lz)
@@ -161,8 +179,9 @@ class StickyGradient(CLMethod):
 
     def _decoupled_l1_eager(self, params: list[Tensor], lr_zetas: list[float]) -> None:
         """``theta -= gate(lr zeta sgn(theta), theta)`` after the step (no gate without ``sticky``)."""
-        for w, u, s, f, lz in zip(params, self._scratch("u"), self._scratch("s"),
-                                  self._scratch("f"), lr_zetas):
+        for w, u, s, f, lz in zip(
+            params, self._scratch("u"), self._scratch("s"), self._scratch("f"), lr_zetas
+        ):
             torch.sign(w, out=u).mul_(lz)
             if self.sticky:
                 kernels.gate_(u, w, s, f, self.dip)

@@ -1,0 +1,46 @@
+"""The one error type of cl-attractors and its one-line rendering.
+
+Every expected failure (a value, file or setting the user can fix) is a :class:`ConfigError` whose
+message is one line naming the field: ``<field>=<value> is not allowed; use <what is allowed>``.
+``cli.py`` prints it as ``error: <message>`` with exit status 2; anything else is a bug and keeps
+its traceback.
+"""
+
+from __future__ import annotations
+
+import re
+
+
+class ConfigError(ValueError):
+    """A value, file or setting is not allowed; the message is one line naming it."""
+
+
+def require(ok: bool, field: str, value: object, allowed: str) -> None:
+    """Raise :class:`ConfigError` with the one-line message unless ``ok``.
+
+    Args:
+        ok: whether the value is allowed.
+        field: the full name of the field, as the user writes it (e.g. ``data.num_tasks``).
+        value: the rejected value.
+        allowed: what is allowed, phrased to follow "use".
+    """
+    if not ok:
+        raise ConfigError(f"{field}={value!r} is not allowed; use {allowed}")
+
+
+OURS = re.compile(r"[\w.\[\]]+=\S.*? is not allowed; use .*?(?= - |$)")
+PARSER_KEY = re.compile(r'Parser key "([^"]+)":\s*')
+
+
+def one_line(err: BaseException) -> str:
+    """The error's message on one line: our own message if a parser wrapped one, else the
+    innermost parser complaint prefixed by its full key (parser messages span many lines)."""
+    text = " ".join(line.strip() for line in str(err).splitlines() if line.strip())
+    ours = OURS.search(text)
+    if ours:
+        return ours.group(0)
+    keys = PARSER_KEY.findall(text)
+    if len(keys) > 1:
+        inner = PARSER_KEY.split(text)[-1].split(" - ")[0].strip()
+        return f"{'.'.join(keys)}: {inner}"
+    return text or type(err).__name__

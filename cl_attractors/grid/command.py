@@ -1,0 +1,116 @@
+"""``cli.py experiment`` (run a grid, then report) and ``cli.py report`` (re-render only).
+
+    python cli.py experiment --config configs/grid/fig2.yaml [--seeds 0 1 2] [--workers N]
+        [--variants control sticky] [--out_dir DIR] [--results_dir DIR] [fit overrides ...]
+    python cli.py report --config configs/grid/fig2.yaml
+
+Each run is a normal ``fit`` in ``<out_dir>/<variant>/seed_<s>`` (each seed sets both
+``--seed_everything`` and ``--data.seed``: new task permutations per seed). Unknown arguments
+are fit overrides passed to every run. Complete runs are skipped, interrupted ones resume from
+their last checkpoint, failed ones are reported (exit status 1) without stopping the others.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from cl_attractors.errors import ConfigError
+from cl_attractors.grid.runner import GridRunner
+from cl_attractors.grid.spec import ExperimentSpec, Run, default_workers, load_spec, select_variants, validate
+from cl_attractors.io import write_json
+from cl_attractors.report.render import render
+
+ARGS_FILE = "experiment_args.json"
+
+
+def _parser(prog: str, running: bool) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=prog, allow_abbrev=False)
+    parser.add_argument("--config", required=True, help="experiment YAML (configs/grid/fig*.yaml)")
+    parser.add_argument("--seeds", type=int, nargs="+", help="replace the YAML's seeds")
+    parser.add_argument("--variants", nargs="+", help="only these variants of the YAML")
+    parser.add_argument("--out_dir", help="run directory root (default: the YAML's, or runs/<name>)")
+    parser.add_argument("--results_dir", help="tables, figures, results.md (default results/<name>)")
+    if running:
+        parser.add_argument("--workers", type=int, help="parallel runs (default: CPU cores, or GPUs)")
+    return parser
+
+
+def _spec(args: argparse.Namespace) -> ExperimentSpec:
+    spec = load_spec(args.config)
+    select_variants(spec, args.variants)
+    if args.seeds is not None:
+        spec.seeds = list(args.seeds)
+    if args.out_dir:
+        spec.out_dir = Path(args.out_dir)
+    if args.results_dir:
+        spec.results_dir = Path(args.results_dir)
+    return spec
+
+
+def check_reuse(runs: list[Run]) -> None:
+    """A run directory made with other fit arguments must not be skipped or resumed silently."""
+    for run in runs:
+        path = run.run_dir / ARGS_FILE
+        if path.is_file() and json.loads(path.read_text()) != list(run.args):
+            raise ConfigError(
+                f"{run.run_dir} was made with other fit arguments (see {path}); "
+                "use another --out_dir or delete it"
+            )
+
+
+def run_experiment(spec: ExperimentSpec, extra: list[str], workers: int | None) -> int:
+    """Run the grid's unfinished runs, then render; returns the number of failed runs."""
+    runs = spec.runs(extra)
+    check_reuse(runs)
+    todo = [r for r in runs if not r.complete]
+    n_workers, gpus = default_workers()
+    n_workers = workers or n_workers
+    if n_workers < 1:
+        raise ConfigError(f"--workers {n_workers} is not allowed; use an integer >= 1")
+    write_json(spec.out_dir / "experiment.json", {"config": spec.name, "extra": extra})
+    for run in todo:
+        write_json(run.run_dir / ARGS_FILE, list(run.args))
+    print(
+        f"{spec.name}: {len(runs)} runs, {len(runs) - len(todo)} already complete, "
+        f"{len(todo)} to run with {min(n_workers, max(len(todo), 1))} worker(s)",
+        file=sys.stderr,
+    )
+    start = time.monotonic()
+    outcomes = GridRunner(n_workers, gpus).run(todo, desc=spec.name)
+    failed = [o for o in outcomes if o.returncode]
+    print(
+        f"{spec.name}: {len(outcomes) - len(failed)} runs finished, {len(failed)} failed, "
+        f"wall time {time.monotonic() - start:.0f} s",
+        file=sys.stderr,
+    )
+    for o in failed:
+        print(f"  failed: {o.run.run_dir} (log: {o.run.run_dir / 'run.log'})", file=sys.stderr)
+    return len(failed)
+
+
+def main(argv: Sequence[str]) -> None:
+    """``cli.py experiment``: validate, run what is missing, aggregate and render."""
+    args, extra = _parser("cli.py experiment", running=True).parse_known_args(list(argv))
+    spec = _spec(args)
+    validate(spec, extra)
+    failed = run_experiment(spec, extra, args.workers) if spec.needs_runs else 0
+    path = render(spec, spec.runs(extra) if spec.needs_runs else [])
+    print(f"results: {path}")
+    if failed:
+        raise SystemExit(1)
+
+
+def report_main(argv: Sequence[str]) -> None:
+    """``cli.py report``: re-render the tables, figures and results.md from finished runs only."""
+    args, extra = _parser("cli.py report", running=False).parse_known_args(list(argv))
+    spec = _spec(args)
+    validate(spec, extra)
+    recorded = spec.out_dir / "experiment.json"
+    if not extra and recorded.is_file():
+        extra = json.loads(recorded.read_text()).get("extra", [])
+    print(f"results: {render(spec, spec.runs(extra) if spec.needs_runs else [])}")

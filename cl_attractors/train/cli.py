@@ -1,0 +1,114 @@
+"""Configuration: the LightningCLI of cl-attractors and config composition.
+
+A config file may start with ``defaults: [other.yaml, ...]`` (paths relative to that file):
+those files are applied first, in order, then the file itself, then the command line. This
+gives the ``configs/{trainer,data,model,method,experiment,search}`` groups their composition.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+from jsonargparse import Namespace
+from lightning.pytorch.cli import LightningCLI
+
+from callbacks.task_sequence import TaskSequence
+from cl_attractors.errors import ConfigError
+from cl_attractors.io import ensure_writable
+from cl_attractors.train.data import PermutedMNIST
+from cl_attractors.train.module import CLModule
+
+
+def expand_defaults(path: str | Path, _seen: tuple[Path, ...] = ()) -> list[str]:
+    """``--config`` arguments for ``path`` with its ``defaults`` expanded depth-first."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"--config {path} does not exist")
+    if path.resolve() in _seen:
+        raise ConfigError(f"--config {path}: 'defaults' form a cycle")
+    content = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(content, dict):
+        raise ConfigError(f"--config {path} must hold a mapping, got {type(content).__name__}")
+    defaults = content.pop("defaults", [])
+    if not isinstance(defaults, list):
+        raise ConfigError(f"--config {path}: defaults={defaults!r} is not allowed; use a list of paths")
+    args: list[str] = []
+    for item in defaults:
+        args += expand_defaults(path.parent / item, (*_seen, path.resolve()))
+    if content:
+        args += ["--config", yaml.safe_dump(content, sort_keys=False)]
+    return args
+
+
+def expand_argv(argv: Sequence[str]) -> list[str]:
+    """Replace each ``--config FILE`` (or ``--config=FILE``) by its expanded defaults chain."""
+    out: list[str] = []
+    it = iter(argv)
+    for arg in it:
+        if arg == "--config":
+            out += expand_defaults(next(it, ""))
+        elif arg.startswith("--config="):
+            out += expand_defaults(arg.split("=", 1)[1])
+        else:
+            out.append(arg)
+    return out
+
+
+class CLI(LightningCLI):
+    """LightningCLI with the task-sequence callback always on and a ``--run_dir`` option."""
+
+    def add_arguments_to_parser(self, parser: Any) -> None:
+        parser.add_lightning_class_args(TaskSequence, "tasks")
+        parser.add_argument(
+            "--run_dir",
+            type=str | None,
+            default=None,
+            help="write logs, outputs and checkpoints exactly here (resume: "
+            "same --run_dir with --ckpt_path last)",
+        )
+
+    def before_instantiate_classes(self) -> None:
+        cfg = self.config[self.subcommand] if self.subcommand else self.config
+        if cfg.trainer.get("enable_progress_bar") is not False:
+            # Lightning's default bar refreshes every step: at ~200 steps/s that costs throughput
+            callbacks = cfg.trainer.get("callbacks") or []
+            if not any("ProgressBar" in c.class_path for c in callbacks):
+                cfg.trainer.callbacks = [
+                    *callbacks,
+                    Namespace(
+                        class_path="lightning.pytorch.callbacks.TQDMProgressBar",
+                        init_args=Namespace(refresh_rate=100),
+                    ),
+                ]
+        cfg.trainer.max_epochs = cfg.data.num_tasks * cfg.data.epochs_per_task
+        run_dir = cfg.get("run_dir")
+        if run_dir:
+            run_dir = Path(run_dir)
+            ensure_writable(run_dir)
+            cfg.trainer.logger = Namespace(
+                class_path="lightning.pytorch.loggers.TensorBoardLogger",
+                init_args=Namespace(
+                    save_dir=str(run_dir.parent), name="", version=run_dir.name, default_hp_metric=False
+                ),
+            )
+
+
+def make_cli(args: Sequence[str], run: bool = True) -> CLI:
+    """Build (and with ``run`` execute) the CLI from command-line style ``args``."""
+    warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")
+    # compiling the methods' kernels on a machine without a GPU: torch says it found no CUDA
+    logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
+    return CLI(
+        CLModule,
+        PermutedMNIST,
+        args=expand_argv(args),
+        run=run,
+        save_config_kwargs={"overwrite": True},
+        auto_configure_optimizers=False,
+        parser_kwargs={"exit_on_error": False},
+    )

@@ -1,0 +1,172 @@
+"""One trial of the meta-learning study: a full task sequence scored by Eq. 2.
+
+The trial builds the run with :func:`cl_attractors.train.cli.make_cli` from the search's ``fit``
+arguments plus its φ, adds Optuna's Lightning pruning callback on ``tune/eq2_so_far`` (Eq. 2
+accumulated over the tasks evaluated so far, logged after each task: one report per task), and
+fits. The accuracy matrix, Eq. 2 and φ go to the trial's user attributes whatever its fate.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+import optuna
+from lightning.pytorch.callbacks import ModelCheckpoint
+from optuna_integration import PyTorchLightningPruningCallback
+from torch import Tensor
+
+from callbacks.task_sequence import TaskSequence
+from cl_attractors import metrics
+from cl_attractors.errors import ConfigError, one_line
+from cl_attractors.train.cli import make_cli
+from cl_attractors.tune.space import Param, fit_overrides, suggest
+
+MONITOR = "tune/eq2_so_far"
+
+
+class Eq2SoFar(pl.Callback):
+    """Logs :func:`eq2_so_far` as ``tune/eq2_so_far`` after each task's evaluation (the pruning
+    monitor; it runs after the task-sequence callback has filled the column)."""
+
+    def __init__(self, seq: TaskSequence) -> None:
+        self.seq = seq
+
+    def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not trainer.sanity_checking:
+            pl_module.log(MONITOR, metrics.eq2_so_far(self.seq.A), on_epoch=True)
+
+
+@dataclass(frozen=True)
+class MethodInfo:
+    """The method class the ``fit`` arguments select, and its full ``init_args`` there."""
+
+    cls: type
+    init_args: dict[str, Any]
+
+    @property
+    def class_path(self) -> str:
+        return f"{self.cls.__module__}.{self.cls.__qualname__}"
+
+
+def build(args: Sequence[str]) -> Any:
+    """The CLI (model, datamodule, trainer) for ``args``; a rejected argument is a ConfigError."""
+    try:
+        return make_cli(list(args), run=False)
+    except argparse.ArgumentError as err:
+        raise ConfigError(f"fit arguments rejected: {' '.join(str(err).split())[:400]}") from err
+
+
+def probe_method(fit_args: Sequence[str]) -> MethodInfo:
+    """Build the run once without training: checks the ``fit`` arguments before any trial and
+    tells which method class the space's names must belong to."""
+    cli = build(fit_args)
+    method_cfg = cli.config.get("model", {}).get("method")
+    init_args = (
+        method_cfg.init_args.as_dict() if method_cfg is not None and method_cfg.get("init_args") else {}
+    )
+    return MethodInfo(type(cli.model.method), init_args)
+
+
+def matrix_as_lists(A: Tensor | None) -> list[list[float | None]] | None:
+    """The accuracy matrix as nested lists, NaN (not yet filled) as ``None``."""
+    if A is None:
+        return None
+    return [[None if math.isnan(v) else v for v in row] for row in A.double().tolist()]
+
+
+def describe(err: BaseException) -> str:
+    """``Type: message`` on one line, the reason stored with a failed trial."""
+    return f"{type(err).__name__}: {one_line(err)}"
+
+
+class Objective:
+    """Eq. 2 of the final accuracy matrix of a full task sequence run with the trial's φ.
+
+    Args:
+        fit_args: ``fit`` arguments without the subcommand (config files and overrides).
+        space: the parsed search space.
+        out_dir: trial ``n`` runs in ``out_dir/trials/trial_<n>`` (its own TensorBoard run).
+        method: the probed method (class and base ``init_args``).
+    """
+
+    def __init__(
+        self, fit_args: Sequence[str], space: dict[str, Param], out_dir: Path, method: MethodInfo
+    ) -> None:
+        self.fit_args = list(fit_args)
+        self.space = space
+        self.out_dir = Path(out_dir)
+        self.method = method
+
+    def __call__(self, trial: optuna.Trial) -> float:
+        phi = suggest(trial, self.space)
+        run_dir = self.out_dir / "trials" / f"trial_{trial.number:04d}"
+        trial.set_user_attr("phi", phi)
+        trial.set_user_attr("run_dir", str(run_dir))
+        try:
+            cli = build(
+                [
+                    "--trainer.enable_progress_bar",
+                    "false",
+                    *self.fit_args,
+                    *fit_overrides(phi),
+                    "--run_dir",
+                    str(run_dir),
+                ]
+            )
+        except Exception as err:
+            trial.set_user_attr("fail_reason", describe(err))
+            raise
+        seq = next(c for c in cli.trainer.callbacks if isinstance(c, TaskSequence))
+        return self._fit(trial, cli, seq, phi)
+
+    def _fit(self, trial: optuna.Trial, cli: Any, seq: TaskSequence, phi: dict[str, Any]) -> float:
+        trainer = cli.trainer
+        # trials are never resumed mid-sequence (a stale one is re-queued): no checkpoints
+        trainer.callbacks[:] = [c for c in trainer.callbacks if not isinstance(c, ModelCheckpoint)]
+        trainer.callbacks += [Eq2SoFar(seq), PyTorchLightningPruningCallback(trial, monitor=MONITOR)]
+        trainer.logger.log_hyperparams(phi)
+        try:
+            trainer.fit(cli.model, datamodule=cli.datamodule)
+        except optuna.TrialPruned as err:
+            self._record(trial, seq, prune_reason=str(err))
+            raise
+        except Exception as err:
+            self._record(trial, seq, fail_reason=describe(err))
+            raise
+        summary = self._record(trial, seq)
+        value = summary.get("eq2")
+        if not summary["complete"] or value is None or not math.isfinite(value):
+            reason = f"no finite Eq. 2 after {summary['tasks_done']} tasks (eq2={value})"
+            trial.set_user_attr("fail_reason", reason)
+            raise FloatingPointError(reason)
+        return value
+
+    @staticmethod
+    def _record(trial: optuna.Trial, seq: TaskSequence, **reason: str) -> dict[str, Any]:
+        """Store A, the (partial) Eq. 2 of its filled columns and the reason, if any, as user
+        attributes; return those numbers."""
+        done = metrics.filled_columns(seq.A)
+        out: dict[str, Any] = {
+            "complete": seq.A is not None and done == seq.A.shape[0],
+            "tasks_done": done,
+            "eq2": None,
+            "eq2_weighted_mean": None,
+        }
+        if done:
+            part = seq.A[:done, :done]
+            out.update(
+                eq2=metrics.eq2(part),
+                eq2_weighted_mean=metrics.eq2_weighted_mean(part),
+                final_avg_acc=float(metrics.avg_acc_seen(part)[-1]),
+            )
+        trial.set_user_attr("A", matrix_as_lists(seq.A))
+        for key, value in {**out, **reason}.items():
+            if key != "complete":
+                trial.set_user_attr(key, value)
+        return out

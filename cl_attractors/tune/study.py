@@ -1,0 +1,251 @@
+"""Meta-learning φ with Optuna TPE (paper Sec. 2.1, Eq. 2, App. 6.2).
+
+    python cli.py tune --config configs/search/sticky_paper.yaml [--n_trials 12] [fit overrides]
+
+Each trial is one full task sequence (one ``trainer.fit``) built from the search config's ``fit``
+arguments plus the trial's φ; its value is Eq. 2 of the final accuracy matrix on the split the
+``fit`` arguments name (``val`` for tuning). The partial Eq. 2 after every task feeds the pruner.
+The study lives in an RDB storage (SQLite in ``out_dir`` by default): re-running the same command
+continues it up to ``n_trials`` COMPLETE + PRUNED trials; several processes may share one URL.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import optuna
+import yaml
+from optuna.trial import TrialState
+
+from cl_attractors.errors import ConfigError
+from cl_attractors.tune.export import write_plots, write_tables
+from cl_attractors.tune.objective import Objective, probe_method
+from cl_attractors.tune.space import parse_space
+from cl_attractors.tune.storage import fail_stale_trials, open_storage
+
+COUNTED = (TrialState.COMPLETE, TrialState.PRUNED)
+BOOL_KEYS = ("multivariate", "constant_liar", "group")
+SAMPLER_KEYS = {"seed", "n_startup_trials", "n_ei_candidates", *BOOL_KEYS}
+PRUNERS = {"median": optuna.pruners.MedianPruner, "none": optuna.pruners.NopPruner}
+TOP_KEYS = {"fit", "space", "sampler", "pruner", "heartbeat", "n_trials", "study_name", "storage", "out_dir"}
+
+
+@dataclass
+class Search:
+    """A study's settings: the search YAML with the command line applied on top."""
+
+    fit_args: list[str]
+    space: dict[str, Any]
+    out_dir: Path
+    study_name: str
+    storage: str
+    n_trials: int = 30
+    n_jobs: int = 1
+    sampler: dict[str, Any] = field(default_factory=dict)
+    pruner: dict[str, Any] = field(default_factory=lambda: {"type": "median"})
+    heartbeat: dict[str, int] = field(default_factory=dict)
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, no usage dump
+        raise ConfigError(f"tune: {message}")
+
+
+def parse_args(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
+    """Known ``tune`` options, and the rest (``fit`` overrides applied after the YAML's)."""
+    p = _Parser(prog="cli.py tune", allow_abbrev=False, description=__doc__)
+    p.add_argument("--config", required=True, help="search YAML (e.g. configs/search/sticky_paper.yaml)")
+    p.add_argument("--n_trials", type=int, help="COMPLETE + PRUNED trials the study should hold in total")
+    p.add_argument("--n_jobs", type=int, default=1, help="trials in parallel threads of this process")
+    p.add_argument("--study_name", help="study name in the storage")
+    p.add_argument("--storage", help="Optuna RDB URL (default sqlite:///<out_dir>/study.db)")
+    p.add_argument("--out_dir", help="trial runs, study.db, tables, plots and best_method.yaml")
+    p.add_argument("--sampler_seed", type=int, help="override sampler.seed (give workers distinct seeds)")
+    return p.parse_known_args(list(argv))
+
+
+def load_search(argv: Sequence[str]) -> Search:
+    """Read the search YAML, apply the command line, and check every scalar setting."""
+    args, extra = parse_args(argv)
+    path = Path(args.config)
+    if not path.is_file():
+        raise ConfigError(f"--config {path} does not exist")
+    raw = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(raw, dict) or raw.keys() - TOP_KEYS:
+        raise ConfigError(
+            f"search config {path} has unknown keys "
+            f"{sorted(raw.keys() - TOP_KEYS) if isinstance(raw, dict) else raw!r}; "
+            f"allowed: {sorted(TOP_KEYS)}"
+        )
+    fit = raw.get("fit") or []
+    if not isinstance(fit, list):
+        raise ConfigError(f"search.fit={fit!r} is not allowed; use a list of fit arguments")
+    out_dir = Path(args.out_dir or raw.get("out_dir") or f"runs/tune/{path.stem}")
+    search = Search(
+        fit_args=[str(a) for a in fit] + extra,
+        space=raw.get("space"),
+        out_dir=out_dir,
+        study_name=str(args.study_name or raw.get("study_name") or path.stem),
+        storage=args.storage or raw.get("storage") or f"sqlite:///{(out_dir / 'study.db').resolve()}",
+        n_trials=args.n_trials if args.n_trials is not None else raw.get("n_trials", 30),
+        n_jobs=args.n_jobs,
+        sampler=dict(raw.get("sampler") or {}),
+        pruner=dict(raw.get("pruner") or {"type": "median"}),
+        heartbeat=dict(raw.get("heartbeat") or {}),
+    )
+    if args.sampler_seed is not None:
+        search.sampler["seed"] = args.sampler_seed
+    _check_int("n_trials", search.n_trials)
+    _check_int("n_jobs", search.n_jobs)
+    return search
+
+
+def _check_int(name: str, value: Any, minimum: int = 1) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ConfigError(f"search.{name}={value!r} is not allowed; use an integer >= {minimum}")
+
+
+def make_sampler(opts: dict[str, Any], offset: int) -> optuna.samplers.TPESampler:
+    """Seeded TPE. The seed is shifted by ``offset`` (trials already in the study) so a resumed
+    process does not replay the start-up samples of the first one."""
+    if opts.keys() - SAMPLER_KEYS:
+        raise ConfigError(
+            f"search.sampler has unknown keys {sorted(opts.keys() - SAMPLER_KEYS)}; "
+            f"allowed: {sorted(SAMPLER_KEYS)}"
+        )
+    for key, value in opts.items():
+        if not _sampler_value_ok(key, value):
+            raise ConfigError(
+                f"search.sampler.{key}={value!r} is not allowed; use "
+                f"{'true or false' if key in BOOL_KEYS else 'an integer >= 0'}"
+            )
+    opts = dict(opts)
+    if opts.get("seed") is not None:
+        opts["seed"] += offset
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return optuna.samplers.TPESampler(**opts)
+
+
+def _sampler_value_ok(key: str, value: Any) -> bool:
+    if key in BOOL_KEYS:
+        return isinstance(value, bool)
+    if key == "seed" and value is None:
+        return True
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def make_pruner(opts: dict[str, Any]) -> optuna.pruners.BasePruner:
+    """``median`` (MedianPruner with the remaining options) or ``none``."""
+    opts = dict(opts)
+    kind = opts.pop("type", "median")
+    if kind not in PRUNERS:
+        raise ConfigError(f"search.pruner.type={kind!r} is not allowed; use one of {sorted(PRUNERS)}")
+    try:
+        return PRUNERS[kind](**opts)
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"search.pruner={opts!r} is not allowed for {kind}: {err}") from err
+
+
+def counted(study: optuna.Study) -> int:
+    """Trials that count towards ``n_trials``: COMPLETE and PRUNED (FAIL ones are re-done)."""
+    return len(study.get_trials(deepcopy=False, states=COUNTED))
+
+
+def open_study(search: Search, storage: optuna.storages.RDBStorage) -> optuna.Study:
+    """Create or load the named study (maximising Eq. 2) and fail its stale RUNNING trials."""
+    study = optuna.create_study(
+        study_name=search.study_name,
+        storage=storage,
+        direction="maximize",
+        pruner=make_pruner(search.pruner),
+        load_if_exists=True,
+    )
+    if study.direction != optuna.study.StudyDirection.MAXIMIZE:
+        raise ConfigError(
+            f"study {search.study_name!r} in {search.storage} does not maximise; use another study_name"
+        )
+    fail_stale_trials(study, storage)
+    study.sampler = make_sampler(search.sampler, len(study.get_trials(deepcopy=False)))
+    return study
+
+
+def run_study(search: Search, study: optuna.Study, objective: Objective) -> None:
+    """Run trials until the study holds ``n_trials`` COMPLETE + PRUNED ones (this process runs at
+    most that many more; a FAIL trial uses one of them: re-run to top up)."""
+    remaining = search.n_trials - counted(study)
+    if remaining <= 0:
+        print(
+            f"study {search.study_name!r} already holds {counted(study)} counted trials "
+            f"(n_trials={search.n_trials}); refreshing its outputs only"
+        )
+        return
+    if search.n_jobs > 1:
+        import torch
+
+        torch.set_num_threads(1)  # threads of one process must not fight over cores
+    stop = optuna.study.MaxTrialsCallback(search.n_trials, states=COUNTED)
+
+    def refresh(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        write_tables(study, search.out_dir, objective.method)
+
+    study.optimize(
+        objective,
+        n_trials=remaining,
+        n_jobs=search.n_jobs,
+        catch=(Exception,),
+        callbacks=[stop, refresh],
+        gc_after_trial=True,
+        show_progress_bar=True,
+    )
+
+
+def main(argv: Sequence[str]) -> None:
+    """``cli.py tune``: check the input, run or continue the study, export its results."""
+    search = load_search(argv)
+    for name in ("lightning.pytorch", "lightning.fabric"):  # per-trial banners drown the study's log
+        logging.getLogger(name).setLevel(logging.WARNING)
+    method = probe_method(search.fit_args)
+    space = parse_space(search.space, method.cls)
+    make_pruner(search.pruner)  # both checked before the storage is touched
+    make_sampler(search.sampler, 0)
+    search.out_dir.mkdir(parents=True, exist_ok=True)
+    study = open_study(search, open_storage(search.storage, search.heartbeat))
+    objective = Objective(search.fit_args, space, search.out_dir, method)
+    run_study(search, study, objective)
+    write_tables(study, search.out_dir, method)
+    notes = write_plots(study, search.out_dir)
+    _print_outcome(study, search, notes)
+
+
+def _print_outcome(study: optuna.Study, search: Search, notes: list[str]) -> None:
+    states = [t.state for t in study.get_trials(deepcopy=False)]
+    print(
+        f"study {search.study_name!r}: {states.count(TrialState.COMPLETE)} complete, "
+        f"{states.count(TrialState.PRUNED)} pruned, {states.count(TrialState.FAIL)} failed "
+        f"(storage {search.storage})"
+    )
+    for note in notes:
+        print(f"note: {note}")
+    complete = [
+        t
+        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        if t.value is not None and math.isfinite(t.value)
+    ]
+    if complete:
+        best = study.best_trial
+        print(f"best: trial {best.number}, Eq. 2 {best.value:.5f}, phi {best.user_attrs.get('phi')}")
+        print(
+            f"ready method config: {search.out_dir / 'best_method.yaml'}  "
+            f"(fit ... --model.method {search.out_dir / 'best_method.yaml'})"
+        )
+    print(
+        f"tables and plots: {search.out_dir}   TensorBoard: tensorboard --logdir {search.out_dir / 'trials'}"
+    )

@@ -1,0 +1,196 @@
+"""``cli.py tune``: the Optuna study over φ on tiny synthetic task sequences (2 tasks, ~1 s a trial)."""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+import torch
+import yaml
+from optuna.trial import TrialState
+
+import cli
+from cl_attractors import metrics
+from cl_attractors.metrics import eq2_so_far
+from cl_attractors.train.cli import make_cli
+from cl_attractors.tune import storage as tune_storage
+from cl_attractors.tune import study as tune
+from cl_attractors.tune.objective import Objective, probe_method
+from cl_attractors.tune.space import parse_space
+from tests.helpers import SPACE, fit_args, tiny_args, write_search
+
+
+def load(tmp_path: Path) -> optuna.Study:
+    return optuna.load_study(study_name="search", storage=f"sqlite:///{tmp_path / 'study' / 'study.db'}")
+
+
+def test_two_trial_search_completes_and_exports_a_loadable_method(tmp_path: Path) -> None:
+    tune.main(["--config", str(write_search(tmp_path))])
+    study, out = load(tmp_path), tmp_path / "study"
+    trials = study.get_trials()
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 2
+    for t in trials:
+        A = t.user_attrs["A"]
+        assert len(A) == 2 and all(v is not None for row in A for v in row)
+        A = torch.tensor(A, dtype=torch.float64)
+        assert t.value == pytest.approx(metrics.eq2(A))
+        assert sorted(t.intermediate_values) == [0, 1]  # one pruning report per task
+        for j, value in t.intermediate_values.items():
+            part = A.clone()
+            part[:, j + 1 :] = float("nan")
+            assert value == pytest.approx(eq2_so_far(part), rel=1e-6)
+        assert t.intermediate_values[1] == pytest.approx(t.value, rel=1e-6)
+        assert t.user_attrs["phi"] == t.params and set(t.params) == {"a1", "lam"}
+        assert (out / "trials" / f"trial_{t.number:04d}" / "accuracy_matrix.csv").is_file()
+    best = yaml.safe_load((out / "best_method.yaml").read_text())
+    assert best["init_args"]["a1"] == study.best_trial.params["a1"]
+    assert best["class_path"].endswith("StickyGradient")
+    assert {"trials.csv", "trials.json", "top_trials.md", "optimization_history.png", "slice.png"} <= {
+        p.name for p in out.iterdir()
+    }
+    run = tiny_args(tmp_path / "refit", "--model.method", str(out / "best_method.yaml"))
+    refit = make_cli(run)
+    assert refit.model.method.dip.a1 == pytest.approx(study.best_trial.params["a1"])
+    assert (tmp_path / "refit" / "metrics.json").is_file()
+
+
+def test_resuming_adds_trials_without_repeating_completed_ones(tmp_path: Path) -> None:
+    path = write_search(tmp_path, n_trials=1)
+    tune.main(["--config", str(path)])
+    (first,) = load(tmp_path).get_trials()
+    tune.main(["--config", str(path), "--n_trials", "2"])
+    tune.main(["--config", str(path), "--n_trials", "2"])  # already full: runs nothing
+    trials = load(tmp_path).get_trials()
+    assert [t.number for t in trials] == [0, 1]
+    assert all(t.state == TrialState.COMPLETE for t in trials)
+    assert (trials[0].params, trials[0].value) == (first.params, first.value)
+    assert trials[1].params != first.params  # the resumed sampler does not replay trial 0
+
+
+def test_diverging_trial_is_recorded_as_fail_and_the_study_goes_on(tmp_path: Path) -> None:
+    tune.main(["--config", str(write_search(tmp_path)), "--model.optimizer.init_args.lr", ".inf"])
+    trials = load(tmp_path).get_trials()
+    assert [t.state for t in trials] == [TrialState.FAIL] * 2  # the first failure did not stop it
+    assert all("training diverged: loss is nan" in t.user_attrs["fail_reason"] for t in trials)
+    assert "FAIL" in (tmp_path / "study" / "trials.csv").read_text()
+    assert not (tmp_path / "study" / "best_method.yaml").exists()
+
+
+def test_eq2_so_far_grows_to_eq2() -> None:
+    A = torch.tensor([[0.9, 0.8, 0.7], [0.1, 0.9, 0.6], [0.1, 0.1, 0.8]], dtype=torch.float64)
+    steps = []
+    for k in range(4):
+        part = A.clone()
+        part[:, k:] = float("nan")
+        steps.append(eq2_so_far(part))
+    den = 3 * (math.log(2) + math.log(3))
+    assert steps == pytest.approx([0.0, 0.0, math.log(2) * 0.85 / den, metrics.eq2(A)])
+    assert steps[3] == pytest.approx((math.log(2) * 0.85 + math.log(3) * 0.7) / den)
+    assert eq2_so_far(torch.tensor([[0.7]], dtype=torch.float64)) == pytest.approx(0.7)
+
+
+def test_the_median_pruner_stops_a_poor_trial_early(tmp_path: Path) -> None:
+    space = {"mu": {"low": 1e-3, "high": 8.0}, "sigma": {"low": 0.01, "high": 7.0}}
+    args = fit_args(num_tasks=3)
+    method = probe_method(args)
+    objective = Objective(args, parse_space(space, method.cls), tmp_path, method)
+    pruner = optuna.pruners.MedianPruner(n_startup_trials=1, n_warmup_steps=1)
+    study = optuna.create_study(direction="maximize", pruner=pruner)
+    study.enqueue_trial({"mu": 0.00363, "sigma": 0.0204})  # Table 1's init
+    study.enqueue_trial({"mu": 8.0, "sigma": 7.0})  # a useless init
+    study.optimize(objective, n_trials=2)
+    good, poor = study.get_trials()
+    assert good.state == TrialState.COMPLETE
+    assert poor.state == TrialState.PRUNED and list(poor.intermediate_values) == [0, 1]
+    assert poor.user_attrs["tasks_done"] == 2 and poor.user_attrs["A"][0][2] is None
+
+
+def test_a_pruned_trial_keeps_its_partial_matrix(tmp_path: Path) -> None:
+    method = probe_method(fit_args())
+    objective = Objective(fit_args(), parse_space(SPACE, method.cls), tmp_path / "pruned", method)
+    study = optuna.create_study(direction="maximize", pruner=optuna.pruners.ThresholdPruner(lower=2.0))
+    study.optimize(objective, n_trials=1)
+    (pruned,) = study.get_trials()
+    assert pruned.state == TrialState.PRUNED and list(pruned.intermediate_values) == [0]
+    assert pruned.user_attrs["tasks_done"] == 1 and "pruned at epoch 0" in pruned.user_attrs["prune_reason"]
+    assert pruned.user_attrs["A"][0][0] is not None and pruned.user_attrs["A"][0][1] is None
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (
+            {"space": {"a1": {"low": 0.1, "high": 1.0}, "alpha": {"low": 1, "high": 2}}},
+            "unknown parameter(s) ['alpha']",
+        ),
+        ({"space": {"a1": {"low": 5.0, "high": 1.0}}}, "search.space.a1.low=5.0 >= high=1.0 is not allowed"),
+        (
+            {"space": {"zeta": {"low": 0.0, "high": 1.0e-3}}},
+            "search.space.zeta.low=0.0 <= 0 with log: true is not allowed",
+        ),
+        ({"n_trials": 0}, "search.n_trials=0 is not allowed"),
+        ({"storage": "nosuchdb://x/y"}, "search.storage='nosuchdb://x/y' cannot be opened"),
+        ({"storage": "sqlite:////nonexistent/dir/study.db"}, "cannot be opened"),
+        ({"pruner": {"type": "hyperband"}}, "search.pruner.type='hyperband' is not allowed"),
+        ({"sampler": {"multivariate": "yes"}}, "search.sampler.multivariate='yes' is not allowed"),
+        ({"heartbeat": {"interval": 0}}, "search.heartbeat.interval=0 is not allowed"),
+    ],
+)
+def test_bad_input_is_one_line_before_any_trial(
+    tmp_path: Path, capsys: pytest.CaptureFixture, change: dict, message: str
+) -> None:
+    assert cli.main(["tune", "--config", str(write_search(tmp_path, **change))]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and message in err and "\n" not in err
+    assert not (tmp_path / "study" / "trials").exists()
+
+
+def test_a_killed_workers_running_trial_is_failed_and_requeued_with_its_phi(tmp_path: Path) -> None:
+    path = write_search(tmp_path, n_trials=1, heartbeat={"interval": 1, "grace_period": 1})
+    (tmp_path / "study").mkdir()
+    storage = tune_storage.open_storage(f"sqlite:///{tmp_path / 'study' / 'study.db'}", {"interval": 1})
+    study = optuna.create_study(study_name="search", storage=storage, direction="maximize")
+    killed = study.ask(
+        {
+            "a1": optuna.distributions.FloatDistribution(0.01, 10.0, log=True),
+            "lam": optuna.distributions.FloatDistribution(4.0, 10.0, log=True),
+        }
+    )
+    storage.record_heartbeat(killed._trial_id)  # then the worker dies: no more heartbeats
+    time.sleep(2)
+    tune.main(["--config", str(path)])
+    trials = load(tmp_path).get_trials()
+    assert [t.state for t in trials] == [TrialState.FAIL, TrialState.COMPLETE]
+    assert trials[1].params == killed.params and trials[1].system_attrs["failed_trial"] == 0
+
+
+def test_a_trial_whose_worker_died_before_its_first_heartbeat_is_failed_too(tmp_path: Path) -> None:
+    write_search(tmp_path, n_trials=1, heartbeat={"interval": 1, "grace_period": 1})
+    (tmp_path / "study").mkdir()
+    storage = tune_storage.open_storage(
+        f"sqlite:///{tmp_path / 'study' / 'study.db'}", {"interval": 1, "grace_period": 1}
+    )
+    study = optuna.create_study(study_name="search", storage=storage, direction="maximize")
+    study.ask()  # killed while TPE sampled: no heartbeat was ever recorded
+    fresh = study.ask()  # another worker's trial, started within the grace period: left alone
+    time.sleep(1.5)
+    storage.record_heartbeat(fresh._trial_id)
+    tune_storage.fail_stale_trials(study, storage)
+    assert [t.state for t in study.get_trials()] == [TrialState.FAIL, TrialState.RUNNING, TrialState.WAITING]
+    assert study.get_trials()[2].system_attrs["failed_trial"] == 0
+
+
+def test_two_threads_share_one_study(tmp_path: Path) -> None:
+    threads = torch.get_num_threads()
+    try:
+        tune.main(["--config", str(write_search(tmp_path)), "--n_jobs", "2"])
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(threads)
+    trials = load(tmp_path).get_trials()
+    assert sorted(t.number for t in trials) == [0, 1]
+    assert all(t.state == TrialState.COMPLETE for t in trials)
+    assert len({t.user_attrs["run_dir"] for t in trials}) == 2

@@ -1,0 +1,132 @@
+"""Shared test helpers: tiny synthetic runs through the real CLI, search and grid YAMLs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def tiny_args(
+    run_dir: Path, *extra: str, config: str = "configs/experiment/vanilla.yaml", num_tasks: int = 3
+) -> list[str]:
+    """``fit`` arguments for a few-second run: synthetic data, a 16-unit MLP, lr 1e-2."""
+    return [
+        "fit",
+        "--config",
+        str(ROOT / config),
+        "--data.source",
+        "synthetic",
+        "--data.synthetic_size",
+        "256",
+        "--data.num_tasks",
+        str(num_tasks),
+        "--data.batch_size",
+        "32",
+        "--data.steps_per_batch",
+        "2",
+        "--model.hidden_sizes",
+        "[16]",
+        "--model.optimizer.init_args.lr",
+        "0.01",
+        "--model.optimizer.init_args.fused",
+        "false",
+        "--trainer.enable_progress_bar",
+        "false",
+        "--trainer.accelerator",
+        "cpu",
+        "--run_dir",
+        str(run_dir),
+        *extra,
+    ]
+
+
+SPACE = {"a1": {"low": 0.01, "high": 10.0}, "lam": {"low": 4.0, "high": 10.0}}
+
+
+def fit_args(*extra: str, num_tasks: int = 2) -> list[str]:
+    """tiny_args without the ``fit`` subcommand and ``--run_dir`` (each trial sets its own), and
+    without the per-task heat-map figures (the slowest part of a tiny trial)."""
+    args = tiny_args(Path("unused"), num_tasks=num_tasks)[1:]
+    i = args.index("--run_dir")
+    return [
+        *args[:i],
+        *args[i + 2 :],
+        "--model.method",
+        str(ROOT / "configs/method/sticky.yaml"),
+        "--data.eval_split",
+        "val",
+        "--tasks.heatmaps",
+        "false",
+        *extra,
+    ]
+
+
+def write_search(tmp_path: Path, **overrides: object) -> Path:
+    """A search YAML in ``tmp_path`` (out_dir inside it) with ``overrides`` on top."""
+    search = {
+        "fit": fit_args(),
+        "space": SPACE,
+        "n_trials": 2,
+        "out_dir": str(tmp_path / "study"),
+        "sampler": {"seed": 3, "n_startup_trials": 1},
+        "pruner": {"type": "none"},
+    }
+    search.update(overrides)
+    path = tmp_path / "search.yaml"
+    path.write_text(yaml.safe_dump(search))
+    return path
+
+
+TINY = [
+    "--data.source",
+    "synthetic",
+    "--data.synthetic_size",
+    "256",
+    "--data.num_tasks",
+    "2",
+    "--data.batch_size",
+    "32",
+    "--model.hidden_sizes",
+    "[16]",
+    "--model.optimizer.init_args.fused",
+    "false",
+    "--trainer.accelerator",
+    "cpu",
+]
+
+
+def write_spec(tmp: Path, **changes: object) -> Path:
+    """An experiment YAML of two tiny variants and two seeds in ``tmp``, ``changes`` on top."""
+    spec = {
+        "name": "tiny",
+        "kind": "curves",
+        "base": "configs/experiment/vanilla.yaml",
+        "seeds": [0, 1],
+        "overrides": TINY,
+        "variants": {
+            "fast": ["--model.optimizer.init_args.lr", "0.01"],
+            "slow": ["--model.optimizer.init_args.lr", "0.003"],
+        },
+        "out_dir": str(tmp / "runs"),
+        "results_dir": str(tmp / "results"),
+        "claims": [{"text": "fast beats slow", "type": "gap", "better": "fast", "worse": "slow"}],
+    }
+    spec.update(changes)
+    path = tmp / f"{spec['name']}.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    return path
+
+
+def metrics_json(seen: list[float], prev: list[float | None], cur: list[float], bwt: float) -> dict:
+    """A finished run's metrics.json with the given per-task curves."""
+    return {
+        "avg_acc_seen": seen,
+        "avg_acc_previous": prev,
+        "current_acc": cur,
+        "bwt": bwt,
+        "forgetting": -bwt,
+        "complete": True,
+    }

@@ -13,9 +13,10 @@ from torch import Tensor, nn
 from cl_attractors.methods import kernels
 from cl_attractors.methods.base import CLMethod, Vanilla
 from cl_attractors.methods.ewc import EWC
-from cl_attractors.methods.maths import fisher_diagonal, sticky_multiplier
+from cl_attractors.methods.formulas import fisher_diagonal
 from cl_attractors.methods.si import SI
 from cl_attractors.methods.sticky import StickyGradient
+from tests.reference import sticky_multiplier
 
 A1 = 0.279
 OFF = {"sticky": False, "l1": False, "smart_init": False}
@@ -135,6 +136,15 @@ def test_online_ewc_keeps_decayed_fisher_and_one_anchor() -> None:
     ):
         assert torch.allclose(f_sum, 0.5 * f0 + f1, rtol=1e-5)
         assert torch.allclose(a_sum, f_sum * p.detach(), rtol=1e-5)
+
+
+HOOKS = ("on_task_start", "on_before_optimizer_step", "on_after_optimizer_step", "on_task_end")
+
+
+@pytest.mark.parametrize("cls", [Vanilla, StickyGradient, EWC, SI])
+def test_no_method_uses_more_than_three_hooks(cls: type[CLMethod]) -> None:
+    used = [h for h in HOOKS if getattr(cls, h) is not getattr(CLMethod, h)]
+    assert len(used) <= 3, used
 
 
 def _lone_weight_net(method: CLMethod, lr: float) -> tuple[nn.Module, torch.optim.Optimizer]:
@@ -348,8 +358,7 @@ def test_compile_auto_fuses_only_large_targets(compile: Any, hidden: int, wanted
     net = nn.Sequential(nn.Linear(4, hidden), nn.ReLU(), nn.Linear(hidden, 3))
     for method in (StickyGradient(compile=compile), EWC(compile=compile), SI(compile=compile)):
         method.attach(net)
-        kernel = method.pull if isinstance(method, EWC) else getattr(method, "step_kernel", None)
-        kernel = kernel or method._grad_kernel
+        kernel = getattr(method, "step_kernel", None) or method._grad_kernel
         assert kernel.compiled == wanted
 
 

@@ -244,6 +244,29 @@ def fisher_diagonal(
     return _weighted_grads(loss, detached, (x, y), weights, chunk_size, torch.square)
 
 
+def mas_importance(
+    model: nn.Module, params: dict[str, Tensor], x: Tensor, chunk_size: int = 32
+) -> dict[str, Tensor]:
+    """MAS's importance (Aljundi et al., 2018): ``mean_i |d ||f(x_i)||_2^2 / d theta|``.
+
+    How much the squared norm of the network's output moves with each parameter, per sample,
+    averaged over the samples ``x``; no labels.
+
+    Args:
+        model: the network (its output ``f(x)``: the logits).
+        params: name -> parameter of ``model`` for the parameters to estimate (others stay fixed).
+        x: inputs ``[n, ...]``.
+        chunk_size: rows per vmap chunk of per-sample gradients.
+    """
+
+    def squared_norm(p: dict[str, Tensor], xi: Tensor) -> Tensor:
+        return functional_call(model, p, (xi.unsqueeze(0),)).square().sum()
+
+    weights = torch.full((len(x),), 1.0 / len(x), device=x.device, dtype=x.dtype)
+    detached = {k: v.detach() for k, v in params.items()}
+    return _weighted_grads(squared_norm, detached, (x,), weights, chunk_size, torch.abs)
+
+
 def _weighted_grads(
     loss: Callable[..., Tensor],
     params: dict[str, Tensor],

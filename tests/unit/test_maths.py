@@ -12,6 +12,7 @@ from torch import nn
 from cl_attractors.methods import formulas
 from cl_attractors.methods.formulas import (
     fisher_diagonal,
+    mas_importance,
     plasticity,
     quadratic_pull_grad,
     si_importance,
@@ -158,6 +159,26 @@ def test_batched_fisher_squares_minibatch_gradients() -> None:
     b1 = (_hand_grads(1.0, 0) + _hand_grads(2.0, 1)) / 2
     b2 = (_hand_grads(-1.5, 1) + _hand_grads(0.5, 0)) / 2
     assert torch.allclose(fisher["weight"].flatten(), (b1**2 + b2**2) / 2, rtol=1e-5)
+
+
+def test_mas_importance_matches_hand_value() -> None:
+    # ||f(x)||^2 = (w0 x)^2 + (w1 x)^2: d/dw = 2 w x^2 = (x^2, -2 x^2) at w = (0.5, -1)
+    model = _two_param_model()
+    xs = [1.0, 2.0, -1.5]
+    omega = mas_importance(model, dict(model.named_parameters()), torch.tensor(xs).unsqueeze(1), chunk_size=2)
+    mean_x2 = sum(x * x for x in xs) / 3
+    assert torch.allclose(omega["weight"].flatten(), torch.tensor([mean_x2, 2 * mean_x2]), rtol=1e-6)
+
+
+def test_mas_importance_is_the_mean_abs_gradient_of_the_squared_output_norm() -> None:
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 2))
+    x = torch.randn(7, 3)
+    per_sample = [torch.autograd.grad(net(xi.unsqueeze(0)).pow(2).sum(), list(net.parameters())) for xi in x]
+    want = [sum(g[k].abs() for g in per_sample) / len(x) for k in range(4)]
+    got = mas_importance(net, dict(net.named_parameters()), x, chunk_size=3)  # chunks of 3, 3, 1
+    for g, w in zip(got.values(), want):
+        assert torch.allclose(g, w, rtol=1e-5, atol=1e-7)
 
 
 def test_si_importance_on_hand_worked_trajectory() -> None:

@@ -34,9 +34,9 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from bench_methods import prepare  # noqa: E402
 
 from cl_attractors.io import write_json  # noqa: E402
-from cl_attractors.methods import kernels  # noqa: E402
 from cl_attractors.methods.base import CLMethod  # noqa: E402
 from cl_attractors.methods.ewc import EWC  # noqa: E402
+from cl_attractors.methods.formulas import Dip  # noqa: E402
 from cl_attractors.methods.si import SI  # noqa: E402
 from cl_attractors.methods.sticky import StickyGradient  # noqa: E402
 from cl_attractors.train.module import CLModule  # noqa: E402
@@ -57,7 +57,7 @@ def plain_passes() -> dict[str, Callable[[], None]]:
     module = CLModule()
     grads = [torch.randn_like(p) for p in module.parameters()]
     params = [p.detach() for p in module.parameters()]
-    dip = kernels.Dip(a1=0.279, lam=4.12, gamma=4.70, f_min=0.0)
+    dip = Dip(a1=0.279, lam=4.12, gamma=4.70, f_min=0.0)
 
     def no_exp(gs: list[torch.Tensor], ws: list[torch.Tensor]) -> None:
         for g, w in zip(gs, ws):

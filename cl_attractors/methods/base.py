@@ -8,10 +8,10 @@ and the optimizer step.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from cl_attractors.errors import require
 
@@ -42,10 +42,10 @@ class CLMethod(nn.Module):
         )
         self.params = params
         self.layers = layers
-        self._targets: list[nn.Parameter] = []
+        self._targets: list[Tensor] = []
 
     @property
-    def targets(self) -> list[nn.Parameter]:
+    def targets(self) -> list[Tensor]:
         """The parameters this method acts on (set by :meth:`attach`)."""
         return self._targets
 
@@ -66,12 +66,12 @@ class CLMethod(nn.Module):
         ]
         self.setup_state(self._targets)
 
-    def setup_state(self, targets: list[nn.Parameter]) -> None:
+    def setup_state(self, targets: list[Tensor]) -> None:
         """Allocate buffers sized like ``targets`` (override when the method has state)."""
 
-    def per_target(self, name: str) -> list[torch.Tensor]:
+    def per_target(self, name: str) -> list[Tensor]:
         """The buffers ``<name>0, <name>1, ...`` registered for each target, in target order."""
-        return [self._buffers[f"{name}{i}"] for i in range(len(self._targets))]
+        return cast(list[Tensor], [self._buffers[f"{name}{i}"] for i in range(len(self._targets))])
 
     def get_extra_state(self) -> dict[str, int]:
         return {name: getattr(self, name) for name in self.counters}

@@ -7,14 +7,59 @@ import math
 from typing import Any, Literal
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from cl_attractors.errors import require
-from cl_attractors.methods import kernels
 from cl_attractors.methods.base import CLMethod, ParamSelection
-from cl_attractors.methods.kernels import Compile, Dip, Kernel
+from cl_attractors.methods.formulas import Dip, add_l1_, gate, gate_, l1_grad, l1_grad_, toward
+from cl_attractors.methods.kernels import Compile, Kernel, check_compile, compile_wanted
 
 ApplyTo = Literal["gradient", "update"]
+
+# ---- fused kernels (torch.compile: one pass per tensor); eager twins: StickyGradient._*_eager ----
+
+
+def grad_expr(grads: list[Tensor], params: list[Tensor], zeta: float, dip: Dip | None) -> None:
+    """``g = gate(g + l1_grad(w, zeta), w)`` for each pair (no gate if ``dip`` is None)."""
+    for g, w in zip(grads, params):
+        h = g + l1_grad(w, zeta) if zeta else g
+        g.copy_(gate(h, w, dip) if dip is not None else h)
+
+
+def update_expr(params: list[Tensor], olds: list[Tensor], lr_zetas: list[float], dip: Dip) -> None:
+    """Update gating: ``w = old - gate(u, old)``, ``u = old - w + l1_grad(old, lr zeta)``."""
+    for w, old, lz in zip(params, olds, lr_zetas):
+        u = old - w + l1_grad(old, lz) if lz else old - w
+        w.copy_(old - gate(u, old, dip))
+
+
+def decoupled_l1_expr(params: list[Tensor], lr_zetas: list[float], dip: Dip | None) -> None:
+    """Decoupled L1 after the step: ``w -= gate(l1_grad(w, lr zeta), w)`` (no gate if ``dip`` None)."""
+    for w, lz in zip(params, lr_zetas):
+        u = l1_grad(w, lz)
+        w.sub_(gate(u, w, dip) if dip is not None else u)
+
+
+def count_gated(pseudo_grads: list[Tensor], weights: list[Tensor], dip: Dip) -> Tensor:
+    """``[gated components, sum of f over them]``: components with ``u != 0`` whose step moves
+    ``w`` away from a1 (not :func:`~cl_attractors.methods.formulas.toward`), so f applies."""
+    gated, f_sum = [], []
+    for u, w in zip(pseudo_grads, weights):
+        away = ~toward(w, u, dip.a1) & (u != 0)
+        gated.append(away.sum(dtype=torch.float32))
+        f_sum.append(torch.where(away, dip.f(w), 0.0).sum())
+    return torch.stack([torch.stack(gated).sum(), torch.stack(f_sum).sum()])
+
+
+def grad_stats_expr(grads: list[Tensor], params: list[Tensor], zeta: float, dip: Dip) -> Tensor:
+    """:func:`count_gated` of the gradient the gate sees: ``g + l1_grad(w, zeta)`` at ``w``."""
+    return count_gated([g + l1_grad(w, zeta) if zeta else g for g, w in zip(grads, params)], params, dip)
+
+
+def update_stats_expr(params: list[Tensor], olds: list[Tensor], lr_zetas: list[float], dip: Dip) -> Tensor:
+    """:func:`count_gated` of the update gate's pseudo-gradient ``old - w + l1_grad(old, lr zeta)``."""
+    pseudo = [o - w + l1_grad(o, lz) if lz else o - w for w, o, lz in zip(params, olds, lr_zetas)]
+    return count_gated(pseudo, olds, dip)
 
 
 class StickyGradient(CLMethod):
@@ -51,6 +96,7 @@ class StickyGradient(CLMethod):
     """
 
     counters = ("_step",)
+    gate_stats: Tensor  # a buffer: [sampled components, gated components, sum of f over gated ones]
 
     def __init__(
         self,
@@ -84,18 +130,18 @@ class StickyGradient(CLMethod):
         )
         require(init_params in ("all", "weights"), "method.init_params", init_params, "'all' or 'weights'")
         require(stats_every >= 1, "method.stats_every", stats_every, "an integer >= 1")
-        kernels.check_compile(compile)
+        check_compile(compile)
         self.dip = Dip(a1=a1, lam=lam, gamma=gamma, f_min=f_min)
         self.mu, self.sigma, self.zeta = mu, sigma, zeta
         self.sticky, self.l1, self.smart_init, self.init_params = sticky, l1, smart_init, init_params
         self.gate_update = sticky and apply_to == "update"
         self.zeta_pre = zeta if l1 and l1_apply_to == "gradient" else 0.0
         self.zeta_post = zeta if l1 and l1_apply_to == "update" else 0.0
-        self.stats_every, self.compile = stats_every, compile
+        self.stats_every, self.compile_mode = stats_every, compile
         self._step = 0
 
     # ---- state ------------------------------------------------------------------------------
-    def setup_state(self, targets: list[nn.Parameter]) -> None:
+    def setup_state(self, targets: list[Tensor]) -> None:
         if self.smart_init:
             with torch.no_grad():
                 for p in self._init_targets(targets):
@@ -104,26 +150,23 @@ class StickyGradient(CLMethod):
         for i, p in enumerate(targets):
             for name in names:
                 self.register_buffer(f"_{name}{i}", torch.zeros_like(p), persistent=False)
-        # [sampled components, gated components, sum of f over gated components]
         self.register_buffer("gate_stats", torch.zeros(3, dtype=torch.float64))
-        fuse = kernels.compile_wanted(self.compile, targets)
+        fuse = compile_wanted(self.compile_mode, targets)
         dip = self.dip if self.sticky else None
         pre_dip = None if self.gate_update else dip
         self._grad_kernel = Kernel(
-            functools.partial(kernels.l1_grad_expr, zeta=self.zeta_pre, dip=pre_dip), self._grad_eager, fuse
+            functools.partial(grad_expr, zeta=self.zeta_pre, dip=pre_dip), self._grad_eager, fuse
         )
-        self._update_kernel = Kernel(
-            functools.partial(kernels.gated_update_expr, dip=self.dip), self._update_eager, fuse
-        )
+        self._update_kernel = Kernel(functools.partial(update_expr, dip=self.dip), self._update_eager, fuse)
         self._l1_kernel = Kernel(
-            functools.partial(kernels.decoupled_l1_expr, dip=dip), self._decoupled_l1_eager, fuse
+            functools.partial(decoupled_l1_expr, dip=dip), self._decoupled_l1_eager, fuse
         )
-        grad_stats = functools.partial(kernels.grad_stats_expr, zeta=self.zeta_pre, dip=self.dip)
-        update_stats = functools.partial(kernels.update_stats_expr, dip=self.dip)
+        grad_stats = functools.partial(grad_stats_expr, zeta=self.zeta_pre, dip=self.dip)
+        update_stats = functools.partial(update_stats_expr, dip=self.dip)
         self._grad_stats = Kernel(grad_stats, grad_stats, fuse)
         self._update_stats = Kernel(update_stats, update_stats, fuse)
 
-    def _init_targets(self, targets: list[nn.Parameter]) -> list[nn.Parameter]:
+    def _init_targets(self, targets: list[Tensor]) -> list[Tensor]:
         """The targets the smart init touches (linear weights are the 2-D targets)."""
         return [p for p in targets if self.init_params == "all" or p.dim() > 1]
 
@@ -135,11 +178,10 @@ class StickyGradient(CLMethod):
     def on_before_optimizer_step(self, module: Any, optimizer: torch.optim.Optimizer) -> None:
         params = self.targets
         grads = [p.grad for p in params]
-        self._sampling = self._step % self.stats_every == 0
         self._step += 1
         if self.gate_update:
             torch._foreach_copy_(self._scratch("old"), params)
-        elif self._sampling and self.sticky:
+        elif self._sampled() and self.sticky:
             self._add_stats(self._grad_stats(grads, params), params)
         if self.zeta_pre or (self.sticky and not self.gate_update):
             self._grad_kernel(grads, params)
@@ -151,7 +193,7 @@ class StickyGradient(CLMethod):
         lr_zetas = self._lr_zetas(optimizer)
         params = self.targets
         if self.gate_update:
-            if self._sampling:
+            if self._sampled():
                 self._add_stats(self._update_stats(params, self._scratch("old"), lr_zetas), params)
             self._update_kernel(params, self._scratch("old"), lr_zetas)
         else:
@@ -160,11 +202,11 @@ class StickyGradient(CLMethod):
     # ---- eager kernels (in place, preallocated scratch) ---------------------------------------
     def _grad_eager(self, grads: list[Tensor], params: list[Tensor]) -> None:
         """``g = gate(g + zeta sgn(w), w)`` (no gate in update mode or without ``sticky``)."""
-        if self.zeta_pre:
-            kernels.add_l1_(grads, params, self._scratch("s"), self.zeta_pre)
-        if self.sticky and not self.gate_update:
-            for g, w, s, f in zip(grads, params, self._scratch("s"), self._scratch("f")):
-                kernels.gate_(g, w, s, f, self.dip)
+        for g, w, s, f in zip(grads, params, self._scratch("s"), self._scratch("f")):
+            if self.zeta_pre:
+                add_l1_(g, w, s, self.zeta_pre)
+            if self.sticky and not self.gate_update:
+                gate_(g, w, s, f, self.dip)
 
     def _update_eager(self, params: list[Tensor], olds: list[Tensor], lr_zetas: list[float]) -> None:
         """``theta = old - gate(u, old)`` with the pseudo-gradient ``u = old - theta (+ lr zeta sgn)``."""
@@ -173,8 +215,8 @@ class StickyGradient(CLMethod):
         ):
             torch.sub(old, w, out=u)
             if lz:
-                u.add_(torch.sign(old, out=s), alpha=lz)
-            kernels.gate_(u, old, s, f, self.dip)
+                add_l1_(u, old, s, lz)
+            gate_(u, old, s, f, self.dip)
             torch.sub(old, u, out=w)
 
     def _decoupled_l1_eager(self, params: list[Tensor], lr_zetas: list[float]) -> None:
@@ -182,9 +224,9 @@ class StickyGradient(CLMethod):
         for w, u, s, f, lz in zip(
             params, self._scratch("u"), self._scratch("s"), self._scratch("f"), lr_zetas
         ):
-            torch.sign(w, out=u).mul_(lz)
+            l1_grad_(u, w, lz)
             if self.sticky:
-                kernels.gate_(u, w, s, f, self.dip)
+                gate_(u, w, s, f, self.dip)
             w.sub_(u)
 
     def on_task_end(self, module: Any, task: int, datamodule: Any) -> dict[str, float]:
@@ -201,6 +243,10 @@ class StickyGradient(CLMethod):
         return stats
 
     # ---- helpers ----------------------------------------------------------------------------
+    def _sampled(self) -> bool:
+        """Whether the step in progress (counted before the optimizer step) samples the stats."""
+        return (self._step - 1) % self.stats_every == 0
+
     def _add_stats(self, gated_and_f_sum: Tensor, weights: list[Tensor]) -> None:
         """Device-side counters of the sampled step (no host sync)."""
         self.gate_stats[0] += sum(w.numel() for w in weights)

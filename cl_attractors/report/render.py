@@ -34,7 +34,7 @@ def method_params(path: str) -> dict[str, float]:
 
 def render_plasticity(spec: ExperimentSpec) -> str:
     """Fig. 1b: f on a grid of weights for the configured phi; no training."""
-    from cl_attractors.methods.maths import plasticity
+    from cl_attractors.methods.formulas import plasticity
 
     path = spec.options.get("method_config")
     if path is None:

@@ -13,9 +13,11 @@ from torch import Tensor, nn
 from cl_attractors.methods import kernels
 from cl_attractors.methods.base import CLMethod, Vanilla
 from cl_attractors.methods.ewc import EWC
-from cl_attractors.methods.maths import fisher_diagonal, sticky_multiplier
+from cl_attractors.methods.formulas import fisher_diagonal, mas_importance
+from cl_attractors.methods.mas import MAS
 from cl_attractors.methods.si import SI
 from cl_attractors.methods.sticky import StickyGradient
+from tests.reference import sticky_multiplier
 
 A1 = 0.279
 OFF = {"sticky": False, "l1": False, "smart_init": False}
@@ -137,6 +139,35 @@ def test_online_ewc_keeps_decayed_fisher_and_one_anchor() -> None:
         assert torch.allclose(a_sum, f_sum * p.detach(), rtol=1e-5)
 
 
+def test_mas_accumulates_its_importance_with_one_anchor_and_pulls_back() -> None:
+    method = MAS(lam=0.5, samples=32)
+    net, opt = make(method)
+    data, importance = FakeData(), [torch.zeros_like(p) for p in net.parameters()]
+    for task in range(2):
+        x, _ = data.train_sample(task, 32, torch.Generator().manual_seed(task))
+        new = mas_importance(net, dict(net.named_parameters()), x).values()
+        importance = [i + n for i, n in zip(importance, new)]
+        stats = method.on_task_end(FakeModule(net), task, data)
+        assert stats["importance_max"] == pytest.approx(max(n.max().item() for n in new))
+        anchor = [p.detach().clone() for p in net.parameters()]  # online: the latest task's end
+        train(Vanilla(), net, opt, 3)
+    got = processed_grads(method, net, [torch.zeros_like(p) for p in net.parameters()])
+    sums = zip(method.per_target("importance"), method.per_target("anchor_sum"))
+    for g, imp, p, a, (w_sum, a_sum) in zip(got, importance, net.parameters(), anchor, sums):
+        assert torch.allclose(w_sum, imp, rtol=1e-5) and torch.allclose(a_sum, imp * a, rtol=1e-5)
+        assert torch.allclose(g, 2 * 0.5 * imp * (p.detach() - a), rtol=1e-4, atol=1e-7)
+    assert any(g.abs().sum() > 0 for g in got)
+
+
+HOOKS = ("on_task_start", "on_before_optimizer_step", "on_after_optimizer_step", "on_task_end")
+
+
+@pytest.mark.parametrize("cls", [Vanilla, StickyGradient, EWC, SI, MAS])
+def test_no_method_uses_more_than_three_hooks(cls: type[CLMethod]) -> None:
+    used = [h for h in HOOKS if getattr(cls, h) is not getattr(CLMethod, h)]
+    assert len(used) <= 3, used
+
+
 def _lone_weight_net(method: CLMethod, lr: float) -> tuple[nn.Module, torch.optim.Optimizer]:
     """Linear(2, 1) whose second input is always 0: weight[0, 1] gets no task gradient."""
     net = nn.Sequential(nn.Linear(2, 1))
@@ -201,6 +232,7 @@ def _clone_and_continue(
         lambda: StickyGradient(apply_to="update", l1_apply_to="update", stats_every=3),
         lambda: EWC(fisher_samples=16),
         lambda: SI(),
+        lambda: MAS(samples=16),
     ],
 )
 def test_state_dict_round_trip_continues_identically(factory: Any) -> None:
@@ -287,6 +319,8 @@ def test_sticky_stats_report_dip_and_gating() -> None:
         (lambda: EWC(fisher_samples=0), "fisher_samples"),
         (lambda: SI(c=-0.1), "c"),
         (lambda: SI(xi=0.0), "xi"),
+        (lambda: MAS(lam=-1.0), "lam"),
+        (lambda: MAS(samples=0), "samples"),
     ],
 )
 def test_bad_inputs_raise_one_line_errors_naming_the_field(factory: Any, field: str) -> None:
@@ -303,6 +337,7 @@ def test_bad_inputs_raise_one_line_errors_naming_the_field(factory: Any, field: 
         lambda c: StickyGradient(l1_apply_to="update", compile=c),
         lambda c: SI(compile=c),
         lambda c: EWC(fisher_samples=16, compile=c),
+        lambda c: MAS(samples=16, compile=c),
     ],
 )
 def test_compiled_kernels_match_eager(factory: Any) -> None:
@@ -348,8 +383,7 @@ def test_compile_auto_fuses_only_large_targets(compile: Any, hidden: int, wanted
     net = nn.Sequential(nn.Linear(4, hidden), nn.ReLU(), nn.Linear(hidden, 3))
     for method in (StickyGradient(compile=compile), EWC(compile=compile), SI(compile=compile)):
         method.attach(net)
-        kernel = method.pull if isinstance(method, EWC) else getattr(method, "step_kernel", None)
-        kernel = kernel or method._grad_kernel
+        kernel = getattr(method, "step_kernel", None) or method._grad_kernel
         assert kernel.compiled == wanted
 
 

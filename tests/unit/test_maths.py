@@ -1,4 +1,4 @@
-"""The pure maths of the CL methods, against hand-computed values."""
+"""The formulas of the CL methods, against hand-computed values and the reference forms."""
 
 from __future__ import annotations
 
@@ -9,17 +9,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cl_attractors.methods import kernels
-from cl_attractors.methods.maths import (
-    away_mask,
+from cl_attractors.methods import formulas
+from cl_attractors.methods.formulas import (
     fisher_diagonal,
+    mas_importance,
     plasticity,
     quadratic_pull_grad,
-    si_consolidate,
-    si_path_step,
-    si_penalty_grad,
-    sticky_multiplier,
+    si_importance,
 )
+from cl_attractors.methods.si import si_step_expr
+from tests.reference import away_mask, si_path_step, si_penalty_grad, sticky_multiplier
 
 A1, LAM, GAMMA = 0.279, 4.12, 4.70
 
@@ -46,6 +45,24 @@ def test_away_mask_every_sign_case() -> None:
     assert torch.equal(away_mask(w, g, A1), expected)
 
 
+def test_toward_is_the_complement_of_algorithm_1s_test_wherever_g_is_nonzero() -> None:
+    w = torch.tensor([0.5, 0.5, 0.0, 0.0, A1, A1, 0.5, A1])
+    g = torch.tensor([1.0, -1.0, 1.0, -1.0, 1.0, -1.0, 0.0, 0.0])
+    nonzero = g != 0
+    assert torch.equal(formulas.toward(w, g, A1)[nonzero], ~away_mask(w, g, A1)[nonzero])
+    assert not formulas.toward(w, g, A1)[~nonzero].any()  # g == 0: "away", and g * f stays 0
+
+
+def test_l1_gradient_and_its_in_place_twins() -> None:
+    w, g = torch.tensor([-2.0, 0.0, 0.3]), torch.tensor([1.0, 1.0, -1.0])
+    assert torch.equal(formulas.l1_grad(w, 0.5), torch.tensor([-0.5, 0.0, 0.5]))
+    out = torch.empty(3)
+    formulas.l1_grad_(out, w, 0.5)
+    assert torch.equal(out, formulas.l1_grad(w, 0.5))
+    formulas.add_l1_(g, w, torch.empty(3), 0.5)
+    assert torch.equal(g, torch.tensor([0.5, 1.0, -0.5]))
+
+
 def test_sticky_multiplier_freezes_at_a1_and_ignores_zero_gradient() -> None:
     w = torch.tensor([0.5, 0.5, A1, A1, 0.0])
     g = torch.tensor([1.0, -1.0, 2.0, 0.0, 0.0])
@@ -63,11 +80,11 @@ def test_eager_and_pure_gates_agree_with_reference(f_min: float) -> None:
     w[0, :5] = A1
     g = torch.randn(64, 33, generator=gen)
     g[1, :7] = 0.0
-    dip = kernels.Dip(A1, LAM, GAMMA, f_min)
+    dip = formulas.Dip(A1, LAM, GAMMA, f_min)
     reference = g * sticky_multiplier(w, g, A1, LAM, GAMMA, f_min)
-    assert torch.allclose(kernels.gate(g, w, dip), reference, rtol=1e-5, atol=1e-5)
+    assert torch.allclose(formulas.gate(g, w, dip), reference, rtol=1e-5, atol=1e-5)
     inplace = g.clone()
-    kernels.gate_(inplace, w, torch.empty_like(w), torch.empty_like(w), dip)
+    formulas.gate_(inplace, w, torch.empty_like(w), torch.empty_like(w), dip)
     assert torch.allclose(inplace, reference, rtol=1e-5, atol=1e-5)
 
 
@@ -89,7 +106,7 @@ def test_accumulated_pull_equals_explicit_sum_over_tasks() -> None:
     )
     assert torch.allclose(accumulated, explicit, rtol=1e-5, atol=1e-3)
     grads = [torch.zeros(20)]
-    kernels.pull_(grads, [theta], [sum(fishers)], [sum(f * a for f, a in zip(fishers, anchors))], 1000.0)
+    formulas.pull_(grads, [theta], [sum(fishers)], [sum(f * a for f, a in zip(fishers, anchors))], 1000.0)
     assert torch.allclose(grads[0], explicit, rtol=1e-5, atol=1e-3)
 
 
@@ -144,6 +161,26 @@ def test_batched_fisher_squares_minibatch_gradients() -> None:
     assert torch.allclose(fisher["weight"].flatten(), (b1**2 + b2**2) / 2, rtol=1e-5)
 
 
+def test_mas_importance_matches_hand_value() -> None:
+    # ||f(x)||^2 = (w0 x)^2 + (w1 x)^2: d/dw = 2 w x^2 = (x^2, -2 x^2) at w = (0.5, -1)
+    model = _two_param_model()
+    xs = [1.0, 2.0, -1.5]
+    omega = mas_importance(model, dict(model.named_parameters()), torch.tensor(xs).unsqueeze(1), chunk_size=2)
+    mean_x2 = sum(x * x for x in xs) / 3
+    assert torch.allclose(omega["weight"].flatten(), torch.tensor([mean_x2, 2 * mean_x2]), rtol=1e-6)
+
+
+def test_mas_importance_is_the_mean_abs_gradient_of_the_squared_output_norm() -> None:
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 2))
+    x = torch.randn(7, 3)
+    per_sample = [torch.autograd.grad(net(xi.unsqueeze(0)).pow(2).sum(), list(net.parameters())) for xi in x]
+    want = [sum(g[k].abs() for g in per_sample) / len(x) for k in range(4)]
+    got = mas_importance(net, dict(net.named_parameters()), x, chunk_size=3)  # chunks of 3, 3, 1
+    for g, w in zip(got.values(), want):
+        assert torch.allclose(g, w, rtol=1e-5, atol=1e-7)
+
+
 def test_si_importance_on_hand_worked_trajectory() -> None:
     # theta: 1.0 -> 0.8 -> 0.5 -> 0.6 with unregularised gradients 2.0, 1.5, -0.5
     thetas, grads = [1.0, 0.8, 0.5, 0.6], [2.0, 1.5, -0.5]
@@ -152,7 +189,7 @@ def test_si_importance_on_hand_worked_trajectory() -> None:
         omega = si_path_step(omega, torch.tensor([g]), torch.tensor([thetas[t + 1] - thetas[t]]))
     # omega = sum -g * dtheta = -(2.0)(-0.2) - (1.5)(-0.3) - (-0.5)(0.1) = 0.4 + 0.45 + 0.05
     assert omega.item() == pytest.approx(0.9)
-    importance = si_consolidate(torch.tensor([0.1]), omega, torch.tensor([0.6 - 1.0]), xi=0.1)
+    importance = torch.tensor([0.1]) + si_importance(omega, torch.tensor([0.6 - 1.0]), xi=0.1)
     assert importance.item() == pytest.approx(0.1 + 0.9 / (0.16 + 0.1))
     pull = si_penalty_grad(torch.tensor([0.7]), torch.tensor([0.6]), importance, c=0.5)
     assert pull.item() == pytest.approx(2 * 0.5 * importance.item() * 0.1, rel=1e-5)
@@ -166,10 +203,10 @@ def test_si_one_step_late_kernel_integrates_the_hand_worked_trajectory(form: str
     for t, g in enumerate(grads):
         theta, grad = torch.tensor([thetas[t], -thetas[t]]), torch.tensor([g, -g])
         if form == "eager":
-            kernels.si_path_([grad], [theta], [prev], [omega])
+            formulas.si_path_([grad], [theta], [prev], [omega])
         else:
-            kernels.si_step_expr([grad], [theta], [prev], [omega], [torch.ones(2)], [theta], 0.0)
+            si_step_expr([grad], [theta], [prev], [omega], [torch.ones(2)], [theta], 0.0)
         grad.zero_()  # the optimizer may change p.grad: SI keeps its own copy
-    kernels.si_flush_([torch.tensor([0.6, -0.6])], [prev], [omega])
+    formulas.si_flush_([torch.tensor([0.6, -0.6])], [prev], [omega])
     assert torch.allclose(omega, torch.tensor([0.9, 0.9]))
     assert torch.equal(prev, torch.zeros(2))

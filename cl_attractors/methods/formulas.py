@@ -1,0 +1,305 @@
+"""The formulas of the CL methods, each written once as a pure tensor expression.
+
+Every per-step kernel derives from them: a method's fused kernel (``torch.compile``, one pass per
+tensor) calls the pure expression, and where a formula runs every step its eager in-place twin
+(``name_``, same result up to float rounding, writing only into preallocated scratch) sits right
+below it. The importance estimators (Fisher, MAS) run once per task. Reference implementations
+written for clarity, which the tests compare these against, live in ``tests/reference.py``.
+No Lightning here.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.func import functional_call, grad, vmap
+
+LOG2E = math.log2(math.e)
+
+# ---- sticky gradient: f(w), the away-gate, L1 --------------------------------------------------
+
+
+def plasticity(w: Tensor, a1: float, lam: float, gamma: float, f_min: float = 0.0) -> Tensor:
+    """The weight-dependent learning-rate multiplier f (paper Eq. 1, with an optional floor).
+
+    ``f(w) = lam - (lam - f_min) * exp(-gamma (w - a1)^2)``: ``f_min`` at the attractor, ``lam``
+    far from it; ``f_min = 0`` is the paper's ``-lam exp(-gamma (w - a1)^2) + lam``. ``exp(x)``
+    is computed as ``exp2(x log2 e)``, cheaper on a CPU where the per-step pass is compute-bound.
+
+    Args:
+        w: weights.
+        a1: centre of the dip (the attractor).
+        lam: the plateau value far from the dip.
+        gamma: width parameter of the dip (larger = narrower).
+        f_min: the value at the bottom of the dip (the Discussion section's extension).
+    """
+    d = w - a1
+    return lam - (lam - f_min) * torch.exp2((-gamma * LOG2E) * d * d)
+
+
+@dataclass(frozen=True)
+class Dip:
+    """The parameters of f (see :func:`plasticity`)."""
+
+    a1: float
+    lam: float
+    gamma: float
+    f_min: float
+
+    def f(self, w: Tensor) -> Tensor:
+        """``f(w)``."""
+        return plasticity(w, self.a1, self.lam, self.gamma, self.f_min)
+
+
+def toward(w: Tensor, g: Tensor, a1: float) -> Tensor:
+    """Where the descent step ``-g`` moves ``w`` toward ``a1``: the gate leaves ``g`` alone there.
+
+    The complement is Algorithm 1's ``sgn(w - a1) != sgn(g)``, written ``(w - a1) g > 0`` for
+    "toward" (two vector ops instead of two ``sign``s; it differs only where the product
+    underflows, ``|(w - a1) g| < 1e-45``, where ``g`` is negligible either way).
+    """
+    return (w - a1) * g > 0
+
+
+def gate(g: Tensor, w: Tensor, dip: Dip) -> Tensor:
+    """Algorithm 1's gate: ``g * f(w)`` where the step moves ``w`` away from a1, else ``g``."""
+    return torch.where(toward(w, g, dip.a1), g, g * dip.f(w))
+
+
+def gate_(g: Tensor, w: Tensor, s: Tensor, f: Tensor, dip: Dip) -> None:
+    """In-place :func:`gate` writing only into the scratch ``s`` and ``f`` (shaped like ``w``).
+
+    ``q = sgn(w - a1) * g`` is exactly ``±g`` or 0 (no underflow), and ``sgn(w - a1) != sgn(g)``
+    is ``q <= 0`` for ``g != 0``, including ``w == a1``; ``g == 0`` stays 0 either way. With
+    ``keep = sgn(max(q, 0))`` (1 toward a1, else 0): ``g *= f * (1 - keep) + keep`` (exactly 0
+    at ``w == a1`` when ``f_min = 0``).
+    Float arithmetic only: bool masks and ``masked_fill_`` are slow eager CPU kernels.
+    """
+    torch.sub(w, dip.a1, out=s)
+    torch.mul(s, s, out=f).mul_(-dip.gamma * LOG2E).exp2_()
+    f.mul_(dip.f_min - dip.lam).add_(dip.lam)
+    s.sign_().mul_(g).clamp_(min=0.0).sign_()  # keep
+    f.addcmul_(s, f, value=-1.0).add_(s)
+    g.mul_(f)
+
+
+def l1_grad(w: Tensor, zeta: float) -> Tensor:
+    """``zeta * sgn(w)``: the gradient of ``zeta * |w|`` (0 at w = 0)."""
+    return zeta * torch.sign(w)
+
+
+def l1_grad_(out: Tensor, w: Tensor, zeta: float) -> None:
+    """In place: ``out = l1_grad(w, zeta)``."""
+    torch.sign(w, out=out).mul_(zeta)
+
+
+def add_l1_(g: Tensor, w: Tensor, s: Tensor, zeta: float) -> None:
+    """In place: ``g += l1_grad(w, zeta)``, ``s`` a scratch shaped like ``w`` (one pass: the
+    product ``zeta * sgn(w)`` is exact, so adding it with ``alpha`` rounds the same)."""
+    g.add_(torch.sign(w, out=s), alpha=zeta)
+
+
+# ---- the quadratic pull of EWC, SI and MAS ----------------------------------------------------
+
+
+def quadratic_pull_grad(theta: Tensor, anchor_sum: Tensor, weight_sum: Tensor, scale: float = 1.0) -> Tensor:
+    """Gradient of ``scale/2 * sum_k W_k (theta - theta*_k)^2`` from accumulated sums.
+
+    Since the gradient is ``scale * sum_k W_k (theta - theta*_k)``, keeping
+    ``weight_sum = sum_k W_k`` and ``anchor_sum = sum_k W_k * theta*_k`` makes it O(1) in the
+    number of tasks: ``scale * (weight_sum * theta - anchor_sum)``.
+
+    Args:
+        theta: current parameters.
+        anchor_sum: ``sum_k W_k * theta*_k``.
+        weight_sum: ``sum_k W_k`` (the importances: Fisher diagonals, SI's Omega, MAS's Omega).
+        scale: the gradient's multiplier (EWC's lambda; ``2c`` for SI, ``2 lambda`` for MAS).
+    """
+    return scale * (weight_sum * theta - anchor_sum)
+
+
+def pull_(
+    grads: list[Tensor],
+    params: list[Tensor],
+    weight_sums: list[Tensor],
+    anchor_sums: list[Tensor],
+    scale: float,
+) -> None:
+    """In place: ``g += quadratic_pull_grad(theta, anchor_sum, weight_sum, scale)`` (two foreach passes)."""
+    torch._foreach_addcmul_(grads, weight_sums, params, value=scale)
+    torch._foreach_add_(grads, anchor_sums, alpha=-scale)
+
+
+def pull_expr(
+    grads: list[Tensor],
+    params: list[Tensor],
+    weight_sums: list[Tensor],
+    anchor_sums: list[Tensor],
+    scale: float,
+) -> None:
+    """The fused form of :func:`pull_` (one pass per tensor under ``torch.compile``)."""
+    for g, w, weight, anchor in zip(grads, params, weight_sums, anchor_sums):
+        g.add_(quadratic_pull_grad(w, anchor, weight, scale))
+
+
+# ---- SI's path integral -----------------------------------------------------------------------
+
+
+def si_path_term(g: Tensor, prev_g: Tensor, w: Tensor) -> Tensor:
+    """One term of SI's path integral, one step late: ``(g_t - g_{t-1}) * theta_t``.
+
+    Added before step t (``theta = theta_t``), the terms telescope to
+    ``-sum_t g_t (theta_{t+1} - theta_t)`` once :func:`si_flush_` adds the last ``-g_T theta_end``:
+    Zenke et al.'s integral without a copy of theta or a hook after the step.
+    """
+    return (g - prev_g) * w
+
+
+def si_path_(
+    grads: list[Tensor], params: list[Tensor], prev_grads: list[Tensor], omega: list[Tensor]
+) -> None:
+    """In place: ``omega += si_path_term(g, g_prev, theta)``, then ``g_prev = g``."""
+    torch._foreach_sub_(prev_grads, grads)
+    torch._foreach_addcmul_(omega, prev_grads, params, value=-1.0)
+    torch._foreach_copy_(prev_grads, grads)
+
+
+def si_flush_(params: list[Tensor], prev_grads: list[Tensor], omega: list[Tensor]) -> None:
+    """Close :func:`si_path_`'s sum at the end of a task: ``omega -= g_prev * theta``, ``g_prev = 0``."""
+    torch._foreach_addcmul_(omega, prev_grads, params, value=-1.0)
+    torch._foreach_zero_(prev_grads)
+
+
+def si_importance(omega: Tensor, task_delta: Tensor, xi: float) -> Tensor:
+    """SI's importance of a finished task: ``omega / (task_delta^2 + xi)``.
+
+    Args:
+        omega: the task's path integral.
+        task_delta: parameter change over the whole task.
+        xi: damping (keeps the ratio bounded when a parameter barely moved).
+    """
+    return omega / (task_delta**2 + xi)
+
+
+# ---- importance estimators: Fisher diagonals (EWC), output sensitivity (MAS) -------------------
+
+FisherEstimator = Literal["empirical", "true", "batched"]
+FISHER_ESTIMATORS: tuple[str, ...] = ("empirical", "true", "batched")
+
+
+def fisher_diagonal(
+    model: nn.Module,
+    params: dict[str, Tensor],
+    x: Tensor,
+    y: Tensor,
+    estimator: FisherEstimator,
+    chunk_size: int = 32,
+    batch_size: int = 50,
+) -> dict[str, Tensor]:
+    """Diagonal Fisher information of a classifier (cross-entropy on its logits).
+
+    * ``empirical``: mean over samples of the squared per-sample gradient at the true label.
+    * ``true``: mean over samples of ``sum_c p_c(x) g_c(x)^2``, exact over the classes.
+    * ``batched``: mean over mini-batches of ``batch_size`` of the squared *mini-batch* gradient.
+      Its scale differs: ``E[g_B^2] = mean(g)^2 + Var(g)/B``, roughly ``1/B`` of the empirical
+      Fisher when per-sample gradients are noise-dominated (so EWC's lambda must grow by ~B).
+
+    Per-sample gradients come from ``vmap(grad(...))`` over chunks of ``chunk_size`` rows (the
+    loop is over chunks, bounding memory to ``chunk_size`` copies of the parameters).
+
+    Args:
+        model: the network (logits out).
+        params: name -> parameter of ``model`` for the parameters to estimate (others stay fixed).
+        x: inputs ``[n, ...]``.
+        y: integer labels ``[n]``.
+        estimator: ``empirical``, ``true`` or ``batched``.
+        chunk_size: rows per vmap chunk.
+        batch_size: mini-batch size of the ``batched`` estimator (the remainder is dropped).
+    """
+    detached = {k: v.detach() for k, v in params.items()}
+    if estimator == "batched":
+        return _batched_fisher(model, detached, x, y, batch_size)
+    n = len(y)
+    if estimator == "true":
+        with torch.no_grad():
+            probs = torch.softmax(functional_call(model, detached, (x,)), dim=-1)
+        classes = probs.shape[1]
+        x = x.repeat_interleave(classes, dim=0)
+        y = torch.arange(classes, device=y.device).repeat(n)
+        weights = probs.reshape(-1) / n
+    elif estimator == "empirical":
+        weights = torch.full((n,), 1.0 / n, device=x.device, dtype=x.dtype)
+    else:
+        raise ValueError(f"method.fisher={estimator!r} is not allowed; use one of {FISHER_ESTIMATORS}")
+
+    def loss(p: dict[str, Tensor], xi: Tensor, yi: Tensor) -> Tensor:
+        return F.cross_entropy(functional_call(model, p, (xi.unsqueeze(0),)), yi.unsqueeze(0))
+
+    return _weighted_grads(loss, detached, (x, y), weights, chunk_size, torch.square)
+
+
+def mas_importance(
+    model: nn.Module, params: dict[str, Tensor], x: Tensor, chunk_size: int = 32
+) -> dict[str, Tensor]:
+    """MAS's importance (Aljundi et al., 2018): ``mean_i |d ||f(x_i)||_2^2 / d theta|``.
+
+    How much the squared norm of the network's output moves with each parameter, per sample,
+    averaged over the samples ``x``; no labels.
+
+    Args:
+        model: the network (its output ``f(x)``: the logits).
+        params: name -> parameter of ``model`` for the parameters to estimate (others stay fixed).
+        x: inputs ``[n, ...]``.
+        chunk_size: rows per vmap chunk of per-sample gradients.
+    """
+
+    def squared_norm(p: dict[str, Tensor], xi: Tensor) -> Tensor:
+        return functional_call(model, p, (xi.unsqueeze(0),)).square().sum()
+
+    weights = torch.full((len(x),), 1.0 / len(x), device=x.device, dtype=x.dtype)
+    detached = {k: v.detach() for k, v in params.items()}
+    return _weighted_grads(squared_norm, detached, (x,), weights, chunk_size, torch.abs)
+
+
+def _weighted_grads(
+    loss: Callable[..., Tensor],
+    params: dict[str, Tensor],
+    rows: tuple[Tensor, ...],
+    weights: Tensor,
+    chunk_size: int,
+    reduce: Callable[[Tensor], Tensor],
+) -> dict[str, Tensor]:
+    """``sum_i weights_i * reduce(g_i)`` over the per-sample gradients ``g_i`` of
+    ``loss(params, *rows[:][i])``, in vmap chunks of ``chunk_size`` rows."""
+    per_sample = vmap(grad(loss), in_dims=(None, *(0 for _ in rows)))
+    out = {k: torch.zeros_like(v) for k, v in params.items()}
+    for *chunk, ws in zip(*(t.split(chunk_size) for t in rows), weights.split(chunk_size)):
+        for k, g in per_sample(params, *chunk).items():
+            out[k] += torch.tensordot(ws, reduce(g), dims=1)
+    return out
+
+
+def _batched_fisher(
+    model: nn.Module, params: dict[str, Tensor], x: Tensor, y: Tensor, batch_size: int
+) -> dict[str, Tensor]:
+    """Mean over full mini-batches of the squared mini-batch gradient."""
+    batches = len(y) // batch_size
+    if batches < 1:
+        raise ValueError(
+            f"method.fisher_samples={len(y)} is not allowed with the batched Fisher; "
+            f"use at least one batch ({batch_size})"
+        )
+
+    def batch_loss(p: dict[str, Tensor], xb: Tensor, yb: Tensor) -> Tensor:
+        return F.cross_entropy(functional_call(model, p, (xb,)), yb)
+
+    xb = x[: batches * batch_size].reshape(batches, batch_size, *x.shape[1:])
+    yb = y[: batches * batch_size].reshape(batches, batch_size)
+    grads = vmap(grad(batch_loss), in_dims=(None, 0, 0))(params, xb, yb)
+    return {k: g.square().mean(0) for k, g in grads.items()}

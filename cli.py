@@ -1,6 +1,6 @@
-"""cl-attractors command line.
+"""cl-attractors command line (also installed as the ``cl-attractors`` command: ``pip install -e .``).
 
-    python cli.py fit --config configs/experiment/vanilla.yaml [--data.seed 3 ...]
+    python cli.py fit -c configs/experiment/vanilla.yaml [--seed 3 --model.method EWC ...]
     python cli.py fit ... --run_dir runs/x --ckpt_path last      # resume a killed run
     python cli.py tune --config configs/search/sticky_paper.yaml    # meta-learn phi (Optuna TPE)
     python cli.py experiment --config configs/grid/fig2.yaml
@@ -14,14 +14,36 @@ from __future__ import annotations
 import sys
 from argparse import ArgumentError
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from cl_attractors.errors import one_line
 
+COMMANDS = {
+    "fit": "train one run over the whole task sequence (LightningCLI: `fit --help` lists every field)",
+    "validate": "evaluate a checkpoint on every task (LightningCLI)",
+    "tune": "meta-learn a method's hyperparameters with Optuna TPE on Eq. 2",
+    "experiment": "run a grid of fits (a paper figure) in parallel, then report",
+    "report": "tables, figures and claims of a grid from its saved runs",
+}
 EXTRA_COMMANDS = {
     "tune": ("cl_attractors.tune.study", "main"),
     "experiment": ("cl_attractors.grid.command", "main"),
     "report": ("cl_attractors.grid.command", "report_main"),
 }
+
+
+def usage(prog: str) -> str:
+    """The top-level help: every command of this tool, LightningCLI's and ours."""
+    lines = [f"usage: {prog} {{{','.join(COMMANDS)}}} [options]", "", "commands:"]
+    lines += [f"  {name:<12}{text}" for name, text in COMMANDS.items()]
+    lines += [
+        "",
+        f"`{prog} COMMAND --help` lists a command's options. Paths inside a config are relative to",
+        "that config file; -c/--config FILE, --data FILE, --model FILE, --trainer FILE and",
+        "--model.method FILE|ClassName compose a run; --seed N sets the data and init seeds;",
+        "--print_config prints what will run.",
+    ]
+    return "\n".join(lines) + "\n"
 
 
 def _command(name: str) -> Callable[[Sequence[str]], object]:
@@ -59,8 +81,17 @@ def print_outcome(cli: object) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv:
+        print(f"error: command is missing; use one of {', '.join(COMMANDS)} (--help)", file=sys.stderr)
+        return 2
+    if argv[0] not in COMMANDS and not argv[0].startswith("-"):
+        print(f"error: command {argv[0]!r} is not allowed; use one of {', '.join(COMMANDS)}", file=sys.stderr)
+        return 2
+    if argv[0] in ("-h", "--help"):
+        print(usage(Path(sys.argv[0]).name), end="")
+        return 0
     try:
-        if argv and argv[0] in EXTRA_COMMANDS:
+        if argv[0] in EXTRA_COMMANDS:
             _command(argv[0])(argv[1:])
         else:
             _fit(argv)
@@ -75,5 +106,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-if __name__ == "__main__":
+def entry_point() -> None:
+    """The ``cl-attractors`` console command (``[project.scripts]`` in pyproject.toml)."""
     sys.exit(main())
+
+
+if __name__ == "__main__":
+    entry_point()

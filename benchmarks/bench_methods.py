@@ -122,7 +122,7 @@ def main() -> None:
     runs, compile_s = {}, {}
     for name, factory in variants(not args.no_eager).items():
         torch.manual_seed(0)
-        module = CLModule(method=factory())
+        module = CLModule(hidden_sizes=[2000], method=factory())
         prepare(module)
         runs[name] = make_step(module, batches)
         t0 = time.perf_counter()

@@ -102,7 +102,7 @@ def interleaved_fit(dm: PermutedMNIST, window: int) -> tuple[float, float]:
         deterministic=True,
         callbacks=[TaskSequence(heatmaps=False), timer],
     )
-    trainer.fit(CLModule(optimizer=adam), datamodule=dm)
+    trainer.fit(CLModule(hidden_sizes=[2000], optimizer=adam), datamodule=dm)
     light_step = statistics.median(timer.light) / dm.steps_per_batch  # a Lightning batch = K steps
     return BATCH / statistics.median(timer.reference), BATCH / light_step
 

@@ -13,7 +13,9 @@ sweep: {flag: --data.shared_fraction, values: [0.0, 0.5]}   # optional: variants
 out_dir: runs/fig2        # default runs/<name>; run dirs <out_dir>/<variant>/seed_<s>
 claims: [...]             # the paper's statements, checked by cl_attractors.report.claims
 ```
-Paths are relative to the working directory (the repository root).
+Input paths (``base``, config files in ``overrides``/``variants``, ``method_config``) are relative to
+this file (:func:`cl_attractors.paths.resolve_relative`); ``out_dir`` and ``results_dir`` to the
+working directory.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import yaml
 
 from cl_attractors.errors import ConfigError
 from cl_attractors.io import ensure_writable
+from cl_attractors.paths import resolve_args, resolve_relative
 
 KINDS = ("curves", "shared", "weights", "plasticity")
 
@@ -156,18 +159,22 @@ def load_spec(path: str | Path) -> ExperimentSpec:
         "results_dir",
         "claims",
     }
+    base = _get(raw, "base", str, None)
+    options = {k: v for k, v in raw.items() if k not in known}
+    if isinstance(options.get("method_config"), str):
+        options["method_config"] = resolve_relative(options["method_config"], path)
     return ExperimentSpec(
         name=name,
         kind=kind,
-        base=_get(raw, "base", str, None),
+        base=None if base is None else resolve_relative(base, path),
         seeds=list(_get(raw, "seeds", list, []) or []),
-        variants={k: [str(a) for a in v] for k, v in variants.items()},
-        overrides=[str(a) for a in _get(raw, "overrides", list, []) or []],
+        variants={k: resolve_args(v, path) for k, v in variants.items()},
+        overrides=resolve_args(_get(raw, "overrides", list, []) or [], path),
         sweep=_get(raw, "sweep", dict, None),
         out_dir=Path(_get(raw, "out_dir", str, f"runs/{name}")),
         results_dir=Path(_get(raw, "results_dir", str, f"results/{name}")),
         claims=list(_get(raw, "claims", list, []) or []),
-        options={k: v for k, v in raw.items() if k not in known},
+        options=options,
         source=path,
     )
 

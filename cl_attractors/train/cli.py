@@ -1,69 +1,81 @@
-"""Configuration: the LightningCLI of cl-attractors and config composition.
+"""The LightningCLI of cl-attractors: ``fit`` and ``validate`` with one ``--seed`` and ``--run_dir``.
 
-A config file may start with ``defaults: [other.yaml, ...]`` (paths relative to that file):
-those files are applied first, in order, then the file itself, then the command line. This
-gives the ``configs/{trainer,data,model,method,experiment,search}`` groups their composition.
+The command line is first rewritten by :mod:`cl_attractors.train.compose` (``defaults`` lists,
+group files, file-relative paths, seed aliases). Methods are selectable by class name
+(``--model.method EWC``) because every module of :mod:`cl_attractors.methods` is imported here.
+``--print_config`` prints the configuration that will run, derived values included
+(``trainer.max_epochs``, the logger of ``--run_dir``).
 """
 
 from __future__ import annotations
 
+import importlib
 import logging
+import pkgutil
+import sys
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import yaml
 from jsonargparse import Namespace
 from lightning.pytorch.cli import LightningCLI
 
+import cl_attractors.methods
 from callbacks.task_sequence import TaskSequence
 from cl_attractors.errors import ConfigError
 from cl_attractors.io import ensure_writable
+from cl_attractors.train.compose import expand_argv
 from cl_attractors.train.data import PermutedMNIST
 from cl_attractors.train.module import CLModule
 
-
-def expand_defaults(path: str | Path, _seen: tuple[Path, ...] = ()) -> list[str]:
-    """``--config`` arguments for ``path`` with its ``defaults`` expanded depth-first."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"--config {path} does not exist")
-    if path.resolve() in _seen:
-        raise ConfigError(f"--config {path}: 'defaults' form a cycle")
-    content = yaml.safe_load(path.read_text()) or {}
-    if not isinstance(content, dict):
-        raise ConfigError(f"--config {path} must hold a mapping, got {type(content).__name__}")
-    defaults = content.pop("defaults", [])
-    if not isinstance(defaults, list):
-        raise ConfigError(f"--config {path}: defaults={defaults!r} is not allowed; use a list of paths")
-    args: list[str] = []
-    for item in defaults:
-        args += expand_defaults(path.parent / item, (*_seen, path.resolve()))
-    if content:
-        args += ["--config", yaml.safe_dump(content, sort_keys=False)]
-    return args
+PRINT_FLAGS = {"skip_default", "skip_unset"}
 
 
-def expand_argv(argv: Sequence[str]) -> list[str]:
-    """Replace each ``--config FILE`` (or ``--config=FILE``) by its expanded defaults chain."""
-    out: list[str] = []
-    it = iter(argv)
-    for arg in it:
-        if arg == "--config":
-            out += expand_defaults(next(it, ""))
-        elif arg.startswith("--config="):
-            out += expand_defaults(arg.split("=", 1)[1])
+def import_methods() -> None:
+    """Import every method module, so that jsonargparse finds each CLMethod subclass by name."""
+    for info in pkgutil.iter_modules(cl_attractors.methods.__path__):
+        importlib.import_module(f"cl_attractors.methods.{info.name}")
+
+
+def split_print_config(args: Sequence[str]) -> tuple[list[str], set[str] | None]:
+    """``args`` without ``--print_config[=flags]``, and its flags (None: not asked for)."""
+    rest, flags = [], None
+    for arg in args:
+        if arg == "--print_config" or arg.startswith("--print_config="):
+            flags = {f for f in arg.partition("=")[2].split(",") if f}
+            if flags - PRINT_FLAGS:
+                raise ConfigError(
+                    f"print_config={arg.partition('=')[2]} is not allowed; use flags among "
+                    f"{', '.join(sorted(PRINT_FLAGS))}"
+                )
         else:
-            out.append(arg)
-    return out
+            rest.append(arg)
+    return rest, flags
 
 
 class CLI(LightningCLI):
-    """LightningCLI with the task-sequence callback always on and a ``--run_dir`` option."""
+    """LightningCLI with the task-sequence callback always on, ``--seed`` and ``--run_dir``."""
+
+    @staticmethod
+    def subcommands() -> dict[str, set[str]]:
+        # test/predict: the task sequence evaluates every task on data.eval_split inside fit
+        return {
+            "fit": {"model", "train_dataloaders", "val_dataloaders", "datamodule"},
+            "validate": {"model", "dataloaders", "datamodule"},
+        }
 
     def add_arguments_to_parser(self, parser: Any) -> None:
         parser.add_lightning_class_args(TaskSequence, "tasks")
+        parser.add_argument(
+            "--seed",
+            type=int,
+            default=0,
+            help="seed of the run: the task permutations and shuffles (data.seed) and the "
+            "initialisation (seed_everything)",
+        )
+        parser.link_arguments("seed", "seed_everything", apply_on="parse")
+        parser.link_arguments("seed", "data.seed", apply_on="parse")
         parser.add_argument(
             "--run_dir",
             type=str | None,
@@ -72,30 +84,52 @@ class CLI(LightningCLI):
             "same --run_dir with --ckpt_path last)",
         )
 
+    def parse_arguments(self, parser: Any, args: Any) -> None:
+        args, print_flags = split_print_config(args)
+        super().parse_arguments(parser, args)
+        subcommand = self.config.get("subcommand")
+        cfg = self.config[subcommand] if subcommand else self.config
+        derive(cfg)
+        if print_flags is not None:
+            printer = self._subcommand_parsers[subcommand] if subcommand else parser
+            sys.stdout.write(
+                printer.dump(
+                    cfg,
+                    skip_unset="skip_unset" in print_flags,
+                    skip_default="skip_default" in print_flags,
+                )
+            )
+            raise SystemExit(0)
+
     def before_instantiate_classes(self) -> None:
         cfg = self.config[self.subcommand] if self.subcommand else self.config
-        if cfg.trainer.get("enable_progress_bar") is not False:
-            # Lightning's default bar refreshes every step: at ~200 steps/s that costs throughput
-            callbacks = cfg.trainer.get("callbacks") or []
-            if not any("ProgressBar" in c.class_path for c in callbacks):
-                cfg.trainer.callbacks = [
-                    *callbacks,
-                    Namespace(
-                        class_path="lightning.pytorch.callbacks.TQDMProgressBar",
-                        init_args=Namespace(refresh_rate=100),
-                    ),
-                ]
-        cfg.trainer.max_epochs = cfg.data.num_tasks * cfg.data.epochs_per_task
-        run_dir = cfg.get("run_dir")
-        if run_dir:
-            run_dir = Path(run_dir)
-            ensure_writable(run_dir)
-            cfg.trainer.logger = Namespace(
-                class_path="lightning.pytorch.loggers.TensorBoardLogger",
-                init_args=Namespace(
-                    save_dir=str(run_dir.parent), name="", version=run_dir.name, default_hp_metric=False
+        if cfg.get("run_dir"):
+            ensure_writable(Path(cfg.run_dir))
+
+
+def derive(cfg: Namespace) -> None:
+    """The values set from others: the epochs of the whole sequence, the logger of ``run_dir``, and
+    a progress bar that refreshes every 100 steps."""
+    if cfg.trainer.get("enable_progress_bar") is not False:
+        # Lightning's default bar refreshes every step: at ~200 steps/s that costs throughput
+        callbacks = cfg.trainer.get("callbacks") or []
+        if not any("ProgressBar" in c.class_path for c in callbacks):
+            cfg.trainer.callbacks = [
+                *callbacks,
+                Namespace(
+                    class_path="lightning.pytorch.callbacks.TQDMProgressBar",
+                    init_args=Namespace(refresh_rate=100),
                 ),
-            )
+            ]
+    cfg.trainer.max_epochs = cfg.data.num_tasks * cfg.data.epochs_per_task
+    if cfg.get("run_dir"):
+        run_dir = Path(cfg.run_dir)
+        cfg.trainer.logger = Namespace(
+            class_path="lightning.pytorch.loggers.TensorBoardLogger",
+            init_args=Namespace(
+                save_dir=str(run_dir.parent), name="", version=run_dir.name, default_hp_metric=False
+            ),
+        )
 
 
 def make_cli(args: Sequence[str], run: bool = True) -> CLI:
@@ -103,6 +137,7 @@ def make_cli(args: Sequence[str], run: bool = True) -> CLI:
     warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")
     # compiling the methods' kernels on a machine without a GPU: torch says it found no CUDA
     logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
+    import_methods()
     return CLI(
         CLModule,
         PermutedMNIST,

@@ -28,7 +28,8 @@ class CLModule(pl.LightningModule):
     """MLP classifier trained on a task sequence, with a continual-learning method plugged in.
 
     Args:
-        hidden_sizes: widths of the hidden ReLU layers (the paper: ``[2000]``).
+        hidden_sizes: widths of the hidden ReLU layers (required; the paper's ``[2000]`` is in
+            configs/model/mlp.yaml).
         input_size: number of input features.
         num_classes: number of output classes.
         method: the CL method (``None`` = :class:`Vanilla`); it edits gradients in place in
@@ -42,7 +43,7 @@ class CLModule(pl.LightningModule):
 
     def __init__(
         self,
-        hidden_sizes: list[int] | None = None,
+        hidden_sizes: list[int],
         input_size: int = 784,
         num_classes: int = 10,
         method: CLMethod | None = None,
@@ -50,8 +51,6 @@ class CLModule(pl.LightningModule):
         log_every_n_steps: int = 50,
         check_finite_every_n_steps: int = 1,
     ) -> None:
-        if hidden_sizes is None:
-            hidden_sizes = [2000]
         super().__init__()
         for name, value in (
             ("input_size", input_size),

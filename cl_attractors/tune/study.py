@@ -25,6 +25,7 @@ import yaml
 from optuna.trial import TrialState
 
 from cl_attractors.errors import ConfigError
+from cl_attractors.paths import resolve_args
 from cl_attractors.tune.export import write_plots, write_tables
 from cl_attractors.tune.objective import Objective, probe_method
 from cl_attractors.tune.space import parse_space
@@ -89,7 +90,7 @@ def load_search(argv: Sequence[str]) -> Search:
         raise ConfigError(f"search.fit={fit!r} is not allowed; use a list of fit arguments")
     out_dir = Path(args.out_dir or raw.get("out_dir") or f"runs/tune/{path.stem}")
     search = Search(
-        fit_args=[str(a) for a in fit] + extra,
+        fit_args=resolve_args(fit, path) + extra,  # paths in the YAML: relative to it
         space=raw.get("space"),
         out_dir=out_dir,
         study_name=str(args.study_name or raw.get("study_name") or path.stem),

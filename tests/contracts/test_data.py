@@ -67,7 +67,7 @@ def test_loader_lengths_and_full_coverage() -> None:
 
 
 def test_shuffle_depends_on_task_and_epoch_only() -> None:
-    dm = PermutedMNIST(source="synthetic", synthetic_size=64, num_tasks=2, seed=1)
+    dm = PermutedMNIST(source="synthetic", synthetic_size=64, num_tasks=2, batch_size=16, seed=1)
     dm.setup()
     assert torch.equal(dm.shuffle_order(1, 0), dm.shuffle_order(1, 0))
     assert not torch.equal(dm.shuffle_order(1, 0), dm.shuffle_order(1, 1))
@@ -75,7 +75,7 @@ def test_shuffle_depends_on_task_and_epoch_only() -> None:
 
 
 def test_train_sample_uses_the_given_generator() -> None:
-    dm = PermutedMNIST(source="synthetic", synthetic_size=64, num_tasks=2)
+    dm = PermutedMNIST(source="synthetic", synthetic_size=64, num_tasks=2, batch_size=16)
     dm.setup()
     a = dm.train_sample(1, 10, torch.Generator().manual_seed(0))
     b = dm.train_sample(1, 10, torch.Generator().manual_seed(0))
@@ -175,7 +175,7 @@ def test_embedded_mnist_has_the_classic_split() -> None:
 )
 def test_bad_data_arguments_raise_one_line_errors(kwargs: dict, field: str) -> None:
     with pytest.raises(ConfigError) as err:
-        PermutedMNIST(**kwargs)
+        PermutedMNIST(**{"num_tasks": 2, "batch_size": 16, **kwargs})
     assert field in str(err.value) and "\n" not in str(err.value)
 
 

@@ -2,8 +2,9 @@
 
 Layers, lowest first; a module may import its own layer and the layers below, never above:
 
-    0  cl_attractors.errors, .io, .metrics,      pure helpers, the maths of the accuracy matrix, and
-       .plots                                  figures (drawn in training and in reports)
+    0  cl_attractors.errors, .io, .metrics,      pure helpers, the maths of the accuracy matrix,
+       .plots, .paths, .runs                   figures (drawn in training and in reports), config
+                                               paths, saved runs as pandas tables
     1  cl_attractors.methods, callbacks           CL methods (gradient space) and Lightning callbacks
     2  cl_attractors.train                        LightningModule, datamodule, sources, LightningCLI
     3  cl_attractors.grid.spec, .grid.runner      experiment specs and the runners of `fit` processes
@@ -11,8 +12,8 @@ Layers, lowest first; a module may import its own layer and the layers below, ne
     5  cl_attractors.tune, .grid.command          the `tune`, `experiment` and `report` commands
     6  cli                                        the command line (nothing imports it)
 
-Besides the layers: metrics.py, report/ and the search space import no Lightning; grid/ never
-imports train/ (a run is a `fit` process); methods never import callbacks.
+Besides the layers: metrics.py, paths.py, runs.py, report/ and the search space import no Lightning;
+grid/ never imports train/ (a run is a `fit` process); methods never import callbacks.
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ LAYERS = {
     "cl_attractors.io": 0,
     "cl_attractors.metrics": 0,
     "cl_attractors.plots": 0,
+    "cl_attractors.paths": 0,
+    "cl_attractors.runs": 0,
     "cl_attractors.methods": 1,
     "callbacks": 1,
     "cl_attractors.train": 2,
@@ -42,6 +45,8 @@ LAYERS = {
 }
 NO_LIGHTNING = (
     "cl_attractors.metrics",
+    "cl_attractors.paths",
+    "cl_attractors.runs",
     "cl_attractors.plots",
     "cl_attractors.report",
     "cl_attractors.tune.space",

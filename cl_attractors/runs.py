@@ -1,0 +1,106 @@
+"""Saved runs as pandas tables, for notebooks: ``cl_attractors.load_runs(path)``.
+
+A run is a directory holding ``metrics.json`` (written by every ``fit``, ``experiment`` run and
+``tune`` trial), usually with the ``config.yaml`` LightningCLI saved beside it. Reading runs needs
+neither Lightning nor torch. The columns are documented in docs/api.md.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import yaml
+
+from cl_attractors.errors import ConfigError
+
+TASK_CURVES = ("avg_acc_seen", "avg_acc_previous", "current_acc")  # index j: after training task j
+
+
+def _hashable(value: Any) -> Any:
+    """Lists as tuples (at any depth), so that config columns can be grouped on."""
+    return tuple(map(_hashable, value)) if isinstance(value, list) else value
+
+
+def _short(class_path: str | None) -> str | None:
+    return None if class_path is None else class_path.rsplit(".", 1)[-1]
+
+
+def config_columns(config: dict[str, Any]) -> dict[str, Any]:
+    """The flat columns of a saved ``config.yaml``: method, its arguments, lr, seed, data settings."""
+    model = config.get("model") or {}
+    method = model.get("method") or {}
+    optimizer = model.get("optimizer") or {}
+    out: dict[str, Any] = {
+        "method": _short(method.get("class_path")) or "Vanilla",
+        **{f"method.{k}": _hashable(v) for k, v in (method.get("init_args") or {}).items()},
+        "optimizer": _short(optimizer.get("class_path")),
+        "lr": (optimizer.get("init_args") or {}).get("lr"),
+        "seed": config.get("seed", config.get("seed_everything")),
+        "model.hidden_sizes": _hashable(model.get("hidden_sizes")),
+    }
+    out.update({f"data.{k}": _hashable(v) for k, v in (config.get("data") or {}).items()})
+    return out
+
+
+def metric_columns(metrics: dict[str, Any]) -> dict[str, Any]:
+    """The columns of a ``metrics.json``: its values, and the final point of each task curve."""
+    out = dict(metrics)
+    for curve, final in zip(TASK_CURVES, ("final_avg_acc", "final_prev_acc", "final_current_acc")):
+        out.setdefault(final, (metrics.get(curve) or [None])[-1])
+    return out
+
+
+def _read(path: Path, parse: Any) -> Any:
+    try:
+        return parse(path.read_text())
+    except (OSError, ValueError, yaml.YAMLError) as err:
+        raise ConfigError(f"run file {path} cannot be read ({' '.join(str(err).split())})") from None
+
+
+def read_run(run_dir: Path, root: Path) -> dict[str, Any]:
+    """One row: where the run is, its config columns, its metrics and its accuracy matrix."""
+    row: dict[str, Any] = {"run": run_dir.relative_to(root).as_posix(), "run_dir": str(run_dir)}
+    if (run_dir / "config.yaml").is_file():
+        row.update(config_columns(_read(run_dir / "config.yaml", yaml.safe_load) or {}))
+    row.update(metric_columns(_read(run_dir / "metrics.json", json.loads)))
+    matrix = run_dir / "accuracy_matrix.csv"
+    row["accuracy_matrix"] = (
+        pd.read_csv(matrix, index_col=0).to_numpy().tolist() if matrix.is_file() else None
+    )
+    return row
+
+
+def load_runs(path: str | Path) -> pd.DataFrame:
+    """Every run under ``path`` (each directory holding a ``metrics.json``, at any depth; ``path``
+    itself may be one run), one row each, sorted by ``run``.
+
+    Columns: ``run`` (the directory relative to ``path``), ``run_dir``; from ``config.yaml``:
+    ``method`` (class name), ``method.<arg>``, ``optimizer``, ``lr``, ``seed``,
+    ``model.hidden_sizes``, ``data.<arg>``; from ``metrics.json``: ``complete``, ``tasks_done``,
+    ``final_avg_acc``, ``final_prev_acc``, ``final_current_acc``, ``bwt``, ``forgetting``, ``fwt``,
+    ``eq2``, ... and the per-task lists ``avg_acc_seen``, ``avg_acc_previous``, ``current_acc``,
+    ``initial_acc``; ``accuracy_matrix`` (rows: evaluated task, columns: after training task j).
+    """
+    root = Path(path)
+    if not root.is_dir():
+        raise ConfigError(f"load_runs: path {root} is not a directory")
+    rows = [read_run(p.parent, root) for p in sorted(root.rglob("metrics.json"))]
+    return pd.DataFrame(rows, columns=None if rows else ["run", "run_dir"])
+
+
+def task_curves(runs: pd.DataFrame) -> pd.DataFrame:
+    """The per-task curves of ``runs`` (a :func:`load_runs` table) in long format: one row per run
+    and trained task ``task`` (0-based, as the matrix columns), with ``avg_acc_seen``,
+    ``avg_acc_previous``, ``current_acc`` and every scalar column of the run (method, lr, seed...)."""
+    records = [
+        {"run": row["run"], "task": j, **{c: row[c][j] for c in TASK_CURVES}}
+        for _, row in runs.iterrows()
+        if isinstance(row.get("avg_acc_seen"), list)
+        for j in range(len(row["avg_acc_seen"]))
+    ]
+    long = pd.DataFrame(records, columns=["run", "task", *TASK_CURVES])
+    lists = [c for c in runs if runs[c].map(lambda v: isinstance(v, list)).any()]
+    return long.merge(runs.drop(columns=lists), on="run", how="left")

@@ -34,11 +34,9 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from bench_methods import prepare  # noqa: E402
 
 from cl_attractors.io import write_json  # noqa: E402
+from cl_attractors.methods import load_method  # noqa: E402
 from cl_attractors.methods.base import CLMethod  # noqa: E402
-from cl_attractors.methods.ewc import EWC  # noqa: E402
 from cl_attractors.methods.formulas import Dip  # noqa: E402
-from cl_attractors.methods.si import SI  # noqa: E402
-from cl_attractors.methods.sticky import StickyGradient  # noqa: E402
 from cl_attractors.train.module import CLModule  # noqa: E402
 
 
@@ -80,9 +78,9 @@ def main() -> None:
     torch.manual_seed(0)
     with torch.no_grad():
         runs = {
-            "sticky": hook_of(StickyGradient(stats_every=10**9)),
-            "ewc_9_tasks": hook_of(EWC()),
-            "si": hook_of(SI()),
+            "sticky": hook_of(load_method(ROOT / "configs/method/sticky.yaml", stats_every=10**9)),
+            "ewc_9_tasks": hook_of(load_method(ROOT / "configs/method/ewc.yaml")),
+            "si": hook_of(load_method(ROOT / "configs/method/si.yaml")),
             **plain_passes(),
         }
         evict = torch.empty(24 * 2**20)  # 96 MB: more than the last-level cache

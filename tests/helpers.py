@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import yaml
+
+from cl_attractors.methods import load_method
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -130,3 +133,8 @@ def metrics_json(seen: list[float], prev: list[float | None], cur: list[float], 
         "forgetting": -bwt,
         "complete": True,
     }
+
+
+def paper_method(name: str, **overrides: object) -> Any:
+    """The method of ``configs/method/<name>.yaml`` (the paper's values), ``overrides`` on top."""
+    return load_method(ROOT / "configs" / "method" / f"{name}.yaml", **overrides)

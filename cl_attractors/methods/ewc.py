@@ -43,7 +43,7 @@ class EWC(QuadraticPenalty):
 
     def __init__(
         self,
-        lam: float = 1000.0,
+        lam: float,
         fisher: FisherEstimator = "empirical",
         mode: Mode = "separate",
         gamma_online: float = 1.0,

@@ -32,7 +32,7 @@ class MAS(QuadraticPenalty):
 
     def __init__(
         self,
-        lam: float = 1.0,
+        lam: float,
         samples: int = 1000,
         chunk: int = 32,
         seed: int = 0,

@@ -58,8 +58,8 @@ class SI(QuadraticPenalty):
 
     def __init__(
         self,
-        c: float = 0.1,
-        xi: float = 0.1,
+        c: float,
+        xi: float,
         compile: Compile = "auto",
         params: ParamSelection = "all",
         layers: list[int] | None = None,

@@ -47,6 +47,7 @@ PAPER_KEYS = {  # the method arguments whose values are the paper's (or the cite
     | {"f_min", "apply_to", "l1_apply_to"},
     "EWC": {"lam", "fisher", "mode", "fisher_samples", "seed"},
     "SI": {"c", "xi"},
+    "MAS": {"lam", "samples", "seed"},
     "Vanilla": set(),
 }
 TABLE_1 = {"a1": 0.279, "mu": 0.00363, "sigma": 0.0204, "gamma": 4.70, "zeta": 0.000574, "lam": 4.12}

@@ -17,6 +17,7 @@ from cl_attractors.methods.formulas import fisher_diagonal, mas_importance
 from cl_attractors.methods.mas import MAS
 from cl_attractors.methods.si import SI
 from cl_attractors.methods.sticky import StickyGradient
+from tests.helpers import paper_method
 from tests.reference import sticky_multiplier
 
 A1 = 0.279
@@ -73,7 +74,7 @@ def processed_grads(method: CLMethod, net: nn.Module, raw: list[Tensor]) -> list
 
 @pytest.mark.parametrize("switch", ["sticky", "l1", "smart_init"])
 def test_each_ablation_switch_changes_exactly_one_thing(switch: str) -> None:
-    base, on = StickyGradient(**OFF), StickyGradient(**{**OFF, switch: True})
+    base, on = paper_method("sticky", **OFF), paper_method("sticky", **{**OFF, switch: True})
     net_base, _ = make(base)
     net_on, _ = make(on)
     params_differ = any(not torch.equal(a, b) for a, b in zip(net_base.parameters(), net_on.parameters()))
@@ -96,7 +97,7 @@ def test_each_ablation_switch_changes_exactly_one_thing(switch: str) -> None:
 
 
 def test_ewc_pull_is_zero_on_task_0_then_hand_value() -> None:
-    method = EWC(lam=100.0, fisher_samples=32)
+    method = paper_method("ewc", lam=100.0, fisher_samples=32)
     net, opt = make(method)
     raw = [torch.zeros_like(p) for p in net.parameters()]
     assert all(torch.equal(g, torch.zeros_like(g)) for g in processed_grads(method, net, raw))
@@ -114,7 +115,7 @@ def test_ewc_pull_is_zero_on_task_0_then_hand_value() -> None:
 
 
 def test_ewc_lambda_zero_is_vanilla_bit_for_bit() -> None:
-    ewc = EWC(lam=0.0, fisher_samples=16)
+    ewc = paper_method("ewc", lam=0.0, fisher_samples=16)
     net_ewc, opt_ewc = make(ewc)
     net_van, opt_van = make(Vanilla())
     ewc.on_task_end(FakeModule(net_ewc), 0, FakeData())
@@ -124,7 +125,7 @@ def test_ewc_lambda_zero_is_vanilla_bit_for_bit() -> None:
 
 
 def test_online_ewc_keeps_decayed_fisher_and_one_anchor() -> None:
-    method = EWC(mode="online", gamma_online=0.5, fisher_samples=16)
+    method = paper_method("ewc", mode="online", gamma_online=0.5, fisher_samples=16)
     net, opt = make(method)
     method.on_task_end(FakeModule(net), 0, FakeData())
     first = [b.clone() for b in method.per_target("fisher_sum")]
@@ -140,7 +141,7 @@ def test_online_ewc_keeps_decayed_fisher_and_one_anchor() -> None:
 
 
 def test_mas_accumulates_its_importance_with_one_anchor_and_pulls_back() -> None:
-    method = MAS(lam=0.5, samples=32)
+    method = paper_method("mas", lam=0.5, samples=32)
     net, opt = make(method)
     data, importance = FakeData(), [torch.zeros_like(p) for p in net.parameters()]
     for task in range(2):
@@ -180,7 +181,7 @@ def _lone_weight_net(method: CLMethod, lr: float) -> tuple[nn.Module, torch.opti
 @pytest.mark.parametrize("l1_apply_to", ["gradient", "update"])
 def test_adam_turns_pre_step_l1_into_lr_sized_steps(l1_apply_to: str) -> None:
     zeta, lr, steps = 0.01, 1e-2, 10
-    method = StickyGradient(**{**OFF, "l1": True}, zeta=zeta, l1_apply_to=l1_apply_to)
+    method = paper_method("sticky", **{**OFF, "l1": True}, zeta=zeta, l1_apply_to=l1_apply_to)
     net, opt = _lone_weight_net(method, lr)
     module = FakeModule(net)
     for _ in range(steps):
@@ -196,7 +197,7 @@ def test_adam_turns_pre_step_l1_into_lr_sized_steps(l1_apply_to: str) -> None:
 
 @pytest.mark.parametrize(("apply_to", "sticky"), [("update", True), ("update", False), ("gradient", True)])
 def test_gating_keeps_a_weight_at_the_attractor(apply_to: str, sticky: bool) -> None:
-    method = StickyGradient(**{**OFF, "sticky": sticky}, apply_to=apply_to)
+    method = paper_method("sticky", **{**OFF, "sticky": sticky}, apply_to=apply_to)
     net, opt = _lone_weight_net(method, lr=1e-2)
     with torch.no_grad():
         net[0].weight.copy_(torch.tensor([[A1, A1]]))
@@ -229,10 +230,10 @@ def _clone_and_continue(
 @pytest.mark.parametrize(
     "factory",
     [
-        lambda: StickyGradient(apply_to="update", l1_apply_to="update", stats_every=3),
-        lambda: EWC(fisher_samples=16),
-        lambda: SI(),
-        lambda: MAS(samples=16),
+        lambda: paper_method("sticky", apply_to="update", l1_apply_to="update", stats_every=3),
+        lambda: paper_method("ewc", fisher_samples=16),
+        lambda: paper_method("si"),
+        lambda: paper_method("mas", samples=16),
     ],
 )
 def test_state_dict_round_trip_continues_identically(factory: Any) -> None:
@@ -270,7 +271,7 @@ def _si_task_by_hand(
 
 
 def test_si_importance_is_the_path_integral_of_the_actual_steps_and_pulls_back() -> None:
-    method = SI(c=0.5, xi=0.1)
+    method = paper_method("si", c=0.5, xi=0.1)
     net, opt = make(method)
     importance = [torch.zeros_like(p) for p in net.parameters()]
     for task, steps in enumerate((6, 4)):  # task 1 runs with the pull on: omega must ignore it
@@ -292,7 +293,7 @@ def test_si_importance_is_the_path_integral_of_the_actual_steps_and_pulls_back()
 
 
 def test_sticky_stats_report_dip_and_gating() -> None:
-    method = StickyGradient(**{**OFF, "sticky": True}, stats_every=1)
+    method = paper_method("sticky", **{**OFF, "sticky": True}, stats_every=1)
     net, opt = make(method)
     train(method, net, opt, 3)
     stats = method.on_task_end(FakeModule(net), 0, FakeData())
@@ -306,21 +307,21 @@ def test_sticky_stats_report_dip_and_gating() -> None:
 @pytest.mark.parametrize(
     ("factory", "field"),
     [
-        (lambda: StickyGradient(lam=-1.0), "lam"),
-        (lambda: StickyGradient(gamma=0.0), "gamma"),
-        (lambda: StickyGradient(sigma=-0.1), "sigma"),
-        (lambda: StickyGradient(zeta=-1e-3), "zeta"),
-        (lambda: StickyGradient(f_min=5.0), "f_min"),
-        (lambda: StickyGradient(apply_to="both"), "apply_to"),
-        (lambda: StickyGradient(l1_apply_to="x"), "l1_apply_to"),
-        (lambda: EWC(lam=-1.0), "lam"),
-        (lambda: EWC(fisher="exact"), "fisher"),
-        (lambda: EWC(mode="sum"), "mode"),
-        (lambda: EWC(fisher_samples=0), "fisher_samples"),
-        (lambda: SI(c=-0.1), "c"),
-        (lambda: SI(xi=0.0), "xi"),
-        (lambda: MAS(lam=-1.0), "lam"),
-        (lambda: MAS(samples=0), "samples"),
+        (lambda: paper_method("sticky", lam=-1.0), "lam"),
+        (lambda: paper_method("sticky", gamma=0.0), "gamma"),
+        (lambda: paper_method("sticky", sigma=-0.1), "sigma"),
+        (lambda: paper_method("sticky", zeta=-1e-3), "zeta"),
+        (lambda: paper_method("sticky", f_min=5.0), "f_min"),
+        (lambda: paper_method("sticky", apply_to="both"), "apply_to"),
+        (lambda: paper_method("sticky", l1_apply_to="x"), "l1_apply_to"),
+        (lambda: paper_method("ewc", lam=-1.0), "lam"),
+        (lambda: paper_method("ewc", fisher="exact"), "fisher"),
+        (lambda: paper_method("ewc", mode="sum"), "mode"),
+        (lambda: paper_method("ewc", fisher_samples=0), "fisher_samples"),
+        (lambda: paper_method("si", c=-0.1), "c"),
+        (lambda: paper_method("si", xi=0.0), "xi"),
+        (lambda: paper_method("mas", lam=-1.0), "lam"),
+        (lambda: paper_method("mas", samples=0), "samples"),
     ],
 )
 def test_bad_inputs_raise_one_line_errors_naming_the_field(factory: Any, field: str) -> None:
@@ -332,12 +333,12 @@ def test_bad_inputs_raise_one_line_errors_naming_the_field(factory: Any, field: 
 @pytest.mark.parametrize(
     "factory",
     [
-        lambda c: StickyGradient(compile=c),
-        lambda c: StickyGradient(apply_to="update", compile=c),
-        lambda c: StickyGradient(l1_apply_to="update", compile=c),
-        lambda c: SI(compile=c),
-        lambda c: EWC(fisher_samples=16, compile=c),
-        lambda c: MAS(samples=16, compile=c),
+        lambda c: paper_method("sticky", compile=c),
+        lambda c: paper_method("sticky", apply_to="update", compile=c),
+        lambda c: paper_method("sticky", l1_apply_to="update", compile=c),
+        lambda c: paper_method("si", compile=c),
+        lambda c: paper_method("ewc", fisher_samples=16, compile=c),
+        lambda c: paper_method("mas", samples=16, compile=c),
     ],
 )
 def test_compiled_kernels_match_eager(factory: Any) -> None:
@@ -381,7 +382,11 @@ def test_a_kernel_that_cannot_compile_warns_once_and_runs_eagerly(monkeypatch: p
 )
 def test_compile_auto_fuses_only_large_targets(compile: Any, hidden: int, wanted: bool) -> None:
     net = nn.Sequential(nn.Linear(4, hidden), nn.ReLU(), nn.Linear(hidden, 3))
-    for method in (StickyGradient(compile=compile), EWC(compile=compile), SI(compile=compile)):
+    for method in (
+        paper_method("sticky", compile=compile),
+        paper_method("ewc", compile=compile),
+        paper_method("si", compile=compile),
+    ):
         method.attach(net)
         kernel = getattr(method, "step_kernel", None) or method._grad_kernel
         assert kernel.compiled == wanted
@@ -392,7 +397,7 @@ def test_si_one_step_late_integral_stays_accurate_over_many_small_steps() -> Non
     # against the direct float64 integral over 300 steps
     torch.manual_seed(0)
     net = nn.Sequential(nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 10))
-    method = SI(compile=False)
+    method = paper_method("si", compile=False)
     method.attach(net)
     opt = torch.optim.Adam(net.parameters(), lr=1e-4)
     x = torch.rand(1000, 64)

@@ -127,7 +127,12 @@ def test_grid_runs_resumes_and_reports(
         f.unlink()
     experiment.report_main(["--config", str(path)])
     assert {p.name for p in results.iterdir()} >= {"aggregate.json", "curves.csv", "results.md", "tiny.png"}
-    assert json.loads((results / "aggregate.json").read_text()) == agg
+    again = json.loads((results / "aggregate.json").read_text())
+    recorded = again.pop("provenance")
+    assert again == {k: v for k, v in agg.items() if k != "provenance"}
+    assert [r["command"] for r in recorded] == [f"python cli.py experiment --config {path} --workers 2"] * 3
+    assert all(r["wall_s"] >= 0 and r["seeds"] == [0, 1] for r in recorded)
+    assert f"python cli.py experiment --config {path} --workers 2" in (results / "results.md").read_text()
 
     weights = write_spec(
         tmp_path,

@@ -134,6 +134,7 @@ def sensitivity_plot(
     metric: str = "final_avg_acc",
     marks: dict[str, dict[float, str]] | None = None,
     beats: set[str] | None = None,
+    title: str = "",
 ) -> Figure:
     """One log-x panel per swept group (``panels``: group -> x label): ``metric`` mean ± 95% CI
     per value; the unswept variants as horizontal bands; ``beats`` (variant names) starred."""
@@ -189,12 +190,12 @@ def sensitivity_plot(
         ax.set_xscale("log")
         ax.set(xlabel=xlabel)
         ax.grid(alpha=0.3, which="both")
-        ax.legend(fontsize=8, loc="lower left")
+        ax.legend(fontsize=8, loc="best")
     if ys:
         pad = 0.05 * (max(ys) - min(ys) or 1.0)
         axes[0][0].set_ylim(max(min(ys) - pad, 0.0), min(max(ys) + pad, 100.0))
     axes[0][0].set_ylabel(METRICS.get(metric, metric))
-    fig.suptitle(ci_note(_seeds(agg), "bars and bands"))
+    fig.suptitle(" — ".join(t for t in (title, ci_note(_seeds(agg), "bars and bands")) if t))
     fig.tight_layout()
     return fig
 

@@ -128,6 +128,10 @@ def check_benefit_until(claim: dict, agg: dict) -> dict:
     return _result(measured, "holds" if holds else "does not hold", value=lost, n=min(seeds))
 
 
+def _near(at: float, tol: float) -> Callable[[float], bool]:
+    return lambda m: abs(m - at) <= tol
+
+
 def _stated(paper: list, attractor: float | None, tol: float) -> list[tuple[str, Callable[[float], bool]]]:
     """The stated modes as (shown text, matcher) pairs."""
     out: list[tuple[str, Callable[[float], bool]]] = []
@@ -135,11 +139,11 @@ def _stated(paper: list, attractor: float | None, tol: float) -> list[tuple[str,
         if p == "a1":
             if attractor is None:
                 raise ConfigError("a mode at 'a1' needs the variant's method config to set a1")
-            out.append((f"a1 = {attractor:g}", lambda m, a=attractor: abs(m - a) <= tol))
+            out.append((f"a1 = {attractor:g}", _near(attractor, tol)))
         elif p == "negative":
             out.append((f"< {-tol:g}", lambda m: m < -tol))
         else:
-            out.append((f"{float(p):g}", lambda m, a=float(p): abs(m - a) <= tol))
+            out.append((f"{float(p):g}", _near(float(p), tol)))
     return out
 
 

@@ -47,7 +47,7 @@ def render_weights(spec: ExperimentSpec, runs: list[Run], agg: dict) -> tuple[di
     lo, hi = o.get("x_range", [-0.5, 0.5])
     min_abs = float(o.get("min_abs", 1e-5))
     hists, modes, mass, seeds = {}, {}, {}, {}
-    ranges = [tuple(map(float, r)) for r in o.get("mass_ranges", [])]
+    ranges = [(float(a), float(b)) for a, b in o.get("mass_ranges", [])]
     for variant in dict.fromkeys(r.variant for r in runs):
         done = _done(runs, variant)
         if not done:

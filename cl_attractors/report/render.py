@@ -142,13 +142,18 @@ SUMMARY = {
 
 def terminal_summary(spec: ExperimentSpec, agg: dict, invocations: list[dict]) -> str:
     """The table printed at the end of a grid (``summary: true``): one row per variant."""
-    rows = [[v["label"], *(fmt(v["final"][k]) for k in SUMMARY.values())] for v in agg["variants"].values()]
-    table = pd.DataFrame(rows, columns=["variant", *SUMMARY]).to_string(index=False)
+    names = [v["label"] for v in agg["variants"].values()]
+    width = max(map(len, ["variant", *names]))
+    rows = [
+        [name.ljust(width), *(fmt(v["final"][k]) for k in SUMMARY.values())]
+        for name, v in zip(names, agg["variants"].values())
+    ]
+    table = pd.DataFrame(rows, columns=["variant".ljust(width), *SUMMARY]).to_string(index=False)
     seeds = sorted({s for v in agg["variants"].values() for s in v["seeds"]})
     last = invocations[-1] if invocations else None
     wall = (
-        f"wall time {provenance.duration(last['wall_s'])} for this invocation "
-        f"(load average {last['load_avg_1min_at_end']} on {last['cpus']} CPUs at the end)"
+        f"wall time {provenance.duration(last['wall_s'])} (`cli.py experiment` of {last['started']}; "
+        f"load average {last['load_avg_1min_at_end']} on {last['cpus']} CPUs at its end)"
         if last
         else "wall time not recorded"
     )

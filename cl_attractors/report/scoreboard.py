@@ -13,6 +13,7 @@ that its ``rows`` use in their checks (a row may be limited to some ``columns``)
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +54,12 @@ def load_figure(grids_dir: Path, name: str) -> dict:
     modes_path = spec.results_dir / f"{spec.name}_modes.json"
     modes = json.loads(modes_path.read_text())["modes"] if modes_path.is_file() else {}
     return {"spec": spec, "agg": agg, "modes": modes, "attractors": attractors(spec)}
+
+
+def link(name: str, fig: dict, home: Path) -> str:
+    """A markdown link from ``home`` to the figure's results.md (its name alone if there is none)."""
+    target = fig["spec"].results_dir / "results.md"
+    return f"[{name}]({os.path.relpath(target, home)})" if target.is_file() else name
 
 
 def _not_run(why: str) -> dict:
@@ -101,7 +108,9 @@ def scoreboard_table(spec: ExperimentSpec, figures: dict[str, dict]) -> str:
         cols += [f"{c['label']}: measured", "95% CI", "n", "verdict"]
     rows = []
     for row in spec.options["rows"]:
-        where = f"[{row['figure']}]({row['figure']}/results.md)" if "figure" in row else "studies"
+        where = (
+            link(row["figure"], figures[row["figure"]], spec.results_dir) if "figure" in row else "studies"
+        )
         cells = [f"{row['claim']} ({where})", row.get("paper", "")]
         for key, c in columns.items():
             try:
@@ -135,7 +144,7 @@ def index_table(spec: ExperimentSpec, figures: dict[str, dict]) -> str:
     rows = []
     for name in spec.options.get("index", []):
         fig = figures[name]
-        agg, out = fig["agg"], fig["spec"].results_dir
+        agg = fig["agg"]
         runs = (agg or {}).get("provenance") or []
         seeds = sorted({s for v in (agg or {}).get("variants", {}).values() for s in v["seeds"]})
         command = f"`{runs[-1]['command']}`" if runs else "not recorded"
@@ -143,8 +152,7 @@ def index_table(spec: ExperimentSpec, figures: dict[str, dict]) -> str:
         if not fig["spec"].needs_runs:
             command, wall = f"`python cli.py experiment --config {fig['spec'].source}`", "—"
         shown = seeds_text(seeds) if seeds else ("not run yet" if fig["spec"].needs_runs else "—")
-        link = f"[{name}]({out.name}/results.md)" if (out / "results.md").is_file() else name
-        rows.append([link, shown, command, wall])
+        rows.append([link(name, fig, spec.results_dir), shown, command, wall])
     studies = Path(spec.options.get("studies_dir", "results/tune"))
     for name in spec.options.get("studies", []):
         trials = load_trials(studies / name / "trials.csv")

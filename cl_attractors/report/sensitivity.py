@@ -60,7 +60,8 @@ def render_sensitivity(spec: ExperimentSpec, agg: dict) -> str:
     gap = gaps(agg, baseline, metric)
     beats = {name for name, s in gap.items() if significant(s)}
     if panels:
-        fig = plots.sensitivity_plot(agg, panels, metric, o.get("marks", {}), beats)
+        title = str(o.get("title", spec.name))
+        fig = plots.sensitivity_plot(agg, panels, metric, o.get("marks", {}), beats, title)
         plots.save_figure(fig, spec.results_dir / f"{spec.name}.png")
     table = _table(agg, gap, metric)
     write_text(spec.results_dir / f"{spec.name}_gaps.csv", to_csv(table))

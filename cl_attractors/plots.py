@@ -48,6 +48,12 @@ def accuracy_heatmap(A: torch.Tensor) -> Figure:
     return fig
 
 
+def _legend(ax: plt.Axes, **kwargs: object) -> None:
+    """A legend, when something on ``ax`` has a label."""
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(**kwargs)
+
+
 def ci_note(seed_counts: list[int], what: str = "shaded") -> str:
     """What the error bands mean, without claiming an interval that one seed cannot give."""
     if not seed_counts or max(seed_counts) < 2:
@@ -90,7 +96,7 @@ def curve_panels(agg: dict, title: str = "") -> Figure:
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("test accuracy (%)")
-    axes[0].legend(fontsize=8)
+    _legend(axes[0], fontsize=8)
     fig.suptitle(" — ".join(t for t in (title, ci_note(_seeds(agg))) if t))
     fig.tight_layout()
     return fig
@@ -110,7 +116,7 @@ def sweep_plot(agg: dict, metric: str = "final_avg_acc", xlabel: str = "shared f
         _band(ax, [p[0] for p in points], [p[1] for p in points], labels[group])
     ax.set(xlabel=xlabel, ylabel=METRICS.get(metric, metric), title=ci_note(_seeds(agg)))
     ax.grid(alpha=0.3)
-    ax.legend()
+    _legend(ax)
     fig.tight_layout()
     return fig
 
@@ -190,7 +196,7 @@ def sensitivity_plot(
         ax.set_xscale("log")
         ax.set(xlabel=xlabel)
         ax.grid(alpha=0.3, which="both")
-        ax.legend(fontsize=8, loc="best")
+        _legend(ax, fontsize=8, loc="best")
     if ys:
         pad = 0.05 * (max(ys) - min(ys) or 1.0)
         axes[0][0].set_ylim(max(min(ys) - pad, 0.0), min(max(ys) + pad, 100.0))
@@ -254,7 +260,7 @@ def weight_histograms(
         lowest = min(lowest, float(positive.min())) if positive.numel() else lowest
         _mode_lines(ax, modes.get(name, []), (attractors or {}).get(name))
         ax.set(title=titles.get(name, name), xlabel="weight")
-        ax.legend(fontsize=7, loc="upper left")
+        _legend(ax, fontsize=7, loc="upper left")
     axes[0][0].set_ylabel("density" + (" (log scale)" if yscale == "log" else ""))
     if yscale == "log" and lowest < float("inf"):
         axes[0][0].set_yscale("log")

@@ -1,6 +1,12 @@
-"""Matplotlib figures, drawn from saved results only (nothing here trains)."""
+"""Matplotlib figures, drawn from saved results only (nothing here trains).
+
+Legends show each variant's human ``label`` (from the aggregate); a title mentions confidence
+intervals only where some variant has two seeds or more; panels that compare share their y-range.
+"""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import matplotlib
 
@@ -9,6 +15,26 @@ import matplotlib.pyplot as plt
 import torch
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
+
+METRICS = {
+    "final_avg_acc": "final average accuracy over the tasks seen (%)",
+    "final_prev_acc": "final accuracy over the previous tasks (%)",
+    "final_current_acc": "final accuracy on the current task (%)",
+}
+CURVE_TITLES = {
+    "avg_acc_seen": "(a) accuracy over all tasks seen",
+    "avg_acc_previous": "(b) accuracy over previous tasks",
+    "current_acc": "(c) accuracy on the current task",
+}
+
+
+def save_figure(fig: Figure, path: Path) -> None:
+    """Save ``fig`` as PNG atomically (temporary file, then rename) and close it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp, dpi=120)
+    plt.close(fig)
+    tmp.replace(path)
 
 
 def accuracy_heatmap(A: torch.Tensor) -> Figure:
@@ -22,11 +48,22 @@ def accuracy_heatmap(A: torch.Tensor) -> Figure:
     return fig
 
 
-CURVE_TITLES = {
-    "avg_acc_seen": "(a) accuracy over all tasks seen",
-    "avg_acc_previous": "(b) accuracy over previous tasks",
-    "current_acc": "(c) accuracy on the current task",
-}
+def _legend(ax: plt.Axes, **kwargs: object) -> None:
+    """A legend, when something on ``ax`` has a label."""
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(**kwargs)
+
+
+def ci_note(seed_counts: list[int], what: str = "shaded") -> str:
+    """What the error bands mean, without claiming an interval that one seed cannot give."""
+    if not seed_counts or max(seed_counts) < 2:
+        return "one seed: no confidence interval"
+    note = f"{what}: 95% CI over seeds (Student t)"
+    return note + ("; variants with one seed have none" if min(seed_counts) < 2 else "")
+
+
+def _seeds(agg: dict) -> list[int]:
+    return [len(v["seeds"]) for v in agg["variants"].values()]
 
 
 def _band(ax: plt.Axes, xs: list[float], stats: list[dict], label: str) -> None:
@@ -49,34 +86,122 @@ def _band(ax: plt.Axes, xs: list[float], stats: list[dict], label: str) -> None:
 
 
 def curve_panels(agg: dict, title: str = "") -> Figure:
-    """Three panels (tasks seen, previous tasks, current task) vs tasks trained, mean ± 95% CI."""
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2), sharex=True)
+    """Three panels (tasks seen, previous tasks, current task) vs tasks trained, one y-range."""
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.4), sharex=True, sharey=True)
     for ax, (curve, panel) in zip(axes, CURVE_TITLES.items()):
-        for name, v in agg["variants"].items():
+        for v in agg["variants"].values():
             stats = v["curves"][curve]
-            _band(ax, list(range(1, len(stats) + 1)), stats, f"{name} (n={len(v['seeds'])})")
-        ax.set(title=panel, xlabel="tasks trained", ylabel="test accuracy (%)")
+            _band(ax, list(range(1, len(stats) + 1)), stats, f"{v['label']} (n={len(v['seeds'])})")
+        ax.set(title=panel, xlabel="tasks trained")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=8)
-    fig.suptitle(f"{title} — shaded: 95% CI over seeds (Student t)" if title else "")
+    axes[0].set_ylabel("test accuracy (%)")
+    _legend(axes[0], fontsize=8)
+    fig.suptitle(" — ".join(t for t in (title, ci_note(_seeds(agg))) if t))
     fig.tight_layout()
     return fig
 
 
 def sweep_plot(agg: dict, metric: str = "final_avg_acc", xlabel: str = "shared fraction") -> Figure:
     """``metric`` (mean ± 95% CI) against the sweep value, one line per variant group."""
-    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    fig, ax = plt.subplots(figsize=(6.5, 4.4))
     groups: dict[str, list[tuple[float, dict]]] = {}
+    labels: dict[str, str] = {}
     for v in agg["variants"].values():
         if v["x"] is not None:
             groups.setdefault(v["group"], []).append((v["x"], v["final"][metric]))
+            labels[v["group"]] = v["label"]
     for group, points in groups.items():
         points.sort(key=lambda p: p[0])
-        _band(ax, [p[0] for p in points], [p[1] for p in points], group)
-    ax.set(xlabel=xlabel, ylabel=f"{metric} (%)", title=f"{metric} after the last task, 95% CI")
+        _band(ax, [p[0] for p in points], [p[1] for p in points], labels[group])
+    ax.set(xlabel=xlabel, ylabel=METRICS.get(metric, metric), title=ci_note(_seeds(agg)))
     ax.grid(alpha=0.3)
-    ax.legend()
+    _legend(ax)
+    fig.tight_layout()
+    return fig
+
+
+def _reference_bands(ax: plt.Axes, refs: list[dict], metric: str) -> list[float]:
+    """Horizontal mean line ± CI band per reference variant; returns the y-values drawn."""
+    ys = []
+    for i, v in enumerate(refs):
+        s = v["final"][metric]
+        mean, half = 100 * s["mean"], 100 * (s["ci"] or 0.0)
+        color = f"C{i + 1}"
+        ax.axhspan(mean - half, mean + half, color=color, alpha=0.18, lw=0)
+        ax.axhline(mean, color=color, lw=1.2, label=f"{v['label']} (n={len(v['seeds'])})")
+        ys += [mean - half, mean + half]
+    return ys
+
+
+def sensitivity_plot(
+    agg: dict,
+    panels: dict[str, str],
+    metric: str = "final_avg_acc",
+    marks: dict[str, dict[float, str]] | None = None,
+    beats: set[str] | None = None,
+    title: str = "",
+) -> Figure:
+    """One log-x panel per swept group (``panels``: group -> x label): ``metric`` mean ± 95% CI
+    per value; the unswept variants as horizontal bands; ``beats`` (variant names) starred."""
+    fig, axes = plt.subplots(1, len(panels), figsize=(6.4 * len(panels), 4.6), sharey=True, squeeze=False)
+    refs = [v for v in agg["variants"].values() if v["x"] is None and v["final"][metric]["mean"] is not None]
+    ys: list[float] = []
+    for ax, (group, xlabel) in zip(axes[0], panels.items()):
+        ys += _reference_bands(ax, refs, metric)
+        pts = sorted(
+            (v["x"], v["final"][metric], name, v)
+            for name, v in agg["variants"].items()
+            if v["group"] == group and v["x"] is not None and v["final"][metric]["mean"] is not None
+        )
+        if pts:
+            means = [100 * p[1]["mean"] for p in pts]
+            halves = [100 * (p[1]["ci"] or 0.0) for p in pts]
+            n = max(len(p[3]["seeds"]) for p in pts)
+            ax.errorbar(
+                [p[0] for p in pts],
+                means,
+                yerr=halves,
+                marker="o",
+                color="k",
+                capsize=3,
+                label=f"{pts[0][3]['label']} (n={n})",
+            )
+            ys += [m - h for m, h in zip(means, halves)] + [m + h for m, h in zip(means, halves)]
+            for p, m in zip(pts, means):
+                if p[2] in (beats or set()):
+                    ax.plot(
+                        p[0],
+                        m,
+                        marker="*",
+                        ms=15,
+                        color="gold",
+                        mec="k",
+                        zorder=5,
+                        ls="none",
+                        label="above the control (paired 95% CI > 0)",
+                    )
+        for x, text in (marks or {}).get(group, {}).items():
+            ax.axvline(float(x), color="gray", ls=":", lw=1)
+            ax.annotate(
+                text,
+                (float(x), 0.02),
+                xycoords=("data", "axes fraction"),
+                rotation=90,
+                fontsize=8,
+                color="gray",
+                ha="right",
+                va="bottom",
+            )
+        ax.set_xscale("log")
+        ax.set(xlabel=xlabel)
+        ax.grid(alpha=0.3, which="both")
+        _legend(ax, fontsize=8, loc="best")
+    if ys:
+        pad = 0.05 * (max(ys) - min(ys) or 1.0)
+        axes[0][0].set_ylim(max(min(ys) - pad, 0.0), min(max(ys) + pad, 100.0))
+    axes[0][0].set_ylabel(METRICS.get(metric, metric))
+    fig.suptitle(" — ".join(t for t in (title, ci_note(_seeds(agg), "bars and bands")) if t))
     fig.tight_layout()
     return fig
 
@@ -98,20 +223,48 @@ def plasticity_plot(x: torch.Tensor, f: torch.Tensor, params: dict[str, float]) 
     return fig
 
 
+def _mode_lines(ax: plt.Axes, modes: list[float], a1: float | None) -> None:
+    for i, m in enumerate(modes):
+        ax.axvline(m, color="red", lw=0.9, ls=":", label="modes found" if i == 0 else None)
+        ax.annotate(
+            f"{m:.3f}",
+            (m, 0.98),
+            xycoords=("data", "axes fraction"),
+            rotation=90,
+            fontsize=7,
+            color="red",
+            ha="right",
+            va="top",
+        )
+    if a1 is not None:
+        ax.axvline(a1, color="gray", lw=0.9, ls="--", label=f"attractor a1 = {a1:g}")
+
+
 def weight_histograms(
-    hists: dict[str, tuple[torch.Tensor, torch.Tensor]], ymax: dict[str, float], modes: dict[str, list[float]]
+    hists: dict[str, tuple[torch.Tensor, torch.Tensor]],
+    modes: dict[str, list[float]],
+    titles: dict[str, str],
+    attractors: dict[str, float] | None = None,
+    title: str = "",
+    yscale: str = "linear",
 ) -> Figure:
-    """One panel per variant: the final-weight histogram (density), y-axis truncated at ``ymax``."""
-    fig, axes = plt.subplots(1, len(hists), figsize=(5.2 * len(hists), 4.0), squeeze=False)
+    """One panel per variant: the final-weight histogram (density) on one shared y-axis, its
+    modes as labelled red dotted lines and, for attractor methods, a1 as a dashed line."""
+    fig, axes = plt.subplots(1, len(hists), figsize=(5.2 * len(hists), 4.4), sharey=True, squeeze=False)
+    lowest = float("inf")
     for ax, (name, (edges, counts)) in zip(axes[0], hists.items()):
         width = float(edges[1] - edges[0])
         density = counts / max(float(counts.sum()) * width, 1e-12)
         ax.bar(edges[:-1].numpy(), density.numpy(), width=width, align="edge")
-        for m in modes.get(name, []):
-            ax.axvline(m, color="red", lw=0.8, ls=":")
-        title = name + (f" (y truncated at {ymax[name]:g})" if name in ymax else "")
-        if name in ymax:
-            ax.set_ylim(0, ymax[name])
-        ax.set(title=title, xlabel="weight (|w| ≥ 1e-5)", ylabel="density")
+        positive = density[density > 0]
+        lowest = min(lowest, float(positive.min())) if positive.numel() else lowest
+        _mode_lines(ax, modes.get(name, []), (attractors or {}).get(name))
+        ax.set(title=titles.get(name, name), xlabel="weight")
+        _legend(ax, fontsize=7, loc="upper left")
+    axes[0][0].set_ylabel("density" + (" (log scale)" if yscale == "log" else ""))
+    if yscale == "log" and lowest < float("inf"):
+        axes[0][0].set_yscale("log")
+        axes[0][0].set_ylim(bottom=lowest / 2)
+    fig.suptitle(title)
     fig.tight_layout()
     return fig

@@ -23,6 +23,7 @@ from cl_attractors.errors import ConfigError
 from cl_attractors.grid.runner import GridRunner
 from cl_attractors.grid.spec import ExperimentSpec, Run, default_workers, load_spec, select_variants, validate
 from cl_attractors.io import write_json
+from cl_attractors.report.provenance import record_invocation
 from cl_attractors.report.render import render
 
 ARGS_FILE = "experiment_args.json"
@@ -95,10 +96,13 @@ def run_experiment(spec: ExperimentSpec, extra: list[str], workers: int | None) 
 
 def main(argv: Sequence[str]) -> None:
     """``cli.py experiment``: validate, run what is missing, aggregate and render."""
+    started = time.time()
     args, extra = _parser("cli.py experiment", running=True).parse_known_args(list(argv))
     spec = _spec(args)
     validate(spec, extra)
     failed = run_experiment(spec, extra, args.workers) if spec.needs_runs else 0
+    if spec.needs_runs:
+        record_invocation(spec, argv, started, failed)
     path = render(spec, spec.runs(extra) if spec.needs_runs else [])
     print(f"results: {path}")
     if failed:

@@ -2,7 +2,7 @@
 
 ```yaml
 name: fig2
-kind: curves              # curves | shared | weights | plasticity
+kind: curves              # curves | shared | weights | sensitivity | plasticity | scoreboard
 base: configs/experiment/vanilla.yaml
 seeds: [0, 1, 2]
 overrides: []             # fit arguments for every run
@@ -10,12 +10,15 @@ variants:                 # name -> fit arguments of that variant
   control: []
   ewc: [--model.method, configs/method/ewc.yaml]
 sweep: {flag: --data.shared_fraction, values: [0.0, 0.5]}   # optional: variants x values
+sweeps: {ewc: {flag: --model.method.init_args.lam, values: [1.0, 1000.0]}}  # optional, per variant
+labels: {ewc: "EWC, λ = 1000 (paper)"}   # optional: human names in legends and tables
 out_dir: runs/fig2        # default runs/<name>; run dirs <out_dir>/<variant>/seed_<s>
 claims: [...]             # the paper's statements, checked by cl_attractors.report.claims
 ```
 Input paths (``base``, config files in ``overrides``/``variants``, ``method_config``) are relative to
 this file (:func:`cl_attractors.paths.resolve_relative`); ``out_dir`` and ``results_dir`` to the
-working directory.
+working directory. A variant's sweep (``sweeps``) replaces the grid's ``sweep`` for that variant;
+variants with neither run once.
 """
 
 from __future__ import annotations
@@ -32,7 +35,8 @@ from cl_attractors.errors import ConfigError
 from cl_attractors.io import ensure_writable
 from cl_attractors.paths import resolve_args, resolve_relative
 
-KINDS = ("curves", "shared", "weights", "plasticity")
+KINDS = ("curves", "shared", "weights", "sensitivity", "plasticity", "scoreboard")
+NO_RUNS = ("plasticity", "scoreboard")
 
 
 @dataclass(frozen=True)
@@ -76,6 +80,7 @@ class ExperimentSpec:
     variants: dict[str, list[str]]
     overrides: list[str] = field(default_factory=list)
     sweep: dict[str, Any] | None = None
+    sweeps: dict[str, dict[str, Any]] = field(default_factory=dict)
     out_dir: Path = Path("runs")
     results_dir: Path = Path("results")
     claims: list[dict] = field(default_factory=list)
@@ -84,19 +89,20 @@ class ExperimentSpec:
 
     @property
     def needs_runs(self) -> bool:
-        return self.kind != "plasticity"
+        return self.kind not in NO_RUNS
 
     def variant_args(self) -> dict[str, tuple[str, float | None, list[str]]]:
         """Every variant name -> (group, sweep value, its fit arguments), sweep expanded."""
-        if not self.sweep:
-            return {name: (name, None, list(args)) for name, args in self.variants.items()}
-        flag = self.sweep["flag"]
-        key = flag.lstrip("-").split(".")[-1]
-        return {
-            f"{name}_{key}{value}": (name, float(value), [*args, flag, str(value)])
-            for name, args in self.variants.items()
-            for value in self.sweep["values"]
-        }
+        out: dict[str, tuple[str, float | None, list[str]]] = {}
+        for name, args in self.variants.items():
+            sweep = self.sweeps.get(name, self.sweep)
+            if not sweep:
+                out[name] = (name, None, list(args))
+                continue
+            key = sweep["flag"].lstrip("-").split(".")[-1]
+            for value in sweep["values"]:
+                out[f"{name}_{key}{value}"] = (name, float(value), [*args, sweep["flag"], str(value)])
+        return out
 
     def runs(self, extra: list[str] = ()) -> list[Run]:
         """The grid: every variant at every seed, ``extra`` passed through to every fit."""
@@ -147,6 +153,11 @@ def load_spec(path: str | Path) -> ExperimentSpec:
     for vname, args in variants.items():
         if not isinstance(args, list) or not all(isinstance(a, (str, int, float)) for a in args):
             raise ConfigError(f"variants.{vname}={args!r} is not allowed; use a list of fit arguments")
+    for vname in _get(raw, "sweeps", dict, {}) or {}:
+        if vname not in variants:
+            raise ConfigError(
+                f"sweeps.{vname}: {vname!r} is not a variant; use one of {', '.join(variants) or '(none)'}"
+            )
     known = {
         "name",
         "kind",
@@ -155,6 +166,7 @@ def load_spec(path: str | Path) -> ExperimentSpec:
         "variants",
         "overrides",
         "sweep",
+        "sweeps",
         "out_dir",
         "results_dir",
         "claims",
@@ -171,6 +183,7 @@ def load_spec(path: str | Path) -> ExperimentSpec:
         variants={k: resolve_args(v, path) for k, v in variants.items()},
         overrides=resolve_args(_get(raw, "overrides", list, []) or [], path),
         sweep=_get(raw, "sweep", dict, None),
+        sweeps=_get(raw, "sweeps", dict, {}) or {},
         out_dir=Path(_get(raw, "out_dir", str, f"runs/{name}")),
         results_dir=Path(_get(raw, "results_dir", str, f"results/{name}")),
         claims=list(_get(raw, "claims", list, []) or []),
@@ -199,10 +212,56 @@ def _check_writable(directory: Path, field_name: str) -> None:
         raise ConfigError(f"{field_name}={directory} is not writable ({err})") from None
 
 
+def _check_sweep(where: str, sweep: Any) -> None:
+    if sweep is None:
+        return
+    values = sweep.get("values") if isinstance(sweep, dict) else None
+    if (
+        not isinstance(sweep, dict)
+        or not isinstance(sweep.get("flag"), str)
+        or not isinstance(values, list)
+        or not values
+        or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
+    ):
+        raise ConfigError(f"{where}={sweep!r} is not allowed; use {{flag: --a.b, values: [numbers]}}")
+
+
+def made_by(path: str) -> str:
+    """How a missing tuned method file ``results/tune/<study>/best_method.yaml`` is made ('' if
+    ``path`` is not one): the study's search command, and where it writes."""
+    p = Path(path)
+    search = Path("configs/search") / f"{p.parent.name}.yaml"
+    if p.name != "best_method.yaml" or not search.is_file():
+        return ""
+    raw = yaml.safe_load(search.read_text()) or {}
+    out_dir = raw.get("out_dir", f"runs/tune/{p.parent.name}") if isinstance(raw, dict) else "its out_dir"
+    return (
+        f": the {p.parent.name} search has not finished (`python cli.py tune --config {search}` "
+        f"writes {out_dir}/; copy it to {p.parent}/)"
+    )
+
+
+def _missing(args: list[str]) -> str | None:
+    return next((a for a in args if a.endswith((".yaml", ".yml")) and not Path(a).is_file()), None)
+
+
 def _check_paths(where: str, args: list[str]) -> None:
-    for arg in args:
-        if arg.endswith((".yaml", ".yml")) and not Path(arg).is_file():
-            raise ConfigError(f"{where}: config {arg} does not exist")
+    missing = _missing(args)
+    if missing:
+        raise ConfigError(f"{where}: config {missing} does not exist{made_by(missing)}")
+
+
+def _check_variant_paths(variants: dict[str, list[str]]) -> None:
+    """A variant naming a config that does not exist stops the grid; when it is a study's tuned
+    method file, the message names the search command and the variants that can run now."""
+    missing = {v: m for v, args in variants.items() if (m := _missing(args))}
+    if not missing:
+        return
+    vname, path = next(iter(missing.items()))
+    hint, ready = made_by(path), [v for v in variants if v not in missing]
+    if hint and ready:
+        hint += f"; run the others with --variants {' '.join(ready)}"
+    raise ConfigError(f"variants.{vname}: config {path} does not exist{hint}")
 
 
 def validate(spec: ExperimentSpec, extra: list[str] = ()) -> None:
@@ -211,12 +270,9 @@ def validate(spec: ExperimentSpec, extra: list[str] = ()) -> None:
         raise ConfigError(f"seeds={spec.seeds} is not allowed; seeds must be unique")
     if not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in spec.seeds):
         raise ConfigError(f"seeds={spec.seeds} is not allowed; use integers >= 0")
-    if spec.sweep is not None and (
-        not isinstance(spec.sweep.get("flag"), str)
-        or not isinstance(spec.sweep.get("values"), list)
-        or not spec.sweep["values"]
-    ):
-        raise ConfigError(f"sweep={spec.sweep!r} is not allowed; use {{flag: --a.b, values: [...]}}")
+    _check_sweep("sweep", spec.sweep)
+    for vname, sweep in spec.sweeps.items():
+        _check_sweep(f"sweeps.{vname}", sweep)
     if spec.needs_runs:
         if not spec.variants or not spec.seeds:
             raise ConfigError(
@@ -227,8 +283,7 @@ def validate(spec: ExperimentSpec, extra: list[str] = ()) -> None:
             raise ConfigError(f"base={spec.base} does not exist; name a fit config")
         _check_paths("overrides", spec.overrides)
         _check_paths("pass-through arguments", list(extra))
-        for vname, args in spec.variants.items():
-            _check_paths(f"variants.{vname}", args)
+        _check_variant_paths(spec.variants)
         _check_writable(spec.out_dir, "out_dir")
     method = spec.options.get("method_config")
     if method is not None and not Path(method).is_file():

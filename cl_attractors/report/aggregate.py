@@ -1,21 +1,32 @@
 """Aggregate finished runs over seeds: mean and 95% CI per task index and of the final summaries.
 
 Pure functions of the runs' ``metrics.json`` contents, plus writers of the CSV / JSON / markdown
-tables. Only complete runs (``"complete": true``) are aggregated.
+tables. Only complete runs (``"complete": true``) are aggregated. A variant carries its human
+``label`` (the experiment YAML's ``labels:``, else its group's, else its name) into every table
+and figure.
 """
 
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
+
+import pandas as pd
 
 from cl_attractors.grid.spec import Run
 from cl_attractors.io import write_json, write_text
 from cl_attractors.report.stats import mean_ci
+from cl_attractors.report.tables import to_csv, to_markdown
 
 CURVES = ("avg_acc_seen", "avg_acc_previous", "current_acc")
 FINALS = ("final_avg_acc", "final_prev_acc", "final_current_acc", "bwt", "forgetting")
+FINAL_HEADS = (
+    "acc. tasks seen (%)",
+    "acc. previous tasks (%)",
+    "acc. current task (%)",
+    "BWT (%)",
+    "forgetting (%)",
+)
 
 
 def load_finished(runs: list[Run]) -> dict[str, dict[int, dict]]:
@@ -54,20 +65,31 @@ def aggregate_variant(by_seed: dict[int, dict]) -> dict:
     }
 
 
-def aggregate(runs: list[Run]) -> dict:
-    """``{"variants": {name: {"group", "x", ...aggregate_variant}}}`` over the finished runs."""
+def label_of(labels: dict[str, str], name: str, group: str) -> str:
+    """The human name of a variant: its own label, else its group's (sweeps), else its name."""
+    return str(labels.get(name) or labels.get(group) or name)
+
+
+def aggregate(runs: list[Run], labels: dict[str, str] | None = None) -> dict:
+    """``{"variants": {name: {"group", "x", "label", ...aggregate_variant}}, "missing"}``."""
     finished = load_finished(runs)
     meta = {r.variant: (r.group, r.x) for r in runs}
     variants = {}
     for name, (group, x) in meta.items():
         if name in finished:
-            variants[name] = {"group": group, "x": x, **aggregate_variant(finished[name])}
+            label = label_of(labels or {}, name, group)
+            variants[name] = {"group": group, "x": x, "label": label, **aggregate_variant(finished[name])}
     return {
         "variants": variants,
         "missing": sorted(
             r.variant + f"/seed_{r.seed}" for r in runs if r.seed not in finished.get(r.variant, {})
         ),
     }
+
+
+def label(agg: dict, name: str) -> str:
+    """The human name of a variant of ``agg`` (aggregates saved before labels existed: its name)."""
+    return str(agg["variants"].get(name, {}).get("label", name))
 
 
 def paired_gap(agg: dict, better: str, worse: str, key: str) -> dict:
@@ -79,52 +101,53 @@ def paired_gap(agg: dict, better: str, worse: str, key: str) -> dict:
     return {**mean_ci(diffs), "seeds": [int(s) for s in common]}
 
 
-def _fmt(stat: dict, scale: float = 100.0) -> str:
+def fmt(stat: dict, scale: float = 100.0) -> str:
+    """``mean ± CI half-width`` (in percent by default); ``n/a`` without values."""
     if stat["mean"] is None:
         return "n/a"
     ci = "" if stat["ci"] is None else f" ± {stat['ci'] * scale:.2f}"
     return f"{stat['mean'] * scale:.2f}{ci}"
 
 
+def variant_cell(agg: dict, name: str) -> str:
+    """A table's variant cell: the human name, with the config key when they differ."""
+    shown = label(agg, name)
+    return shown if shown == name else f"{shown} (`{name}`)"
+
+
 def markdown_table(agg: dict) -> str:
     """Final summaries per variant, in percent, mean ± 95% CI half-width."""
-    head = (
-        "| variant | seeds | acc. tasks seen (%) | acc. previous tasks (%) | acc. current task (%) "
-        "| BWT (%) | forgetting (%) |\n|---|---|---|---|---|---|---|\n"
-    )
-    rows = []
-    for name, v in agg["variants"].items():
-        f = v["final"]
-        rows.append(f"| {name} | {len(v['seeds'])} | " + " | ".join(_fmt(f[k]) for k in FINALS) + " |")
-    return head + "\n".join(rows) + "\n"
+    rows = [
+        [variant_cell(agg, name), len(v["seeds"]), *(fmt(v["final"][k]) for k in FINALS)]
+        for name, v in agg["variants"].items()
+    ]
+    return to_markdown(pd.DataFrame(rows, columns=["variant", "seeds", *FINAL_HEADS]))
+
+
+def _x(v: dict) -> str:
+    return "" if v["x"] is None else str(v["x"])
 
 
 def curves_csv(agg: dict) -> str:
     """Long-format CSV: variant, group, x, curve, task, mean, ci95, n."""
-    lines = ["variant,group,x,curve,task,mean,ci95,n"]
-    for name, v in agg["variants"].items():
-        x = "" if v["x"] is None else v["x"]
-        for curve in CURVES:
-            for j, s in enumerate(v["curves"][curve]):
-                lines.append(
-                    f"{name},{v['group']},{x},{curve},{j},{_num(s['mean'])},{_num(s['ci'])},{s['n']}"
-                )
-    return "\n".join(lines) + "\n"
+    rows = [
+        [name, v["group"], _x(v), curve, j, s["mean"], s["ci"], s["n"]]
+        for name, v in agg["variants"].items()
+        for curve in CURVES
+        for j, s in enumerate(v["curves"][curve])
+    ]
+    cols = ["variant", "group", "x", "curve", "task", "mean", "ci95", "n"]
+    return to_csv(pd.DataFrame(rows, columns=cols))
 
 
 def finals_csv(agg: dict) -> str:
     """CSV of the final summaries: variant, group, x, metric, mean, ci95, n."""
-    lines = ["variant,group,x,metric,mean,ci95,n"]
-    for name, v in agg["variants"].items():
-        x = "" if v["x"] is None else v["x"]
-        for key in FINALS:
-            s = v["final"][key]
-            lines.append(f"{name},{v['group']},{x},{key},{_num(s['mean'])},{_num(s['ci'])},{s['n']}")
-    return "\n".join(lines) + "\n"
-
-
-def _num(v: float | None) -> str:
-    return "" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.6f}"
+    rows = [
+        [name, v["group"], _x(v), key, v["final"][key]["mean"], v["final"][key]["ci"], v["final"][key]["n"]]
+        for name, v in agg["variants"].items()
+        for key in FINALS
+    ]
+    return to_csv(pd.DataFrame(rows, columns=["variant", "group", "x", "metric", "mean", "ci95", "n"]))
 
 
 def write_tables(agg: dict, directory: Path) -> None:

@@ -2,130 +2,216 @@
 
 A claim is a mapping with ``text`` (the paper's words), ``type`` and its fields:
 
-- ``gap``: ``better``, ``worse``, ``metric`` (a final summary, e.g. ``final_avg_acc``), ``paper``
-  (the stated gap). Holds when the 95% CI of the seed-paired difference ``better - worse`` lies
-  above 0, and the paper's value falls inside that CI ("direction holds, size does not" when
+- ``gap``: ``better``, ``worse``, ``metric`` (a final summary, e.g. ``final_avg_acc``), optional
+  ``paper`` (the stated gap). Holds when the 95% CI of the seed-paired difference ``better - worse``
+  lies above 0, and the paper's value falls inside that CI ("direction holds, size does not" when
   only the sign agrees).
-- ``best``: ``variant``, ``metric``: holds when ``variant`` has the highest mean.
+- ``best``: ``variant``, ``metric``: holds when ``variant`` has the highest mean (the paired gap to
+  its closest competitor is reported with its CI).
 - ``benefit_until``: ``better``, ``worse`` (variant groups of a sweep), ``metric``, ``paper`` (the
   sweep value where the benefit ends): holds when the smallest value without a significant
   benefit equals ``paper`` (within ``tol``, default 1e-9) and every smaller value has one.
-- ``modes``: ``variant``, ``paper`` (list of mode locations), ``tol``, optional ``exact``: holds
-  when each stated mode has a measured histogram mode within ``tol`` (and with ``exact``, there
-  are no other modes).
+- ``modes``: ``variant``, ``paper`` (mode locations: a number, ``a1`` for the variant's own
+  attractor, or ``negative`` for any mode below ``-tol``), ``tol``, optional ``exact``: holds when
+  each stated mode has a measured histogram mode within ``tol`` (and with ``exact``, there are no
+  other modes).
+
+``better``, ``worse`` and ``variant`` may be lists: the claim is checked for every combination,
+one row each. Every result has ``text``, ``measured``, ``verdict`` and the numbers behind them:
+``value``, ``lo``/``hi`` (the 95% CI, when there is one) and ``n`` (seeds).
 """
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Callable
+
 from cl_attractors.errors import ConfigError
-from cl_attractors.report.aggregate import paired_gap
+from cl_attractors.report.aggregate import label, paired_gap
+
+NOT_RUN = "not run yet"
+
+
+class NotRun(ConfigError):
+    """A claim names a variant without finished runs."""
 
 
 def _pct(v: float | None) -> str:
     return "n/a" if v is None else f"{100 * v:+.2f}%"
 
 
+def _bounds(stat: dict) -> tuple[float | None, float | None]:
+    if stat["mean"] is None or stat["ci"] is None:
+        return None, None
+    return stat["mean"] - stat["ci"], stat["mean"] + stat["ci"]
+
+
 def _gap_text(stat: dict) -> str:
     if stat["mean"] is None:
         return "no common finished seeds"
-    ci = (
-        "no CI (1 seed)"
-        if stat["ci"] is None
-        else f"95% CI [{_pct(stat['mean'] - stat['ci'])}, {_pct(stat['mean'] + stat['ci'])}]"
-    )
+    lo, hi = _bounds(stat)
+    ci = "no CI (1 seed)" if lo is None else f"95% CI [{_pct(lo)}, {_pct(hi)}]"
     return f"{_pct(stat['mean'])} ({ci}, n={stat['n']})"
 
 
-def _significant(stat: dict) -> bool:
+def significant(stat: dict) -> bool:
     return stat["mean"] is not None and stat["ci"] is not None and stat["mean"] - stat["ci"] > 0
 
 
 def _variant(agg: dict, name: str) -> dict:
     if name not in agg["variants"]:
-        raise ConfigError(f"claim names variant {name!r}, which has no finished runs")
+        raise NotRun(f"variant {name!r} has no finished runs")
     return agg["variants"][name]
 
 
-def check_gap(claim: dict, agg: dict) -> tuple[str, str]:
+def _result(measured: str, verdict: str, stat: dict | None = None, **numbers: object) -> dict:
+    lo, hi = _bounds(stat) if stat else (None, None)
+    out = {"measured": measured, "verdict": verdict, "value": None, "lo": lo, "hi": hi, "n": None}
+    if stat:
+        out.update(value=stat["mean"], n=stat["n"])
+    return {**out, **numbers}
+
+
+def check_gap(claim: dict, agg: dict) -> dict:
     _variant(agg, claim["better"]), _variant(agg, claim["worse"])
     stat = paired_gap(agg, claim["better"], claim["worse"], claim.get("metric", "final_avg_acc"))
-    measured = f"{claim['better']} − {claim['worse']}: {_gap_text(stat)}"
+    measured = f"{label(agg, claim['better'])} − {label(agg, claim['worse'])}: {_gap_text(stat)}"
     size_ok = True
-    if "paper" in claim and stat["ci"] is not None:
-        lo, hi = stat["mean"] - stat["ci"], stat["mean"] + stat["ci"]
+    lo, hi = _bounds(stat)
+    if "paper" in claim and lo is not None and hi is not None:
         size_ok = lo <= claim["paper"] <= hi
         measured += f"; paper's {_pct(claim['paper'])} is {'inside' if size_ok else 'outside'} the CI"
-    if not _significant(stat):
-        return measured, "does not hold"
-    return measured, "holds" if size_ok else "direction holds, size does not"
+    if not significant(stat):
+        return _result(measured, "does not hold", stat)
+    return _result(measured, "holds" if size_ok else "direction holds, size does not", stat)
 
 
-def check_best(claim: dict, agg: dict) -> tuple[str, str]:
+def check_best(claim: dict, agg: dict) -> dict:
     metric = claim.get("metric", "final_avg_acc")
     _variant(agg, claim["variant"])
-    ranking = sorted(agg["variants"].items(), key=lambda kv: -(kv[1]["final"][metric]["mean"] or -1e9))
-    order = ", ".join(f"{k} {100 * v['final'][metric]['mean']:.2f}%" for k, v in ranking[:3])
-    return f"top 3 by {metric}: {order}", "holds" if ranking[0][0] == claim["variant"] else "does not hold"
+    ranking = sorted(agg["variants"], key=lambda k: -(agg["variants"][k]["final"][metric]["mean"] or -1e9))
+    order = ", ".join(
+        f"{label(agg, k)} {100 * agg['variants'][k]['final'][metric]['mean']:.2f}%" for k in ranking[:3]
+    )
+    rival = ranking[1] if ranking[0] == claim["variant"] else ranking[0]
+    measured = f"top 3 by {metric}: {order}"
+    stat = None
+    if rival != claim["variant"]:
+        stat = paired_gap(agg, claim["variant"], rival, metric)
+        measured += f"; {label(agg, claim['variant'])} − {label(agg, rival)}: {_gap_text(stat)}"
+    verdict = "holds" if ranking[0] == claim["variant"] else "does not hold"
+    return _result(measured, verdict, stat, leader=label(agg, ranking[0]))
 
 
-def check_benefit_until(claim: dict, agg: dict) -> tuple[str, str]:
+def check_benefit_until(claim: dict, agg: dict) -> dict:
     metric = claim.get("metric", "final_avg_acc")
     pairs: dict[float, dict] = {}
     for name, v in agg["variants"].items():
         if v["x"] is not None and v["group"] in (claim["better"], claim["worse"]):
             pairs.setdefault(v["x"], {})[v["group"]] = name
-    rows, lost = [], None
+    rows, lost, seeds = [], None, []
     for x in sorted(pairs):
         if len(pairs[x]) < 2:
             continue
         stat = paired_gap(agg, pairs[x][claim["better"]], pairs[x][claim["worse"]], metric)
-        rows.append(f"{x:g}: {_pct(stat['mean'])}{'*' if _significant(stat) else ''}")
-        if lost is None and not _significant(stat):
+        rows.append(f"{x:g}: {_pct(stat['mean'])}{'*' if significant(stat) else ''}")
+        seeds.append(stat["n"])
+        if lost is None and not significant(stat):
             lost = x
     if not rows:
-        raise ConfigError(
-            f"claim {claim['text']!r}: no sweep value has both {claim['better']} and {claim['worse']}"
-        )
+        raise NotRun(f"no sweep value has finished runs of both {claim['better']} and {claim['worse']}")
     holds = lost is not None and abs(lost - claim["paper"]) <= claim.get("tol", 1e-9)
     measured = (
         f"{claim['better']} − {claim['worse']} by value (* = 95% CI above 0): {'; '.join(rows)}; "
         f"benefit first lost at {'never' if lost is None else f'{lost:g}'}"
     )
-    return measured, "holds" if holds else "does not hold"
+    return _result(measured, "holds" if holds else "does not hold", value=lost, n=min(seeds))
 
 
-def check_modes(claim: dict, modes: dict[str, list[float]]) -> tuple[str, str]:
-    if claim["variant"] not in modes:
-        raise ConfigError(f"claim names variant {claim['variant']!r}, which has no final checkpoint")
-    found = modes[claim["variant"]]
-    tol = claim.get("tol", 0.02)
-    hit = all(any(abs(m - p) <= tol for m in found) for p in claim["paper"])
+def _near(at: float, tol: float) -> Callable[[float], bool]:
+    return lambda m: abs(m - at) <= tol
+
+
+def _stated(paper: list, attractor: float | None, tol: float) -> list[tuple[str, Callable[[float], bool]]]:
+    """The stated modes as (shown text, matcher) pairs."""
+    out: list[tuple[str, Callable[[float], bool]]] = []
+    for p in paper:
+        if p == "a1":
+            if attractor is None:
+                raise ConfigError("a mode at 'a1' needs the variant's method config to set a1")
+            out.append((f"a1 = {attractor:g}", _near(attractor, tol)))
+        elif p == "negative":
+            out.append((f"< {-tol:g}", lambda m: m < -tol))
+        else:
+            out.append((f"{float(p):g}", _near(float(p), tol)))
+    return out
+
+
+def check_modes(
+    claim: dict, modes: dict[str, list[float]], agg: dict, attractors: dict[str, float] | None = None
+) -> dict:
+    name = claim["variant"]
+    if name not in modes:
+        raise NotRun(f"variant {name!r} has no final checkpoint")
+    found, tol = modes[name], claim.get("tol", 0.02)
+    stated = _stated(claim["paper"], (attractors or {}).get(name), tol)
+    hit = all(any(match(m) for m in found) for _, match in stated)
     if claim.get("exact"):
-        hit = hit and len(found) == len(claim["paper"])
-    return (
-        f"{claim['variant']} modes at {', '.join(f'{m:.3f}' for m in found) or 'none'} (tolerance {tol})",
-        "holds" if hit else "does not hold",
+        hit = hit and len(found) == len(stated)
+    seeds = agg["variants"].get(name, {}).get("seeds")
+    exact = ", no other mode" if claim.get("exact") else ""
+    measured = (
+        f"{label(agg, name)}: modes at {', '.join(f'{m:.3f}' for m in found) or 'none'}; stated "
+        f"{', '.join(s for s, _ in stated)} (tolerance {tol}{exact})"
     )
+    n = len(seeds) if seeds else None
+    return _result(measured, "holds" if hit else "does not hold", value=found, n=n)
 
 
-def evaluate(claims: list[dict], agg: dict, modes: dict[str, list[float]] | None = None) -> list[dict]:
-    """``[{"text", "measured", "verdict"}]``: a claim that cannot be checked says why."""
+def expand(claim: dict) -> list[dict]:
+    """One claim per combination of list-valued ``better``/``worse``/``variant``."""
+    keys = [k for k in ("better", "worse", "variant") if isinstance(claim.get(k), list)]
+    combos = itertools.product(*(claim[k] for k in keys))
+    out = [{**claim, **dict(zip(keys, combo))} for combo in combos]
+    return [c for c in out if c.get("better") is None or c.get("better") != c.get("worse")]
+
+
+def _text(claim: dict, agg: dict, expanded: bool) -> str:
+    text = str(claim.get("text", ""))
+    if not expanded:
+        return text
+    if "variant" in claim:
+        return f"{text}: {label(agg, claim['variant'])}"
+    return f"{text}: {label(agg, claim['better'])} vs {label(agg, claim['worse'])}"
+
+
+def evaluate(
+    claims: list[dict],
+    agg: dict,
+    modes: dict[str, list[float]] | None = None,
+    attractors: dict[str, float] | None = None,
+) -> list[dict]:
+    """One result per (expanded) claim; a claim that cannot be checked says why."""
     checks = {"gap": check_gap, "best": check_best, "benefit_until": check_benefit_until}
     out = []
-    for claim in claims:
-        kind = claim.get("type")
-        try:
-            if kind == "modes":
-                measured, verdict = check_modes(claim, modes or {})
-            elif kind in checks:
-                measured, verdict = checks[kind](claim, agg)
-            else:
-                raise ConfigError(
-                    f"claim type={kind!r} is not allowed; use gap, best, benefit_until or modes"
-                )
-        except (ConfigError, KeyError) as err:
-            measured, verdict = f"cannot be checked: {err}", "not checked"
-        out.append({"text": claim.get("text", ""), "measured": measured, "verdict": verdict})
+    for raw in claims:
+        listed = any(isinstance(raw.get(k), list) for k in ("better", "worse", "variant"))
+        for claim in expand(raw):
+            kind = claim.get("type")
+            try:
+                if kind == "modes":
+                    result = check_modes(claim, modes or {}, agg, attractors)
+                elif kind in checks:
+                    result = checks[kind](claim, agg)
+                else:
+                    raise ConfigError(
+                        f"claim type={kind!r} is not allowed; use gap, best, benefit_until or modes"
+                    )
+            except NotRun as err:
+                result = _result(f"{err}", NOT_RUN)
+            except (ConfigError, KeyError) as err:
+                result = _result(f"cannot be checked: {err}", "not checked")
+            out.append({"text": _text(claim, agg, listed), **result})
     return out
 
 

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import torch
+from scipy.ndimage import uniform_filter1d
+from scipy.signal import find_peaks
 from torch import Tensor
 
 
@@ -36,32 +39,27 @@ def find_modes(
     min_height: float = 1e-3,
     min_count: float = 20.0,
 ) -> list[float]:
-    """Centres of the histogram's modes, by topographic prominence of the smoothed counts.
+    """Centres of the histogram's modes: peaks of the smoothed counts (``scipy.signal.find_peaks``).
 
-    A local maximum is a mode when its height is at least ``min_height`` times the highest bin and
-    ``min_count`` weights, and it stands ``min_prominence`` (a fraction of its own height) above
-    the higher of the two lowest points separating it from a higher bin on each side (the edge
-    counts as a separator).
+    The counts are smoothed by a moving mean over ``2 * smooth_bins + 1`` bins. A peak is a mode
+    when its height is at least ``min_height`` times the highest bin and ``min_count`` weights, and
+    its topographic prominence is at least ``min_prominence`` times its own height (the histogram's
+    edges count as zero, so a peak in the first or last bin is found too). Each mode is reported
+    at the highest raw bin within the smoothing window around the peak.
     """
-    k = 2 * smooth_bins + 1
-    h = torch.nn.functional.avg_pool1d(
-        counts.view(1, 1, -1), k, stride=1, padding=smooth_bins, count_include_pad=False
-    ).flatten()
-    centres = (edges[:-1] + edges[1:]) / 2
-    top = float(h.max()) if h.numel() else 0.0
+    raw = counts.double().numpy()
+    if raw.size == 0:
+        return []
+    ones = np.ones_like(raw)
+    size = 2 * smooth_bins + 1
+    smooth = uniform_filter1d(raw, size, mode="constant") / uniform_filter1d(ones, size, mode="constant")
+    floor = max(min_height * float(smooth.max()), min_count, 1e-12)
+    padded = np.concatenate([[0.0], smooth, [0.0]])
+    peaks, props = find_peaks(padded, height=floor, prominence=0.0)
+    centres = ((edges[:-1] + edges[1:]) / 2).numpy()
     modes = []
-    for i in range(len(h)):
-        hi_ = float(h[i])
-        if hi_ < max(min_height * top, min_count, 1e-12):
-            continue
-        if (i > 0 and h[i - 1] > hi_) or (i + 1 < len(h) and h[i + 1] >= hi_):
-            continue
-        bases = []
-        for side in (h[:i].flip(0), h[i + 1 :]):
-            higher = (side > hi_).nonzero()
-            stretch = side if len(higher) == 0 else side[: int(higher[0])]
-            bases.append(float(stretch.min()) if len(stretch) else 0.0)
-        if hi_ - max(bases) >= min_prominence * hi_:  # located at the highest raw bin nearby
-            lo = max(i - smooth_bins, 0)
-            modes.append(float(centres[lo + int(counts[lo : i + smooth_bins + 1].argmax())]))
+    for peak, prominence, height in zip(peaks - 1, props["prominences"], props["peak_heights"]):
+        if prominence >= min_prominence * height:
+            lo = max(int(peak) - smooth_bins, 0)
+            modes.append(float(centres[lo + int(np.argmax(raw[lo : int(peak) + smooth_bins + 1]))]))
     return modes

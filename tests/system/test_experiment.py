@@ -127,21 +127,27 @@ def test_grid_runs_resumes_and_reports(
         f.unlink()
     experiment.report_main(["--config", str(path)])
     assert {p.name for p in results.iterdir()} >= {"aggregate.json", "curves.csv", "results.md", "tiny.png"}
-    assert json.loads((results / "aggregate.json").read_text()) == agg
+    again = json.loads((results / "aggregate.json").read_text())
+    recorded = again.pop("provenance")
+    assert again == {k: v for k, v in agg.items() if k != "provenance"}
+    assert [r["command"] for r in recorded] == [f"python cli.py experiment --config {path} --workers 2"] * 3
+    assert all(r["wall_s"] >= 0 and r["seeds"] == [0, 1] for r in recorded)
+    assert f"python cli.py experiment --config {path} --workers 2" in (results / "results.md").read_text()
 
     weights = write_spec(
         tmp_path,
         name="tinyw",
         kind="weights",
         results_dir=str(tmp_path / "w"),
-        ymax={"slow": 5.0},
+        yscale="log",
         claims=[{"text": "one mode", "type": "modes", "variant": "fast", "paper": [0.0], "tol": 0.5}],
     )
     experiment.report_main(["--config", str(weights)])
     w = tmp_path / "w"
     assert (w / "tinyw.png").is_file() and (w / "tinyw_hist.csv").is_file()
     assert set(json.loads((w / "tinyw_modes.json").read_text())["modes"]) == {"fast", "slow"}
-    assert "one mode" in (w / "results.md").read_text()
+    text = (w / "results.md").read_text()
+    assert "one mode" in text and "Weight shape beside retention" in text and "seeds 0, 1" in text
 
 
 def test_failed_run_is_reported_and_others_finish(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

@@ -1,0 +1,57 @@
+"""Meta-search studies read from their saved tables (``results/tune/<name>/trials.csv``): how many
+trials a study needed to come close to its final best Eq. 2 ("30 TPE trials suffice")."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from cl_attractors.report.claims import NOT_RUN
+
+FINISHED = ("COMPLETE", "PRUNED")
+
+
+def load_trials(path: Path) -> pd.DataFrame | None:
+    """The study's trials table (None when the file does not exist)."""
+    return pd.read_csv(path) if Path(path).is_file() else None
+
+
+def trials_to_reach(trials: pd.DataFrame, fraction: float) -> dict:
+    """Over the trials in number order: the 1-based trial count at which the best Eq. 2 of the
+    COMPLETE trials so far first reached ``fraction`` of the study's final best, that best, and
+    the number of finished (COMPLETE + PRUNED) trials."""
+    ordered = trials.sort_values("number")
+    finished = int(ordered["state"].isin(FINISHED).sum())
+    scores = ordered["eq2"].where(ordered["state"] == "COMPLETE")
+    best_so_far = scores.cummax()
+    if best_so_far.isna().all():
+        return {"finished": finished, "reached_at": None, "best": None}
+    best = float(best_so_far.max())
+    reached = (best_so_far >= fraction * best).to_numpy().nonzero()[0]
+    return {"finished": finished, "reached_at": int(reached[0]) + 1, "best": best}
+
+
+def check_trials(claim: dict, trials: pd.DataFrame | None) -> dict:
+    """``trials`` claim: ``budget`` (the paper's 30), ``fraction`` (0.95), ``within``: holds when
+    the study, run to its budget, reached ``fraction`` of its final best by trial ``within``."""
+    budget, fraction, within = int(claim["budget"]), float(claim["fraction"]), int(claim["within"])
+    base = {"value": None, "lo": None, "hi": None, "n": None}
+    if trials is None:
+        return {**base, "measured": "study not run yet", "verdict": NOT_RUN}
+    found = trials_to_reach(trials, fraction)
+    if found["finished"] < budget or found["reached_at"] is None:
+        measured = f"{found['finished']} of {budget} trials finished"
+        return {**base, "measured": measured, "verdict": NOT_RUN, "n": found["finished"]}
+    measured = (
+        f"{100 * fraction:g}% of the final best Eq. 2 ({found['best']:.4g}) first reached at trial "
+        f"{found['reached_at']} of {found['finished']} (claim holds if by trial {within})"
+    )
+    verdict = "holds" if found["reached_at"] <= within else "does not hold"
+    return {
+        **base,
+        "measured": measured,
+        "verdict": verdict,
+        "value": found["reached_at"],
+        "n": found["finished"],
+    }

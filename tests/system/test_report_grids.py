@@ -1,0 +1,185 @@
+"""Report kinds rendered from saved results only: a missing tuned method file, the sensitivity
+figure, the main job's terminal table and the claims scoreboard."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+import cli
+from cl_attractors.grid import command as experiment
+from cl_attractors.grid import runner
+from cl_attractors.grid.spec import load_spec, select_variants, validate
+from cl_attractors.report.provenance import record_invocation
+from tests.helpers import ROOT, metrics_json, write_spec
+
+
+def _finished(root: Path, variant: str, accs: list[float], current: float = 0.9) -> None:
+    for seed, acc in enumerate(accs):
+        run = root / variant / f"seed_{seed}"
+        run.mkdir(parents=True)
+        (run / "metrics.json").write_text(
+            json.dumps(metrics_json([0.9, acc], [None, acc - 0.05], [0.9, current], -0.1))
+        )
+
+
+def test_missing_tuned_method_names_its_search_and_the_runnable_variants(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    monkeypatch.setattr(runner.GridRunner, "run", lambda *a, **k: pytest.fail("a run started"))
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "configs/search").mkdir(parents=True)
+    (tmp_path / "configs/search/mine.yaml").write_text("out_dir: runs/tune/mine\n")
+    path = write_spec(
+        tmp_path,
+        base=str(ROOT / "configs/experiment/vanilla.yaml"),
+        variants={
+            "control": [],
+            "tuned": ["--model.method", "results/tune/mine/best_method.yaml"],
+            "ewc": ["--model.method", str(ROOT / "configs/method/ewc.yaml")],
+        },
+    )
+    assert cli.main(["experiment", "--config", str(path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and err.startswith(
+        "error: variants.tuned: config results/tune/mine/best_method.yaml"
+    )
+    assert "`python cli.py tune --config configs/search/mine.yaml` writes runs/tune/mine/" in err
+    assert err.endswith("run the others with --variants control ewc")
+    spec = load_spec(path)
+    select_variants(spec, ["control", "ewc"])
+    validate(spec)  # the others pass
+
+
+def test_sensitivity_shows_settings_above_the_control(tmp_path: Path) -> None:
+    path = write_spec(
+        tmp_path,
+        name="sens",
+        kind="sensitivity",
+        seeds=[0, 1, 2],
+        variants={"control": [], "sticky": [], "ewc": ["--model.method", "configs/method/ewc.yaml"]},
+        sweeps={"ewc": {"flag": "--model.method.init_args.lam", "values": [1.0, 1000.0, 1.0e6]}},
+        marks={"ewc": {1000.0: "paper"}},
+        labels={"ewc": "EWC", "control": "the control"},
+        claims=[],
+    )
+    runs = tmp_path / "runs"
+    _finished(runs, "control", [0.70, 0.71, 0.69])
+    _finished(runs, "sticky", [0.85, 0.86, 0.84])
+    _finished(runs, "ewc_lam1.0", [0.70, 0.72, 0.68])
+    _finished(runs, "ewc_lam1000.0", [0.75, 0.765, 0.74])
+    _finished(runs, "ewc_lam1000000.0", [0.40, 0.42, 0.41])
+    experiment.report_main(["--config", str(path)])
+    results = tmp_path / "results"
+    text = (results / "results.md").read_text()
+    assert "above the baseline (starred in the figure): **EWC (`ewc_lam1000.0`)**." in text
+    gaps = (results / "sens_gaps.csv").read_text().splitlines()
+    assert sum(line.endswith("**yes**") for line in gaps) == 1 and len(gaps) == 6
+    assert (results / "sens.png").stat().st_size > 0
+    assert json.loads((results / "aggregate.json").read_text())["variants"]["ewc_lam1.0"]["label"] == "EWC"
+
+
+def test_main_job_table_and_scoreboard(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    fig = write_spec(
+        tmp_path,
+        name="figa",
+        seeds=[0, 1, 2],
+        variants={"control": [], "sticky": [], "best": ["--model.method", "configs/method/sticky.yaml"]},
+        labels={"control": "the control"},
+        summary=True,
+        claims=[],
+    )
+    runs = tmp_path / "runs"
+    _finished(runs, "control", [0.70, 0.72, 0.71], current=0.95)
+    _finished(runs, "sticky", [0.20, 0.22, 0.21])
+    _finished(runs, "best", [0.88, 0.89, 0.90])
+    spec = load_spec(fig)
+    record_invocation(spec, ["--config", str(fig)], time.time() - 125, 0)
+    experiment.report_main(["--config", str(fig)])
+    out = capsys.readouterr().out
+    assert (
+        "final average accuracy (%)" in out and "forgetting (%)" in out and "current-task accuracy (%)" in out
+    )
+    assert "the control" in out and "best (configs/method/sticky.yaml)" in out
+    assert (
+        "wall time 2 min 05 s (`cli.py experiment` of " in out
+        and f"figure: {tmp_path / 'results' / 'figa.png'}" in out
+    )
+    assert f"`python cli.py experiment --config {fig}`" in (tmp_path / "results/results.md").read_text()
+
+    studies = tmp_path / "tune"
+    (studies / "paper").mkdir(parents=True)
+    states = ["COMPLETE"] * 30
+    (studies / "paper/trials.csv").write_text(
+        "number,state,eq2\n" + "".join(f"{i},{s},{0.1 + 0.001 * i}\n" for i, s in enumerate(states))
+    )
+    board = tmp_path / "board"
+    board.mkdir()
+    (board / "README.md").write_text(
+        "# R\n<!-- scoreboard:begin x -->\n<!-- scoreboard:end -->\n"
+        "<!-- index:begin -->\nold\n<!-- index:end -->\nhand-written\n"
+    )
+    readme = tmp_path / "README.md"
+    readme.write_text("intro\n<!-- results-table:begin -->\n| typed |\n<!-- results-table:end -->\nend\n")
+    row = {
+        "paper": "+19",
+        "figure": "figa",
+        "check": {"type": "gap", "better": "$method", "worse": "control"},
+    }
+    sb = {
+        "name": "sb",
+        "kind": "scoreboard",
+        "results_dir": str(board),
+        "readme": str(readme),
+        "grids_dir": str(tmp_path),
+        "studies_dir": str(studies),
+        "columns": {
+            "as_written": {"label": "As written", "vars": {"method": "sticky", "study": "paper"}},
+            "best": {"label": "Best", "vars": {"method": "best", "study": "other"}},
+        },
+        "rows": [
+            {**row, "claim": "sticky beats the control"},
+            {**row, "claim": "not rendered yet", "figure": "figb"},
+            {
+                "claim": "30 trials",
+                "study": "$study",
+                "check": {"type": "trials", "budget": 30, "fraction": 0.95, "within": 20},
+            },
+        ],
+        "index": ["figa", "figb"],
+        "studies": ["paper", "other"],
+        "readme_table": {
+            "figure": "figa",
+            "metric": "final_avg_acc",
+            "variants": {"control": "—", "best": "+19", "si": "—"},
+        },
+    }
+    write_spec(tmp_path, name="figb", results_dir=str(tmp_path / "nothing"))
+    path = tmp_path / "sb.yaml"
+    path.write_text(yaml.safe_dump(sb, allow_unicode=True))
+    monkeypatch.setattr("cl_attractors.train.cli.make_cli", lambda *a, **k: pytest.fail("scoreboard trained"))
+    assert cli.main(["report", "--config", str(path)]) == 0
+    text = (board / "README.md").read_text()
+    lines = {line.split(" | ")[0]: line for line in text.splitlines() if line.startswith("| ")}
+    sticky = lines["| sticky beats the control ([figa](../results/results.md))"]
+    assert "-50.00 points" in sticky and "**does not hold**" in sticky and "+18.00 points" in sticky
+    assert "**holds**" in sticky and " 3 " in sticky
+    assert lines["| not rendered yet (figb)"].count("**not run yet**") == 2
+    trials = lines["| 30 trials (studies)"]  # best 0.129; 95% of it, 0.12255, first at trial 24 (0.123)
+    assert (
+        "trial 24 of 30 (paper)" in trials and "**does not hold**" in trials and "study not run yet" in trials
+    )
+    assert (
+        "2 min 05 s" in lines["| [figa](../results/results.md)"]
+        and "\nold\n" not in text
+        and text.endswith("hand-written\n")
+    )
+    table = readme.read_text()
+    assert "| the control | 71.00 ± 2.48 (3 seeds) | — |" in table and "| si | not run yet | — |" in table
+    assert "typed" not in table and table.startswith("intro\n") and table.endswith("end\n")

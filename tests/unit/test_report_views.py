@@ -1,0 +1,164 @@
+"""Pure parts of the report views: pairwise claims, per-variant modes, studies, the scoreboard's
+substitution and marked blocks, per-variant sweeps and the grids' configs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from cl_attractors.errors import ConfigError
+from cl_attractors.grid.spec import load_spec
+from cl_attractors.plots import ci_note
+from cl_attractors.report.claims import evaluate
+from cl_attractors.report.fig_weights import attractors, seeds_text
+from cl_attractors.report.params import variant_param
+from cl_attractors.report.scoreboard import replace_block, substitute
+from cl_attractors.report.stats import mean_ci
+from cl_attractors.report.studies import check_trials, trials_to_reach
+from tests.helpers import write_spec
+
+
+def _agg(finals: dict[str, list[float]]) -> dict:
+    variants = {
+        name: {
+            "group": name,
+            "x": None,
+            "label": name.upper(),
+            "seeds": list(range(len(values))),
+            "per_seed_final": {str(s): {"final_avg_acc": v} for s, v in enumerate(values)},
+            "final": {"final_avg_acc": mean_ci(values)},
+        }
+        for name, values in finals.items()
+    }
+    return {"variants": variants, "missing": []}
+
+
+def test_list_claims_are_checked_pair_by_pair_with_labels() -> None:
+    agg = _agg({"a": [0.9, 0.91, 0.92], "b": [0.5, 0.52, 0.5], "c": [0.7, 0.69, 0.71]})
+    claim = {"text": "beats", "type": "gap", "better": ["a", "c", "x"], "worse": ["b", "c"]}
+    res = evaluate([claim], agg)
+    assert [r["text"] for r in res] == [
+        "beats: A vs B",
+        "beats: A vs C",
+        "beats: C vs B",
+        "beats: x vs B",
+        "beats: x vs C",
+    ]
+    assert [r["verdict"] for r in res] == ["holds", "holds", "holds", "not run yet", "not run yet"]
+    first = res[0]
+    assert first["n"] == 3 and first["lo"] < first["value"] < first["hi"]
+    assert first["value"] == pytest.approx(0.4033333, abs=1e-6)
+
+
+def test_best_claim_reports_leader_and_paired_gap() -> None:
+    agg = _agg({"a": [0.9, 0.91, 0.92], "b": [0.5, 0.52, 0.5]})
+    won, lost = evaluate([{"type": "best", "variant": "a"}, {"type": "best", "variant": "b"}], agg)
+    assert (won["verdict"], won["leader"], lost["verdict"], lost["leader"]) == (
+        "holds",
+        "A",
+        "does not hold",
+        "A",
+    )
+    assert won["value"] == pytest.approx(-lost["value"]) and won["value"] > 0
+
+
+def test_modes_at_each_variants_own_attractor() -> None:
+    agg = _agg({"s1": [0.9], "s2": [0.9], "c": [0.7]})
+    modes = {"s1": [-0.3, 0.0, 0.279], "s2": [-0.1, 0.0, 0.5], "c": [0.0]}
+    claim = {"text": "tri", "type": "modes", "variant": ["s1", "s2", "c"], "paper": ["negative", 0.0, "a1"]}
+    res = evaluate([{**claim, "exact": True}], agg, modes, {"s1": 0.279, "s2": 0.3})
+    assert [r["verdict"] for r in res] == ["holds", "does not hold", "not checked"]
+    assert "a1 = 0.279" in res[0]["measured"] and res[0]["n"] == 1
+    assert "needs the variant's method config" in res[2]["measured"]
+
+
+def test_variant_param_and_attractors(tmp_path: Path) -> None:
+    args = ["--model.method", "configs/method/sticky.yaml"]
+    assert variant_param(args, "a1") == pytest.approx(0.279)
+    assert variant_param([*args, "--model.method.init_args.a1", "0.5"], "a1") == 0.5
+    assert variant_param(["--model.method", "configs/method/ewc.yaml"], "a1") is None
+    assert variant_param(["--model.method", str(tmp_path / "not_yet.yaml")], "a1") is None
+    spec = load_spec(write_spec(tmp_path, variants={"s": args, "c": []}))
+    assert attractors(spec) == {"s": pytest.approx(0.279)}
+
+
+def test_per_variant_sweeps_and_references(tmp_path: Path) -> None:
+    spec = load_spec(
+        write_spec(
+            tmp_path,
+            variants={"control": [], "ewc": ["--model.method", "configs/method/ewc.yaml"]},
+            sweeps={"ewc": {"flag": "--model.method.init_args.lam", "values": [1.0, 1000.0]}},
+        )
+    )
+    va = spec.variant_args()
+    assert list(va) == ["control", "ewc_lam1.0", "ewc_lam1000.0"]
+    assert va["control"] == ("control", None, [])
+    assert va["ewc_lam1000.0"] == (
+        "ewc",
+        1000.0,
+        ["--model.method", "configs/method/ewc.yaml", "--model.method.init_args.lam", "1000.0"],
+    )
+    with pytest.raises(ConfigError, match="sweeps.si: 'si' is not a variant"):
+        load_spec(write_spec(tmp_path, sweeps={"si": {"flag": "--x", "values": [1.0]}}))
+
+
+def _trials(states: list[str], eq2: list[float | None]) -> pd.DataFrame:
+    return pd.DataFrame({"number": range(len(states)), "state": states, "eq2": eq2})
+
+
+def test_trials_to_reach_a_fraction_of_the_best() -> None:
+    t = _trials(["COMPLETE", "PRUNED", "COMPLETE", "FAIL", "COMPLETE"], [0.10, 0.20, 0.15, None, 0.152])
+    # the pruned trial's partial Eq. 2 does not count; best 0.152, 95% of it (0.1444) first at trial 3
+    assert trials_to_reach(t, 0.95) == {"finished": 4, "reached_at": 3, "best": pytest.approx(0.152)}
+    claim = {"budget": 4, "fraction": 0.95, "within": 3}
+    assert check_trials(claim, t)["verdict"] == "holds"
+    assert check_trials({**claim, "within": 2}, t)["verdict"] == "does not hold"
+    assert check_trials({**claim, "budget": 30}, t)["measured"] == "4 of 30 trials finished"
+    assert check_trials(claim, None)["verdict"] == "not run yet"
+
+
+def test_substitute_and_marked_blocks() -> None:
+    check = {"better": "$method", "worse": ["control", "$ewc"], "paper": 0.19}
+    assert substitute(check, {"method": "s", "ewc": "e"}) == {
+        "better": "s",
+        "worse": ["control", "e"],
+        "paper": 0.19,
+    }
+    with pytest.raises(KeyError):
+        substitute(check, {"method": "s"})
+    text = "# R\n<!-- b:begin (generated) -->\nold\nlines\n<!-- b:end -->\nkept\n"
+    assert (
+        replace_block(text, "b", "new\n", Path("R.md"))
+        == "# R\n<!-- b:begin (generated) -->\nnew\n<!-- b:end -->\nkept\n"
+    )
+    with pytest.raises(ConfigError, match="R.md has no '<!-- c:begin -->'"):
+        replace_block(text, "c", "new\n", Path("R.md"))
+
+
+def test_ci_note_and_seeds_text() -> None:
+    assert ci_note([1, 1]) == "one seed: no confidence interval"
+    assert ci_note([3, 1]).endswith("variants with one seed have none")
+    assert ci_note([10, 10]) == "shaded: 95% CI over seeds (Student t)"
+    assert (seeds_text(list(range(10))), seeds_text([0]), seeds_text([0, 3])) == (
+        "seeds 0–9",
+        "seed 0",
+        "seeds 0, 3",
+    )
+
+
+def test_grid_configs_meet_the_issue() -> None:
+    """Every grid loads; the paper's figures use seeds 0-9; the sensitivity sweeps have >= 6 values
+    each, include the paper's λ = 1000, and use >= 3 seeds; the main job runs one seed."""
+    specs = {p.stem: load_spec(p) for p in sorted(Path("configs/grid").glob("*.yaml"))}
+    for name in ("fig2", "fig3", "fig4", "fig5"):
+        assert specs[name].seeds == list(range(10)), name
+    sens = specs["sensitivity"]
+    assert len(sens.seeds) >= 3 and set(sens.sweeps) == {"ewc", "si"}
+    assert all(len(s["values"]) >= 6 for s in sens.sweeps.values())
+    assert 1000.0 in sens.sweeps["ewc"]["values"]
+    assert specs["main"].seeds == [0] and len(specs["main"].variants) == 3
+    assert len(specs["fig2"].variants) == 8 and set(specs["fig2"].options["labels"]) == set(
+        specs["fig2"].variants
+    )

@@ -45,9 +45,8 @@ def test_missing_tuned_method_names_its_search_and_the_runnable_variants(
     )
     assert cli.main(["experiment", "--config", str(path)]) == 2
     err = capsys.readouterr().err.strip()
-    assert "\n" not in err and err.startswith(
-        "error: variants.tuned: config results/tune/mine/best_method.yaml"
-    )
+    assert "\n" not in err and err.startswith("error: variants.tuned: config ")
+    assert "results/tune/mine/best_method.yaml does not exist: the mine search has not finished" in err
     assert "`python cli.py tune --config configs/search/mine.yaml` writes runs/tune/mine/" in err
     assert err.endswith("run the others with --variants control ewc")
     spec = load_spec(path)

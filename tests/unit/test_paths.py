@@ -122,8 +122,10 @@ def test_grid_specs_resolve_their_paths_from_any_directory(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(tmp_path)
-    for name in ("fig1b", "fig2", "fig3", "fig4", "fig5"):
-        spec = load_spec(ROOT / "configs" / "grid" / f"{name}.yaml")
+    tuned = ROOT / "results" / "tune"  # written by the searches: may not exist yet
+    for path in sorted((ROOT / "configs" / "grid").glob("*.yaml")):
+        spec = load_spec(path)
         named = [spec.base, spec.options.get("method_config")]
         named += [a for args in spec.variants.values() for a in args if a.endswith(".yaml")]
-        assert all(Path(p).is_file() for p in named if p is not None), (name, named)
+        named = [Path(p) for p in named if p is not None]
+        assert all(p.is_file() or p.is_relative_to(tuned) for p in named), (path.name, named)

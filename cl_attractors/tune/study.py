@@ -5,8 +5,9 @@
 Each trial is one full task sequence (one ``trainer.fit``) built from the search config's ``fit``
 arguments plus the trial's φ; its value is Eq. 2 of the final accuracy matrix on the split the
 ``fit`` arguments name (``val`` for tuning). The partial Eq. 2 after every task feeds the pruner.
-The study lives in an RDB storage (SQLite in ``out_dir`` by default): re-running the same command
-continues it up to ``n_trials`` COMPLETE + PRUNED trials; several processes may share one URL.
+The study lives in an Optuna storage (SQLite in ``out_dir`` by default; PostgreSQL or a journal file
+for several machines): re-running the same command continues it up to ``n_trials`` COMPLETE + PRUNED
+trials; several processes may share one URL.
 """
 
 from __future__ import annotations
@@ -14,8 +15,11 @@ from __future__ import annotations
 import argparse
 import logging
 import math
+import threading
+import time
 import warnings
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,12 +32,14 @@ from cl_attractors.errors import ConfigError
 from cl_attractors.tune.export import write_plots, write_tables
 from cl_attractors.tune.objective import Objective, probe_method
 from cl_attractors.tune.space import parse_space
-from cl_attractors.tune.storage import fail_stale_trials, open_storage
+from cl_attractors.tune.storage import fail_stale_trials, open_storage, shown
 
 COUNTED = (TrialState.COMPLETE, TrialState.PRUNED)
 BOOL_KEYS = ("multivariate", "constant_liar", "group")
 SAMPLER_KEYS = {"seed", "n_startup_trials", "n_ei_candidates", *BOOL_KEYS}
 PRUNERS = {"median": optuna.pruners.MedianPruner, "none": optuna.pruners.NopPruner}
+METRIC = "Eq. 2"
+MAX_POLL_S = 10
 TOP_KEYS = {"fit", "space", "sampler", "pruner", "heartbeat", "n_trials", "study_name", "storage", "out_dir"}
 
 
@@ -65,7 +71,11 @@ def parse_args(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
     p.add_argument("--n_trials", type=int, help="COMPLETE + PRUNED trials the study should hold in total")
     p.add_argument("--n_jobs", type=int, default=1, help="trials in parallel threads of this process")
     p.add_argument("--study_name", help="study name in the storage")
-    p.add_argument("--storage", help="Optuna RDB URL (default sqlite:///<out_dir>/study.db)")
+    p.add_argument(
+        "--storage",
+        help="Optuna RDB URL (postgresql+psycopg2://USER@HOST:PORT/DB) or journal:///PATH/study.log "
+        "(default sqlite:///<out_dir>/study.db)",
+    )
     p.add_argument("--out_dir", help="trial runs, study.db, tables, plots and best_method.yaml")
     p.add_argument("--sampler_seed", type=int, help="override sampler.seed (give workers distinct seeds)")
     return p.parse_known_args(list(argv))
@@ -159,8 +169,8 @@ def counted(study: optuna.Study) -> int:
     return len(study.get_trials(deepcopy=False, states=COUNTED))
 
 
-def open_study(search: Search, storage: optuna.storages.RDBStorage) -> optuna.Study:
-    """Create or load the named study (maximising Eq. 2) and fail its stale RUNNING trials."""
+def open_study(search: Search, storage: optuna.storages.BaseStorage) -> optuna.Study:
+    """Create or load the named study (maximising its one objective, named "Eq. 2")."""
     study = optuna.create_study(
         study_name=search.study_name,
         storage=storage,
@@ -170,41 +180,74 @@ def open_study(search: Search, storage: optuna.storages.RDBStorage) -> optuna.St
     )
     if study.direction != optuna.study.StudyDirection.MAXIMIZE:
         raise ConfigError(
-            f"study {search.study_name!r} in {search.storage} does not maximise; use another study_name"
+            f"study {search.study_name!r} in {shown(search.storage)} does not maximise; "
+            "use another study_name"
         )
-    fail_stale_trials(study, storage)
+    if study.metric_names != [METRIC]:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.set_metric_names([METRIC])
     study.sampler = make_sampler(search.sampler, len(study.get_trials(deepcopy=False)))
     return study
 
 
-def run_study(search: Search, study: optuna.Study, objective: Objective) -> None:
-    """Run trials until the study holds ``n_trials`` COMPLETE + PRUNED ones (this process runs at
-    most that many more; a FAIL trial uses one of them: re-run to top up)."""
-    remaining = search.n_trials - counted(study)
-    if remaining <= 0:
+def run_study(
+    search: Search, study: optuna.Study, storage: optuna.storages.BaseStorage, objective: Objective
+) -> None:
+    """Run trials until the study holds ``n_trials`` COMPLETE + PRUNED ones, in ``n_jobs`` threads.
+
+    A trial starts only while COMPLETE + PRUNED + RUNNING trials (of every worker) are fewer than
+    ``n_trials``, so workers sharing a study stop at exactly ``n_trials`` instead of each finishing
+    one more. When the others' running trials could fill it, a worker waits for them, and runs
+    the re-queued copy of any whose worker died. This process runs at most as many trials as
+    were missing when it started (a FAIL trial uses one of them: re-run to top up)."""
+    budget = search.n_trials - counted(study)
+    if budget <= 0:
         print(
             f"study {search.study_name!r} already holds {counted(study)} counted trials "
             f"(n_trials={search.n_trials}); refreshing its outputs only"
         )
         return
-    if search.n_jobs > 1:
-        import torch
+    lock, left = threading.Lock(), [budget]
 
-        torch.set_num_threads(1)  # threads of one process must not fight over cores
-    stop = optuna.study.MaxTrialsCallback(search.n_trials, states=COUNTED)
+    def take() -> bool:
+        with lock:
+            left[0] -= 1
+            return left[0] >= 0
 
     def refresh(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         write_tables(study, search.out_dir, objective.method)
 
-    study.optimize(
-        objective,
-        n_trials=remaining,
-        n_jobs=search.n_jobs,
-        catch=(Exception,),
-        callbacks=[stop, refresh],
-        gc_after_trial=True,
-        show_progress_bar=True,
-    )
+    def work() -> None:
+        while take() and wait_for_room(study, storage, search):
+            study.optimize(objective, 1, catch=(Exception,), callbacks=[refresh], gc_after_trial=True)
+
+    if search.n_jobs == 1:
+        return work()
+    import torch
+
+    torch.set_num_threads(1)  # threads of one process must not fight over cores
+    with ThreadPoolExecutor(search.n_jobs) as pool:
+        for job in [pool.submit(work) for _ in range(search.n_jobs)]:
+            job.result()
+
+
+def wait_for_room(study: optuna.Study, storage: optuna.storages.BaseStorage, search: Search) -> bool:
+    """True once a trial may start; False once the study is full. Fails stale trials first (a
+    dead worker's trial is re-queued, and the next trial of this worker runs it)."""
+    poll = min(search.heartbeat.get("interval", 60), MAX_POLL_S)
+    said = False
+    while True:
+        fail_stale_trials(study, storage)
+        states = [t.state for t in study.get_trials(deepcopy=False, states=(*COUNTED, TrialState.RUNNING))]
+        if len(states) < search.n_trials:
+            return True
+        if TrialState.RUNNING not in states:
+            return False
+        if not said:
+            print(f"waiting: {states.count(TrialState.RUNNING)} running trial(s) may complete the study")
+            said = True
+        time.sleep(poll)
 
 
 def main(argv: Sequence[str]) -> None:
@@ -217,9 +260,10 @@ def main(argv: Sequence[str]) -> None:
     make_pruner(search.pruner)  # both checked before the storage is touched
     make_sampler(search.sampler, 0)
     search.out_dir.mkdir(parents=True, exist_ok=True)
-    study = open_study(search, open_storage(search.storage, search.heartbeat))
+    storage = open_storage(search.storage, search.heartbeat)
+    study = open_study(search, storage)
     objective = Objective(search.fit_args, space, search.out_dir, method)
-    run_study(search, study, objective)
+    run_study(search, study, storage, objective)
     write_tables(study, search.out_dir, method)
     notes = write_plots(study, search.out_dir)
     _print_outcome(study, search, notes)
@@ -230,7 +274,7 @@ def _print_outcome(study: optuna.Study, search: Search, notes: list[str]) -> Non
     print(
         f"study {search.study_name!r}: {states.count(TrialState.COMPLETE)} complete, "
         f"{states.count(TrialState.PRUNED)} pruned, {states.count(TrialState.FAIL)} failed "
-        f"(storage {search.storage})"
+        f"(storage {shown(search.storage)})"
     )
     for note in notes:
         print(f"note: {note}")

@@ -18,7 +18,7 @@ from cl_attractors.metrics import eq2_so_far
 from cl_attractors.train.cli import make_cli
 from cl_attractors.tune import storage as tune_storage
 from cl_attractors.tune import study as tune
-from cl_attractors.tune.objective import Objective, probe_method
+from cl_attractors.tune.objective import Objective, matrix_from_attrs, probe_method
 from cl_attractors.tune.space import parse_space
 from tests.helpers import SPACE, fit_args, tiny_args, write_search
 
@@ -33,7 +33,8 @@ def test_two_trial_search_completes_and_exports_a_loadable_method(tmp_path: Path
     trials = study.get_trials()
     assert [t.state for t in trials] == [TrialState.COMPLETE] * 2
     for t in trials:
-        A = t.user_attrs["A"]
+        A = matrix_from_attrs(t.user_attrs)
+        assert sorted(k for k in t.user_attrs if k.startswith("A_row_")) == ["A_row_00", "A_row_01"]
         assert len(A) == 2 and all(v is not None for row in A for v in row)
         A = torch.tensor(A, dtype=torch.float64)
         assert t.value == pytest.approx(metrics.eq2(A))
@@ -105,7 +106,7 @@ def test_the_median_pruner_stops_a_poor_trial_early(tmp_path: Path) -> None:
     good, poor = study.get_trials()
     assert good.state == TrialState.COMPLETE
     assert poor.state == TrialState.PRUNED and list(poor.intermediate_values) == [0, 1]
-    assert poor.user_attrs["tasks_done"] == 2 and poor.user_attrs["A"][0][2] is None
+    assert poor.user_attrs["tasks_done"] == 2 and poor.user_attrs["A_row_00"][2] is None
 
 
 def test_a_pruned_trial_keeps_its_partial_matrix(tmp_path: Path) -> None:
@@ -116,7 +117,7 @@ def test_a_pruned_trial_keeps_its_partial_matrix(tmp_path: Path) -> None:
     (pruned,) = study.get_trials()
     assert pruned.state == TrialState.PRUNED and list(pruned.intermediate_values) == [0]
     assert pruned.user_attrs["tasks_done"] == 1 and "pruned at epoch 0" in pruned.user_attrs["prune_reason"]
-    assert pruned.user_attrs["A"][0][0] is not None and pruned.user_attrs["A"][0][1] is None
+    assert pruned.user_attrs["A_row_00"][0] is not None and pruned.user_attrs["A_row_00"][1] is None
 
 
 @pytest.mark.parametrize(
@@ -132,8 +133,30 @@ def test_a_pruned_trial_keeps_its_partial_matrix(tmp_path: Path) -> None:
             "search.space.zeta.low=0.0 <= 0 with log: true is not allowed",
         ),
         ({"n_trials": 0}, "search.n_trials=0 is not allowed"),
-        ({"storage": "nosuchdb://x/y"}, "search.storage='nosuchdb://x/y' cannot be opened"),
-        ({"storage": "sqlite:////nonexistent/dir/study.db"}, "cannot be opened"),
+        (
+            {"storage": "nosuchdb://x/y"},
+            "search.storage='nosuchdb://x/y' has the unknown scheme 'nosuchdb'; use",
+        ),
+        ({"storage": "runs/study.db"}, "search.storage='runs/study.db' is not a storage URL; use sqlite:///"),
+        (
+            {"storage": "mysql://u@127.0.0.1/db"},
+            "needs the Python driver 'MySQLdb', which is not installed; use",
+        ),
+        (
+            {"storage": "sqlite:////nonexistent/dir/study.db"},
+            "cannot be opened: OperationalError: unable to open database file; create the folder",
+        ),
+        (
+            {"storage": "postgresql+psycopg2://u:secret@127.0.0.1:9/db"},
+            "search.storage='postgresql+psycopg2://u:***@127.0.0.1:9/db' cannot be opened: OperationalError: "
+            'connection to server at "127.0.0.1", port 9 failed: Connection refused; '
+            "start the database server",
+        ),
+        (
+            {"storage": "journal:///nonexistent/dir/s.log"},
+            "the folder /nonexistent/dir does not exist; create",
+        ),
+        ({"storage": "journal:s.log"}, "search.storage='journal:s.log' is not allowed; use journal:///PATH"),
         ({"pruner": {"type": "hyperband"}}, "search.pruner.type='hyperband' is not allowed"),
         ({"sampler": {"multivariate": "yes"}}, "search.sampler.multivariate='yes' is not allowed"),
         ({"heartbeat": {"interval": 0}}, "search.heartbeat.interval=0 is not allowed"),

@@ -6,8 +6,8 @@ rewrites these files without training anything.
 
 from __future__ import annotations
 
-import math
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -91,13 +91,8 @@ def write_tables(study: optuna.Study, out_dir: Path, method: MethodInfo) -> None
     write_text(
         out_dir / "top_trials.md", f"# Study {study.study_name}: top trials by Eq. 2\n\n" + top_table(table)
     )
-    complete = [
-        t
-        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-        if t.value is not None and math.isfinite(t.value)
-    ]
-    if complete:
-        best = max(complete, key=lambda t: t.value)
+    if study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):  # values are finite (objective)
+        best = study.best_trial
         write_text(out_dir / "best_method.yaml", best_method_yaml(best, method, study.study_name))
 
 
@@ -112,7 +107,7 @@ def write_plots(study: optuna.Study, out_dir: Path) -> list[str]:
 
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     sampled = {name for t in complete for name in t.distributions}
-    plots = {
+    plots: dict[str, tuple[Callable[[optuna.Study], Any], int]] = {
         "optimization_history": (ovm.plot_optimization_history, 1),
         "param_importances": (ovm.plot_param_importances, 2),
         "slice": (ovm.plot_slice, 1),

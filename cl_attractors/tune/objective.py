@@ -41,7 +41,7 @@ class Eq2SoFar(pl.Callback):
         self.seq = seq
 
     def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if not trainer.sanity_checking:
+        if not trainer.sanity_checking and self.seq.A is not None:
             pl_module.log(MONITOR, metrics.eq2_so_far(self.seq.A), on_epoch=True)
 
 
@@ -179,7 +179,7 @@ class Objective:
             "eq2": None,
             "eq2_weighted_mean": None,
         }
-        if done:
+        if done and seq.A is not None:
             part = seq.A[:done, :done]
             out.update(
                 eq2=metrics.eq2(part),

@@ -64,7 +64,7 @@ def allowed_params(cls: type) -> list[str]:
     for klass in cls.__mro__:
         if "__init__" not in vars(klass) or klass is object:
             continue
-        params = inspect.signature(klass.__init__).parameters.values()
+        params = inspect.signature(vars(klass)["__init__"]).parameters.values()
         names += [
             p.name
             for p in params

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import optuna
 import yaml
@@ -48,7 +48,7 @@ class Search:
     """A study's settings: the search YAML with the command line applied on top."""
 
     fit_args: list[str]
-    space: dict[str, Any]
+    space: Any  # the YAML's space: mapping, checked by parse_space
     out_dir: Path
     study_name: str
     storage: str
@@ -60,7 +60,7 @@ class Search:
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one line, no usage dump
+    def error(self, message: str) -> NoReturn:  # one line, no usage dump
         raise ConfigError(f"tune: {message}")
 
 

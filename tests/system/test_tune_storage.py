@@ -62,7 +62,10 @@ def postgres() -> Iterator[str]:
     root = Path(tempfile.mkdtemp(prefix="cl-pg-"))
     as_user: list[str] = []
     if os.geteuid() == 0:
-        owner = pwd.getpwnam("postgres")
+        try:
+            owner = pwd.getpwnam("postgres")
+        except KeyError:
+            pytest.fail(f"no system user postgres to run the server as; {MISSING}")
         os.chown(root, owner.pw_uid, owner.pw_gid)
         as_user = ["runuser", "-u", "postgres", "--"]
     data, port = root / "data", free_port()

@@ -15,15 +15,13 @@ from __future__ import annotations
 import argparse
 import logging
 import math
-import threading
-import time
 import warnings
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn
 
+import numpy as np
 import optuna
 import yaml
 from optuna.trial import TrialState
@@ -32,9 +30,9 @@ from cl_attractors.errors import ConfigError
 from cl_attractors.tune.export import write_plots, write_tables
 from cl_attractors.tune.objective import Objective, probe_method
 from cl_attractors.tune.space import parse_space
-from cl_attractors.tune.storage import fail_stale_trials, open_storage, shown
+from cl_attractors.tune.storage import open_storage, shown
+from cl_attractors.tune.workers import Workers, counted
 
-COUNTED = (TrialState.COMPLETE, TrialState.PRUNED)
 BOOL_KEYS = ("multivariate", "constant_liar", "group")
 SAMPLER_KEYS = {"seed", "n_startup_trials", "n_ei_candidates", *BOOL_KEYS}
 PRUNERS = {"median": optuna.pruners.MedianPruner, "none": optuna.pruners.NopPruner}
@@ -123,8 +121,10 @@ def _check_int(name: str, value: Any, minimum: int = 1) -> None:
 
 
 def make_sampler(opts: dict[str, Any], offset: int) -> optuna.samplers.TPESampler:
-    """Seeded TPE. The seed is shifted by ``offset`` (trials already in the study) so a resumed
-    process does not replay the start-up samples of the first one."""
+    """Seeded TPE. A new study (``offset`` 0: no trial yet) uses the seed as it is; a process
+    joining or resuming a study with ``offset`` trials mixes the two (numpy's ``SeedSequence``),
+    so it does not replay the first process's samples, and two workers whose seed + offset
+    coincide (seeds 1 and 2 joining at 1 and 0 trials) do not sample the same φ."""
     if opts.keys() - SAMPLER_KEYS:
         raise ConfigError(
             f"search.sampler has unknown keys {sorted(opts.keys() - SAMPLER_KEYS)}; "
@@ -137,8 +137,8 @@ def make_sampler(opts: dict[str, Any], offset: int) -> optuna.samplers.TPESample
                 f"{'true or false' if key in BOOL_KEYS else 'an integer >= 0'}"
             )
     opts = dict(opts)
-    if opts.get("seed") is not None:
-        opts["seed"] += offset
+    if opts.get("seed") is not None and offset:
+        opts["seed"] = int(np.random.SeedSequence([opts["seed"], offset]).generate_state(1)[0])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         return optuna.samplers.TPESampler(**opts)
@@ -162,11 +162,6 @@ def make_pruner(opts: dict[str, Any]) -> optuna.pruners.BasePruner:
         return PRUNERS[kind](**opts)
     except (TypeError, ValueError) as err:
         raise ConfigError(f"search.pruner={opts!r} is not allowed for {kind}: {err}") from err
-
-
-def counted(study: optuna.Study) -> int:
-    """Trials that count towards ``n_trials``: COMPLETE and PRUNED (FAIL ones are re-done)."""
-    return len(study.get_trials(deepcopy=False, states=COUNTED))
 
 
 def open_study(search: Search, storage: optuna.storages.BaseStorage) -> optuna.Study:
@@ -194,13 +189,8 @@ def open_study(search: Search, storage: optuna.storages.BaseStorage) -> optuna.S
 def run_study(
     search: Search, study: optuna.Study, storage: optuna.storages.BaseStorage, objective: Objective
 ) -> None:
-    """Run trials until the study holds ``n_trials`` COMPLETE + PRUNED ones, in ``n_jobs`` threads.
-
-    A trial starts only while COMPLETE + PRUNED + RUNNING trials (of every worker) are fewer than
-    ``n_trials``, so workers sharing a study stop at exactly ``n_trials`` instead of each finishing
-    one more. When the others' running trials could fill it, a worker waits for them, and runs
-    the re-queued copy of any whose worker died. This process runs at most as many trials as
-    were missing when it started (a FAIL trial uses one of them: re-run to top up)."""
+    """Run trials until the study holds ``n_trials`` COMPLETE + PRUNED ones (this process runs at
+    most as many as were missing when it started; see :class:`Workers`)."""
     budget = search.n_trials - counted(study)
     if budget <= 0:
         print(
@@ -208,46 +198,16 @@ def run_study(
             f"(n_trials={search.n_trials}); refreshing its outputs only"
         )
         return
-    lock, left = threading.Lock(), [budget]
+    if search.n_jobs > 1:
+        import torch
 
-    def take() -> bool:
-        with lock:
-            left[0] -= 1
-            return left[0] >= 0
+        torch.set_num_threads(1)  # threads of one process must not fight over cores
+    poll_s = min(search.heartbeat.get("interval", 60), MAX_POLL_S)
 
     def refresh(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         write_tables(study, search.out_dir, objective.method)
 
-    def work() -> None:
-        while take() and wait_for_room(study, storage, search):
-            study.optimize(objective, 1, catch=(Exception,), callbacks=[refresh], gc_after_trial=True)
-
-    if search.n_jobs == 1:
-        return work()
-    import torch
-
-    torch.set_num_threads(1)  # threads of one process must not fight over cores
-    with ThreadPoolExecutor(search.n_jobs) as pool:
-        for job in [pool.submit(work) for _ in range(search.n_jobs)]:
-            job.result()
-
-
-def wait_for_room(study: optuna.Study, storage: optuna.storages.BaseStorage, search: Search) -> bool:
-    """True once a trial may start; False once the study is full. Fails stale trials first (a
-    dead worker's trial is re-queued, and the next trial of this worker runs it)."""
-    poll = min(search.heartbeat.get("interval", 60), MAX_POLL_S)
-    said = False
-    while True:
-        fail_stale_trials(study, storage)
-        states = [t.state for t in study.get_trials(deepcopy=False, states=(*COUNTED, TrialState.RUNNING))]
-        if len(states) < search.n_trials:
-            return True
-        if TrialState.RUNNING not in states:
-            return False
-        if not said:
-            print(f"waiting: {states.count(TrialState.RUNNING)} running trial(s) may complete the study")
-            said = True
-        time.sleep(poll)
+    Workers(study, storage, search.n_trials, poll_s).run(objective, budget, search.n_jobs, refresh)
 
 
 def main(argv: Sequence[str]) -> None:
@@ -262,8 +222,7 @@ def main(argv: Sequence[str]) -> None:
     search.out_dir.mkdir(parents=True, exist_ok=True)
     storage = open_storage(search.storage, search.heartbeat)
     study = open_study(search, storage)
-    objective = Objective(search.fit_args, space, search.out_dir, method)
-    run_study(search, study, storage, objective)
+    run_study(search, study, storage, Objective(search.fit_args, space, search.out_dir, method))
     write_tables(study, search.out_dir, method)
     notes = write_plots(study, search.out_dir)
     _print_outcome(study, search, notes)

@@ -71,6 +71,18 @@ def test_resuming_adds_trials_without_repeating_completed_ones(tmp_path: Path) -
     assert trials[1].params != first.params  # the resumed sampler does not replay trial 0
 
 
+def test_workers_joining_a_study_do_not_share_a_sampler_seed() -> None:
+    space = {"x": optuna.distributions.FloatDistribution(0.0, 1.0)}
+
+    def first_x(seed: int, offset: int) -> float:
+        study = optuna.create_study(sampler=tune.make_sampler({"seed": seed}, offset))
+        return study.ask(space).params["x"]
+
+    plain = optuna.create_study(sampler=optuna.samplers.TPESampler(seed=2))
+    assert first_x(2, 0) == plain.ask(space).params["x"]  # a new study: the seed as it is
+    assert len({first_x(2, 0), first_x(1, 1), first_x(2, 1), first_x(1, 2)}) == 4  # seed + offset collide
+
+
 def test_diverging_trial_is_recorded_as_fail_and_the_study_goes_on(tmp_path: Path) -> None:
     tune.main(["--config", str(write_search(tmp_path)), "--model.optimizer.init_args.lr", ".inf"])
     trials = load(tmp_path).get_trials()
@@ -190,12 +202,11 @@ def test_a_killed_workers_running_trial_is_failed_and_requeued_with_its_phi(tmp_
     assert trials[1].params == killed.params and trials[1].system_attrs["failed_trial"] == 0
 
 
-def test_a_trial_whose_worker_died_before_its_first_heartbeat_is_failed_too(tmp_path: Path) -> None:
-    write_search(tmp_path, n_trials=1, heartbeat={"interval": 1, "grace_period": 1})
-    (tmp_path / "study").mkdir()
-    storage = tune_storage.open_storage(
-        f"sqlite:///{tmp_path / 'study' / 'study.db'}", {"interval": 1, "grace_period": 1}
-    )
+@pytest.mark.parametrize("kind", ["sqlite:///{}/study.db", "journal://{}/study.log"])
+def test_a_trial_whose_worker_died_before_its_first_heartbeat_is_failed_too(
+    tmp_path: Path, kind: str
+) -> None:
+    storage = tune_storage.open_storage(kind.format(tmp_path), {"interval": 1, "grace_period": 1})
     study = optuna.create_study(study_name="search", storage=storage, direction="maximize")
     study.ask()  # killed while TPE sampled: no heartbeat was ever recorded
     fresh = study.ask()  # another worker's trial, started within the grace period: left alone
@@ -204,6 +215,22 @@ def test_a_trial_whose_worker_died_before_its_first_heartbeat_is_failed_too(tmp_
     tune_storage.fail_stale_trials(study, storage)
     assert [t.state for t in study.get_trials()] == [TrialState.FAIL, TrialState.RUNNING, TrialState.WAITING]
     assert study.get_trials()[2].system_attrs["failed_trial"] == 0
+
+
+def test_a_journal_trial_goes_stale_after_its_last_heartbeat_not_an_inherited_one(tmp_path: Path) -> None:
+    storage = tune_storage.open_storage(f"journal://{tmp_path}/study.log", {"interval": 1, "grace_period": 1})
+    study = optuna.create_study(study_name="search", storage=storage, direction="maximize")
+    dead = study.ask()
+    storage.record_heartbeat(dead._trial_id)  # then its worker dies
+    time.sleep(1.5)
+    tune_storage.fail_stale_trials(study, storage)  # FAIL, re-queued with its system attrs
+    retry = study.ask()  # pops the re-queued copy, which inherited the old heartbeat
+    assert retry.number == 1 and "heartbeat" in study.get_trials()[1].system_attrs
+    tune_storage.fail_stale_trials(study, storage)
+    assert [t.state for t in study.get_trials()] == [TrialState.FAIL, TrialState.RUNNING]
+    time.sleep(1.5)  # no heartbeat of its own either: now it is stale
+    tune_storage.fail_stale_trials(study, storage)
+    assert [t.state for t in study.get_trials()] == [TrialState.FAIL, TrialState.FAIL]
 
 
 def test_two_threads_share_one_study(tmp_path: Path) -> None:

@@ -167,14 +167,19 @@ def check_study(study: optuna.Study | None, killed: FrozenTrial) -> None:
     trial (and only it) FAIL, retried once with its φ."""
     assert study is not None
     trials = study.get_trials()
+    table = "\n".join(
+        f"{t.number} {t.state.name} {t.params} {t.user_attrs.get('worker')} "
+        f"retry of {t.system_attrs.get('failed_trial')} {t.datetime_start} {t.datetime_complete}"
+        for t in trials
+    )
     counted = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
-    assert len(counted) == N_TRIALS, [(t.number, t.state.name) for t in trials]
-    assert not [t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
-    assert [t.number for t in trials if t.state == TrialState.FAIL] == [killed.number]
-    assert len({tuple(sorted(t.params.items())) for t in counted}) == N_TRIALS
+    assert len(counted) == N_TRIALS, table
+    assert not [t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)], table
+    assert [t.number for t in trials if t.state == TrialState.FAIL] == [killed.number], table
+    assert len({tuple(sorted(t.params.items())) for t in counted}) == N_TRIALS, table
     retries = [t for t in trials if t.system_attrs.get("failed_trial") == killed.number]
-    assert len(retries) == 1 and retries[0] in counted and retries[0].params == killed.params
-    assert len({t.user_attrs["run_dir"] for t in trials}) == len(trials)
+    assert len(retries) == 1 and retries[0] in counted and retries[0].params == killed.params, table
+    assert len({t.user_attrs["run_dir"] for t in trials}) == len(trials), table
     assert study.metric_names == ["Eq. 2"]
 
 

@@ -22,7 +22,7 @@ import optuna
 import sqlalchemy
 import sqlalchemy.exc
 from optuna.storages import JournalStorage, RDBStorage
-from optuna.storages._heartbeat import BaseHeartbeat
+from optuna.storages._heartbeat import BaseHeartbeat  # not exported; RDBStorage implements it too
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import FrozenTrial, TrialState
 

@@ -90,9 +90,10 @@ def matrix_as_rows(A: Tensor | None) -> dict[str, list[float | None]]:
 
 
 def matrix_from_attrs(user_attrs: dict[str, Any]) -> list[list[float | None]] | None:
-    """The accuracy matrix a trial stored with :func:`matrix_as_rows` (``None`` if it has none)."""
+    """The accuracy matrix a trial stored with :func:`matrix_as_rows`, or as the one nested list
+    ``A`` of studies begun before (the four meta-searches); ``None`` if it has none."""
     rows = sorted(k for k in user_attrs if k.startswith(ROW))
-    return [user_attrs[k] for k in rows] or None
+    return [user_attrs[k] for k in rows] or user_attrs.get("A")
 
 
 def worker_name() -> str:

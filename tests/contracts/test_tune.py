@@ -18,7 +18,7 @@ from cl_attractors.metrics import eq2_so_far
 from cl_attractors.train.cli import make_cli
 from cl_attractors.tune import storage as tune_storage
 from cl_attractors.tune import study as tune
-from cl_attractors.tune.objective import Objective, matrix_from_attrs, probe_method
+from cl_attractors.tune.objective import Objective, matrix_as_rows, matrix_from_attrs, probe_method
 from cl_attractors.tune.space import parse_space
 from tests.helpers import SPACE, fit_args, tiny_args, write_search
 
@@ -56,6 +56,14 @@ def test_two_trial_search_completes_and_exports_a_loadable_method(tmp_path: Path
     refit = make_cli(run)
     assert refit.model.method.dip.a1 == pytest.approx(study.best_trial.params["a1"])
     assert (tmp_path / "refit" / "metrics.json").is_file()
+
+
+def test_the_matrix_is_read_back_from_rows_or_from_an_older_studys_nested_list() -> None:
+    A = torch.tensor([[0.5, 0.25], [float("nan"), 1.0]], dtype=torch.float64)
+    attrs = {**matrix_as_rows(A), "eq2": 0.1}
+    assert attrs["A_row_01"] == [None, 1.0]
+    assert matrix_from_attrs(attrs) == [[0.5, 0.25], [None, 1.0]]
+    assert matrix_from_attrs({"A": [[0.5]]}) == [[0.5]] and matrix_from_attrs({}) is None
 
 
 def test_resuming_adds_trials_without_repeating_completed_ones(tmp_path: Path) -> None:

@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 from cl_attractors.methods import load_method
@@ -138,3 +145,39 @@ def metrics_json(seen: list[float], prev: list[float | None], cur: list[float], 
 def paper_method(name: str, **overrides: object) -> Any:
     """The method of ``configs/method/<name>.yaml`` (the paper's values), ``overrides`` on top."""
     return load_method(ROOT / "configs" / "method" / f"{name}.yaml", **overrides)
+
+
+def start(*args: str) -> subprocess.Popen:
+    """``cli.py args`` in the background; its stderr goes to a temporary file (see :func:`finish`)."""
+    err = tempfile.TemporaryFile()
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / "cli.py"), *args], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=err
+    )
+    proc.err = err  # type: ignore[attr-defined]
+    return proc
+
+
+def finish(proc: subprocess.Popen, timeout: float = 600) -> None:
+    """Wait for ``proc`` and fail with the end of its stderr unless it exited 0."""
+    if proc.wait(timeout=timeout) != 0:
+        proc.err.seek(0)  # type: ignore[attr-defined]
+        tail = proc.err.read().decode(errors="replace")[-3000:]  # type: ignore[attr-defined]
+        pytest.fail(f"exit {proc.returncode}: {tail}")
+
+
+def wait_for(condition: Callable[[], object], proc: subprocess.Popen, timeout: float = 240) -> None:
+    """Poll ``condition`` until it holds; fail if ``proc`` ends first or after ``timeout`` seconds."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if condition():
+            return
+        assert proc.poll() is None, "the process ended before the fault could be injected"
+        time.sleep(0.05)
+    pytest.fail("timed out waiting for the process")
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]

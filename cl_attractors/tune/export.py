@@ -6,73 +6,50 @@ rewrites these files without training anything.
 
 from __future__ import annotations
 
-import csv
-import io
-import math
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import optuna
+import pandas as pd
 import yaml
 from optuna.trial import FrozenTrial, TrialState
 
 from cl_attractors.io import write_json, write_text
-from cl_attractors.tune.objective import MethodInfo
+from cl_attractors.tune.objective import ROW, MethodInfo, matrix_from_attrs
 
-COLUMNS = ["number", "state", "eq2", "eq2_weighted_mean", "final_avg_acc", "tasks_done", "duration_s"]
-
-
-def trial_rows(study: optuna.Study) -> list[dict[str, Any]]:
-    """One flat row per trial: state, scores, duration, φ and the fail/prune reason."""
-    rows = []
-    for t in study.get_trials(deepcopy=False):
-        row: dict[str, Any] = {
-            "number": t.number,
-            "state": t.state.name,
-            "eq2": t.value if t.state == TrialState.COMPLETE else t.user_attrs.get("eq2"),
-            "eq2_weighted_mean": t.user_attrs.get("eq2_weighted_mean"),
-            "final_avg_acc": t.user_attrs.get("final_avg_acc"),
-            "tasks_done": t.user_attrs.get("tasks_done"),
-            "duration_s": round(t.duration.total_seconds(), 1) if t.duration else None,
-        }
-        row.update(t.user_attrs.get("phi", t.params))
-        row["reason"] = t.user_attrs.get("fail_reason") or t.user_attrs.get("prune_reason") or ""
-        rows.append(row)
-    return rows
+ATTRS = ("eq2", "eq2_weighted_mean", "final_avg_acc", "tasks_done", "worker")
+COLUMNS = ["number", "state", *ATTRS, "duration_s"]
+STATE_WORDS = {"COMPLETE": "complete", "PRUNED": "pruned", "FAIL": "failed", "RUNNING": "running"}
 
 
-def _csv(rows: list[dict[str, Any]]) -> str:
-    names = list(dict.fromkeys(k for row in rows for k in row)) or COLUMNS
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=names, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    return buf.getvalue()
+def trials_table(study: optuna.Study) -> pd.DataFrame:
+    """One row per trial from ``study.trials_dataframe()``: state, (partial) Eq. 2 and the other
+    scores, worker, duration, the sampled φ and the fail/prune reason."""
+    df = study.trials_dataframe(attrs=("number", "state", "duration", "params", "user_attrs"))
+    if df.empty:
+        return pd.DataFrame(columns=[*COLUMNS, "reason"])
+    attrs = df.reindex(columns=[f"user_attrs_{k}" for k in (*ATTRS, "fail_reason", "prune_reason")])
+    table = df[["number", "state"]].copy()
+    for key in ATTRS:
+        table[key] = attrs[f"user_attrs_{key}"]
+    table["duration_s"] = pd.to_timedelta(df["duration"]).dt.total_seconds().round(1)
+    params = df.filter(regex="^params_").rename(columns=lambda c: c.removeprefix("params_"))
+    table = pd.concat([table, params], axis=1)
+    table["reason"] = attrs["user_attrs_fail_reason"].fillna(attrs["user_attrs_prune_reason"]).fillna("")
+    return table
 
 
-def _fmt(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return "" if value is None else str(value)
-
-
-def top_table(rows: list[dict[str, Any]], top: int = 10) -> str:
+def top_table(table: pd.DataFrame, top: int = 10) -> str:
     """Markdown table of the ``top`` COMPLETE trials by Eq. 2, with the study's state counts."""
-    states = [r["state"] for r in rows]
-    head = (
-        f"{states.count('COMPLETE')} complete, {states.count('PRUNED')} pruned, "
-        f"{states.count('FAIL')} failed, {states.count('RUNNING')} running\n\n"
-    )
-    best = sorted(
-        (r for r in rows if r["state"] == "COMPLETE" and r["eq2"] is not None), key=lambda r: -r["eq2"]
-    )[:top]
-    if not best:
+    counts = table["state"].value_counts()
+    head = ", ".join(f"{counts.get(s, 0)} {word}" for s, word in STATE_WORDS.items()) + "\n\n"
+    complete = table[table["state"] == "COMPLETE"].dropna(subset=["eq2"])
+    if complete.empty:
         return head + "no complete trial yet\n"
-    names = list(dict.fromkeys(k for r in best for k in r if k not in ("state", "reason")))
-    lines = ["| " + " | ".join(names) + " |", "|" + "---|" * len(names)]
-    lines += ["| " + " | ".join(_fmt(r.get(n)) for n in names) + " |" for r in best]
-    return head + "\n".join(lines) + "\n"
+    best = complete.astype({"eq2": float}).nlargest(top, "eq2").drop(columns=["state", "worker", "reason"])
+    return head + best.to_markdown(index=False, floatfmt=".4g") + "\n"
 
 
 def best_method_yaml(best: FrozenTrial, method: MethodInfo, study_name: str) -> str:
@@ -96,8 +73,9 @@ def trial_records(study: optuna.Study) -> list[dict[str, Any]]:
             "state": t.state.name,
             "value": t.value,
             "params": t.params,
+            "A": matrix_from_attrs(t.user_attrs),
             "intermediate_values": t.intermediate_values,
-            "user_attrs": t.user_attrs,
+            "user_attrs": {k: v for k, v in t.user_attrs.items() if not k.startswith(ROW)},
             "duration_s": t.duration.total_seconds() if t.duration else None,
         }
         for t in study.get_trials(deepcopy=False)
@@ -107,19 +85,14 @@ def trial_records(study: optuna.Study) -> list[dict[str, Any]]:
 def write_tables(study: optuna.Study, out_dir: Path, method: MethodInfo) -> None:
     """(Re)write ``trials.csv``, ``trials.json``, ``top_trials.md`` and, once a trial completed,
     ``best_method.yaml``."""
-    rows = trial_rows(study)
-    write_text(out_dir / "trials.csv", _csv(rows))
+    table = trials_table(study)
+    write_text(out_dir / "trials.csv", table.to_csv(index=False))
     write_json(out_dir / "trials.json", trial_records(study))
     write_text(
-        out_dir / "top_trials.md", f"# Study {study.study_name}: top trials by Eq. 2\n\n" + top_table(rows)
+        out_dir / "top_trials.md", f"# Study {study.study_name}: top trials by Eq. 2\n\n" + top_table(table)
     )
-    complete = [
-        t
-        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-        if t.value is not None and math.isfinite(t.value)
-    ]
-    if complete:
-        best = max(complete, key=lambda t: t.value)
+    if study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):  # values are finite (objective)
+        best = study.best_trial
         write_text(out_dir / "best_method.yaml", best_method_yaml(best, method, study.study_name))
 
 
@@ -134,7 +107,7 @@ def write_plots(study: optuna.Study, out_dir: Path) -> list[str]:
 
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     sampled = {name for t in complete for name in t.distributions}
-    plots = {
+    plots: dict[str, tuple[Callable[[optuna.Study], Any], int]] = {
         "optimization_history": (ovm.plot_optimization_history, 1),
         "param_importances": (ovm.plot_param_importances, 2),
         "slice": (ovm.plot_slice, 1),

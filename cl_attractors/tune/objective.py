@@ -3,13 +3,16 @@
 The trial builds the run with :func:`cl_attractors.train.cli.make_cli` from the search's ``fit``
 arguments plus its φ, adds Optuna's Lightning pruning callback on ``tune/eq2_so_far`` (Eq. 2
 accumulated over the tasks evaluated so far, logged after each task: one report per task), and
-fits. The accuracy matrix, Eq. 2 and φ go to the trial's user attributes whatever its fate.
+fits. The accuracy matrix (one attribute per row), Eq. 2, φ and the worker go to the trial's user
+attributes whatever its fate.
 """
 
 from __future__ import annotations
 
 import argparse
 import math
+import os
+import socket
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,7 +41,7 @@ class Eq2SoFar(pl.Callback):
         self.seq = seq
 
     def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if not trainer.sanity_checking:
+        if not trainer.sanity_checking and self.seq.A is not None:
             pl_module.log(MONITOR, metrics.eq2_so_far(self.seq.A), on_epoch=True)
 
 
@@ -73,11 +76,29 @@ def probe_method(fit_args: Sequence[str]) -> MethodInfo:
     return MethodInfo(type(cli.model.method), init_args)
 
 
-def matrix_as_lists(A: Tensor | None) -> list[list[float | None]] | None:
-    """The accuracy matrix as nested lists, NaN (not yet filled) as ``None``."""
+ROW = "A_row_"
+
+
+def matrix_as_rows(A: Tensor | None) -> dict[str, list[float | None]]:
+    """The accuracy matrix as one user attribute per row, ``A_row_<i>`` = the accuracy on task
+    ``i`` after training each task (NaN, not yet evaluated, as ``None``): readable row by row in
+    optuna-dashboard, where one nested list is a single unreadable cell."""
     if A is None:
-        return None
-    return [[None if math.isnan(v) else v for v in row] for row in A.double().tolist()]
+        return {}
+    rows = A.double().tolist()
+    return {f"{ROW}{i:02d}": [None if math.isnan(v) else v for v in row] for i, row in enumerate(rows)}
+
+
+def matrix_from_attrs(user_attrs: dict[str, Any]) -> list[list[float | None]] | None:
+    """The accuracy matrix a trial stored with :func:`matrix_as_rows`, or as the one nested list
+    ``A`` of studies begun before (the four meta-searches); ``None`` if it has none."""
+    rows = sorted(k for k in user_attrs if k.startswith(ROW))
+    return [user_attrs[k] for k in rows] or user_attrs.get("A")
+
+
+def worker_name() -> str:
+    """``host:pid`` of this process: which worker ran a trial, across machines."""
+    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 def describe(err: BaseException) -> str:
@@ -108,6 +129,7 @@ class Objective:
         run_dir = self.out_dir / "trials" / f"trial_{trial.number:04d}"
         trial.set_user_attr("phi", phi)
         trial.set_user_attr("run_dir", str(run_dir))
+        trial.set_user_attr("worker", worker_name())
         try:
             cli = build(
                 [
@@ -158,15 +180,14 @@ class Objective:
             "eq2": None,
             "eq2_weighted_mean": None,
         }
-        if done:
+        if done and seq.A is not None:
             part = seq.A[:done, :done]
             out.update(
                 eq2=metrics.eq2(part),
                 eq2_weighted_mean=metrics.eq2_weighted_mean(part),
                 final_avg_acc=float(metrics.avg_acc_seen(part)[-1]),
             )
-        trial.set_user_attr("A", matrix_as_lists(seq.A))
-        for key, value in {**out, **reason}.items():
+        for key, value in {**matrix_as_rows(seq.A), **out, **reason}.items():
             if key != "complete":
                 trial.set_user_attr(key, value)
         return out

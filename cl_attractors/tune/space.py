@@ -7,7 +7,9 @@ Each entry of ``space:`` names an ``__init__`` argument of the method class (it 
 * a categorical ``{choices: [true, false]}`` (scalars only: bool, int, float, str, null),
 * anything else: a fixed value, passed unchanged to every trial.
 
-A range or a categorical may add ``when: {other: value}``: it is sampled only in trials where the
+Ranges and categoricals become Optuna distributions (``FloatDistribution``, ``IntDistribution``,
+``CategoricalDistribution``), so a study's trials carry them as Optuna users expect. A range or a
+categorical may add ``when: {other: value}``: it is sampled only in trials where the
 categorical ``other`` (listed before it) took ``value``, e.g. EWC's ``gamma_online`` only when
 ``mode`` is ``online``; in the other trials it keeps the ``fit`` configuration's value.
 
@@ -23,6 +25,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import optuna
+from optuna.distributions import (
+    BaseDistribution,
+    CategoricalDistribution,
+    FloatDistribution,
+    IntDistribution,
+)
 
 from cl_attractors.errors import ConfigError
 
@@ -30,21 +38,12 @@ RANGE_KEYS = {"low", "high", "log", "int", "when"}
 
 
 @dataclass(frozen=True)
-class Range:
-    """A numeric range sampled by the study (log-uniform by default, as in the paper's App. 6.2)."""
+class Sampled:
+    """A parameter the study samples from an Optuna distribution (a range: ``FloatDistribution``
+    or ``IntDistribution``, log-uniform by default as in the paper's App. 6.2; a categorical:
+    ``CategoricalDistribution``), only in trials where every ``when`` choice took its value."""
 
-    low: float
-    high: float
-    log: bool = True
-    int: bool = False
-    when: tuple[tuple[str, Any], ...] = ()
-
-
-@dataclass(frozen=True)
-class Choice:
-    """A categorical parameter sampled among ``choices``."""
-
-    choices: tuple[Any, ...]
+    distribution: BaseDistribution
     when: tuple[tuple[str, Any], ...] = ()
 
 
@@ -55,7 +54,7 @@ class Fixed:
     value: Any
 
 
-Param = Range | Choice | Fixed
+Param = Sampled | Fixed
 
 
 def allowed_params(cls: type) -> list[str]:
@@ -65,7 +64,7 @@ def allowed_params(cls: type) -> list[str]:
     for klass in cls.__mro__:
         if "__init__" not in vars(klass) or klass is object:
             continue
-        params = inspect.signature(klass.__init__).parameters.values()
+        params = inspect.signature(vars(klass)["__init__"]).parameters.values()
         names += [
             p.name
             for p in params
@@ -98,7 +97,8 @@ def _parse_when(field: str, spec: dict, before: dict[str, Param]) -> tuple[tuple
         raise ConfigError(f"{field}.when={when!r} is not allowed; use a mapping {{choice: value}}")
     for other, value in when.items():
         param = before.get(other)
-        if not isinstance(param, Choice) or value not in param.choices:
+        dist = param.distribution if isinstance(param, Sampled) else None
+        if not isinstance(dist, CategoricalDistribution) or value not in dist.choices:
             raise ConfigError(
                 f"{field}.when.{other}={value!r} is not allowed; use one of the choices "
                 f"of a categorical listed before {field.rsplit('.', 1)[-1]}"
@@ -129,34 +129,39 @@ def _parse_param(name: str, spec: Any, before: dict[str, Param]) -> Param:
         raise ConfigError(f"{field}.low={low} <= 0 with log: true is not allowed; use low > 0 or log: false")
     if is_int and (low != int(low) or high != int(high)):
         raise ConfigError(f"{field}.int=true with low={low}, high={high} is not allowed; use integer bounds")
-    return Range(float(low), float(high), log, is_int, when)
+    if is_int:
+        return Sampled(IntDistribution(int(low), int(high), log=log), when)
+    return Sampled(FloatDistribution(float(low), float(high), log=log), when)
 
 
-def _parse_choice(field: str, spec: dict, when: tuple[tuple[str, Any], ...]) -> Choice:
+def _parse_choice(field: str, spec: dict, when: tuple[tuple[str, Any], ...]) -> Sampled:
     choices = spec["choices"]
     if len(spec) != 1 or not isinstance(choices, list) or not choices:
         raise ConfigError(f"{field}={spec!r} is not allowed; use {{choices: [a non-empty list]}}")
     bad = [c for c in choices if c is not None and not isinstance(c, bool | int | float | str)]
     if bad:
         raise ConfigError(f"{field}.choices has {bad!r}; use scalars (bool, int, float, str, null)")
-    return Choice(tuple(choices), when)
+    return Sampled(CategoricalDistribution(choices), when)
 
 
 def suggest(trial: optuna.Trial, space: dict[str, Param]) -> dict[str, Any]:
     """φ of one trial: sampled values for ranges and choices, the fixed values as they are."""
     phi: dict[str, Any] = {}
     for name, param in space.items():
-        if not isinstance(param, Fixed) and any(phi.get(k) != v for k, v in param.when):
-            continue
-        if isinstance(param, Range) and param.int:
-            phi[name] = trial.suggest_int(name, int(param.low), int(param.high), log=param.log)
-        elif isinstance(param, Range):
-            phi[name] = trial.suggest_float(name, param.low, param.high, log=param.log)
-        elif isinstance(param, Choice):
-            phi[name] = trial.suggest_categorical(name, param.choices)
-        else:
+        if isinstance(param, Fixed):
             phi[name] = param.value
+        elif all(phi.get(k) == v for k, v in param.when):
+            phi[name] = _suggest(trial, name, param.distribution)
     return phi
+
+
+def _suggest(trial: optuna.Trial, name: str, dist: BaseDistribution) -> Any:
+    if isinstance(dist, CategoricalDistribution):
+        return trial.suggest_categorical(name, dist.choices)
+    if isinstance(dist, IntDistribution):
+        return trial.suggest_int(name, dist.low, dist.high, log=dist.log)
+    assert isinstance(dist, FloatDistribution)
+    return trial.suggest_float(name, dist.low, dist.high, log=dist.log)
 
 
 def fit_overrides(phi: dict[str, Any]) -> list[str]:

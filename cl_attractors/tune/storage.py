@@ -1,26 +1,67 @@
-"""The Optuna RDB storage of a search: heartbeats, stale-trial clean-up, schema-creation races."""
+"""The storage of a search: an Optuna RDB URL (SQLite, PostgreSQL, MySQL) or a journal file, with
+heartbeats and stale-trial clean-up on both, and one-line errors for URLs that cannot work.
+
+* ``sqlite:///FILE``, ``postgresql+psycopg2://USER:PASSWORD@HOST:PORT/DB``, ``mysql+pymysql://...``:
+  :class:`optuna.storages.RDBStorage` (SQLAlchemy URLs).
+* ``journal://PATH`` (``journal:///abs/study.log``, ``journal://runs/study.log``): Optuna's
+  ``JournalStorage(JournalFileBackend(PATH))``, one append-only file on a file system every worker
+  shares, for clusters without a database server.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import time
 import warnings
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import optuna
 import sqlalchemy
 import sqlalchemy.exc
-from optuna.trial import TrialState
+from optuna.storages import JournalStorage, RDBStorage
+from optuna.storages._heartbeat import BaseHeartbeat  # not exported; RDBStorage implements it too
+from optuna.storages.journal import JournalFileBackend
+from optuna.trial import FrozenTrial, TrialState
 
 from cl_attractors.errors import ConfigError, require
 
 SCHEMA_RACE_RETRIES = 5
 HEARTBEAT_KEYS = ("interval", "grace_period", "max_retry")
+JOURNAL = "journal://"
+FORMS = (
+    "sqlite:///FILE.db, postgresql+psycopg2://USER:PASSWORD@HOST:PORT/DB, "
+    "mysql+pymysql://USER:PASSWORD@HOST:PORT/DB or journal:///PATH/study.log"
+)
+PIP_NAMES = {
+    "psycopg2": "psycopg2-binary",
+    "psycopg": "psycopg[binary]",
+    "MySQLdb": "mysqlclient",
+    "pymysql": "PyMySQL",
+}
+CONNECT_TIMEOUT_S = 10
+HEARTBEAT_ATTR = "heartbeat"
+StaleCallback = Callable[[optuna.Study, FrozenTrial], None]
 
 
-def open_storage(url: str, heartbeat: dict[str, int]) -> optuna.storages.RDBStorage:
-    """The RDB storage with heartbeats: a killed worker's RUNNING trial turns FAIL after
-    ``grace_period`` seconds without a heartbeat and is re-queued (``max_retry`` times)."""
+def open_storage(url: str, heartbeat: dict[str, int]) -> optuna.storages.BaseStorage:
+    """The study's storage with heartbeats: a killed worker's RUNNING trial turns FAIL after
+    ``grace_period`` seconds without a heartbeat and is re-queued (``max_retry`` times). Any URL
+    that cannot work (unknown scheme, missing driver, unreachable server, missing folder) is a
+    one-line ConfigError saying how to fix it, before any trial."""
+    _check_heartbeat(heartbeat)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        retry = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=heartbeat.get("max_retry", 1))
+        interval, grace = heartbeat.get("interval", 60), heartbeat.get("grace_period", 180)
+        if url.startswith("journal:"):
+            return _journal(url, interval, grace, retry)
+        return _rdb(url, interval, grace, retry)
+
+
+def _check_heartbeat(heartbeat: dict[str, int]) -> None:
     unknown = heartbeat.keys() - set(HEARTBEAT_KEYS)
     if unknown:
         raise ConfigError(
@@ -34,30 +75,77 @@ def open_storage(url: str, heartbeat: dict[str, int]) -> optuna.storages.RDBStor
             value,
             f"an integer >= {minimum}",
         )
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        retry = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=heartbeat.get("max_retry", 1))
-        attempt = 0
-        while True:
-            try:
-                return optuna.storages.RDBStorage(
-                    url,
-                    engine_kwargs=_engine_kwargs(url),
-                    heartbeat_interval=heartbeat.get("interval", 60),
-                    grace_period=heartbeat.get("grace_period", 180),
-                    heartbeat_stale_trial_callback=retry,
-                )
-            except Exception as err:
-                # workers started together on a new database race to create its schema: the
-                # loser's insert fails once the winner's is in, and a retry finds the schema made
-                if _lost_schema_race(err) and attempt < SCHEMA_RACE_RETRIES:
-                    attempt += 1
-                    time.sleep(0.5 * attempt)
-                    continue
-                msg = str(err).strip().splitlines()[0] if str(err).strip() else ""
-                raise ConfigError(
-                    f"search.storage={url!r} cannot be opened: {type(err).__name__}: {msg}"
-                ) from err
+
+
+def shown(url: str) -> str:
+    """``url`` as it may be printed: the password masked."""
+    try:
+        return sqlalchemy.engine.make_url(url).render_as_string(hide_password=True)
+    except sqlalchemy.exc.ArgumentError:
+        return url
+
+
+def _rdb(url: str, interval: int, grace: int, retry: StaleCallback) -> RDBStorage:
+    _check_driver(url)
+    attempt = 0
+    while True:
+        try:
+            return RDBStorage(
+                url,
+                engine_kwargs=_engine_kwargs(url),
+                heartbeat_interval=interval,
+                grace_period=grace,
+                heartbeat_stale_trial_callback=retry,
+            )
+        except Exception as err:
+            # workers started together on a new database race to create its schema: the
+            # loser's insert fails once the winner's is in, and a retry finds the schema made
+            if _lost_schema_race(err) and attempt < SCHEMA_RACE_RETRIES:
+                attempt += 1
+                time.sleep(0.5 * attempt)
+                continue
+            raise ConfigError(f"search.storage={shown(url)!r} cannot be opened: {_why(err)}") from err
+
+
+def _check_driver(url: str) -> None:
+    """A URL SQLAlchemy can parse, with a known scheme whose Python driver is installed."""
+    try:
+        parsed = sqlalchemy.engine.make_url(url)
+    except sqlalchemy.exc.ArgumentError as err:
+        raise ConfigError(f"search.storage={url!r} is not a storage URL; use {FORMS}") from err
+    try:
+        dialect = parsed.get_dialect()
+    except sqlalchemy.exc.NoSuchModuleError as err:
+        raise ConfigError(
+            f"search.storage={shown(url)!r} has the unknown scheme {parsed.drivername!r}; use {FORMS}"
+        ) from err
+    try:
+        dialect.import_dbapi()
+    except ImportError as err:
+        module = (err.name or str(err)).split(".")[0]
+        raise ConfigError(
+            f"search.storage={shown(url)!r} needs the Python driver {module!r}, which is not installed; "
+            f"use `pip install {PIP_NAMES.get(module, module)}` or a scheme naming an installed "
+            "driver (postgresql+psycopg2://)"
+        ) from err
+
+
+def _why(err: Exception) -> str:
+    """The driver's first line and what to do about it."""
+    text = str(getattr(err, "orig", None) or err).strip()
+    first = text.splitlines()[0].strip() if text else type(err).__name__
+    low = text.lower()
+    if "does not exist" in low or "unknown database" in low:
+        hint = "create the database first (e.g. `createdb NAME` on the database host)"
+    elif "authentication" in low or "access denied" in low or "password" in low:
+        hint = "fix the user name or password in the URL"
+    elif "unable to open database file" in low:
+        hint = "create the folder of the SQLite file first, or fix the path"
+    elif any(s in low for s in ("refused", "timeout", "timed out", "translate host", "unreachable")):
+        hint = "start the database server, or fix the host and port in the URL"
+    else:
+        hint = f"check the URL ({FORMS})"
+    return f"{type(err).__name__}: {first}; {hint}"
 
 
 def _lost_schema_race(err: Exception) -> bool:
@@ -68,26 +156,94 @@ def _lost_schema_race(err: Exception) -> bool:
 
 
 def _engine_kwargs(url: str) -> dict[str, Any]:
-    # SQLite: wait for other writers (threads or processes) instead of failing at once
-    return {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
+    if url.startswith("sqlite"):  # wait for other writers (threads or processes), not fail at once
+        return {"connect_args": {"timeout": 60}}
+    if url.startswith("postgresql"):  # an unreachable host fails in seconds, not minutes
+        return {"connect_args": {"connect_timeout": CONNECT_TIMEOUT_S}}
+    return {}
 
 
-def fail_stale_trials(study: optuna.Study, storage: optuna.storages.RDBStorage) -> None:
+def _journal(url: str, interval: int, grace: int, retry: StaleCallback) -> HeartbeatJournalStorage:
+    path = Path(url.removeprefix(JOURNAL)) if url.startswith(JOURNAL) else None
+    if path is None or not path.name or path.is_dir():
+        raise ConfigError(f"search.storage={url!r} is not allowed; use journal:///PATH/study.log (a file)")
+    if not path.parent.is_dir():
+        raise ConfigError(
+            f"search.storage={url!r}: the folder {path.parent} does not exist; create it on the file "
+            "system every worker shares"
+        )
+    try:
+        backend = JournalFileBackend(str(path))
+    except OSError as err:
+        raise ConfigError(f"search.storage={url!r} cannot be opened: {err}; fix the path") from err
+    return HeartbeatJournalStorage(backend, interval, grace, retry)
+
+
+class HeartbeatJournalStorage(JournalStorage, BaseHeartbeat):
+    """Optuna's ``JournalStorage`` with the heartbeats Optuna gives only its ``RDBStorage``.
+
+    The worker running a trial writes the time to the trial's system attribute ``heartbeat``
+    every ``interval`` seconds (one journal line each); a RUNNING trial whose last sign of life
+    (heartbeat or start, whichever is later) is older than ``grace_period`` is stale. As a
+    ``BaseHeartbeat`` it gets Optuna's own machinery: ``study.optimize`` runs the heartbeat
+    thread and fails stale trials (then calls ``stale_callback``: re-queue) before each trial.
+    Times are the workers' clocks (as in the journal's own start times): keep them in sync (NTP).
+    """
+
+    def __init__(
+        self, backend: JournalFileBackend, interval: int, grace_period: int, stale_callback: StaleCallback
+    ) -> None:
+        super().__init__(backend)
+        self.heartbeat_interval = interval
+        self.grace_period = grace_period
+        self.stale_callback = stale_callback
+
+    def record_heartbeat(self, trial_id: int) -> None:
+        # a trial another worker already failed as stale takes no more heartbeats
+        with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):
+            self.set_trial_system_attr(trial_id, HEARTBEAT_ATTR, time.time())
+
+    def _get_stale_trial_ids(self, study_id: int) -> list[int]:
+        cutoff = time.time() - self.grace_period
+        running = self.get_all_trials(study_id, deepcopy=False, states=(TrialState.RUNNING,))
+        return [t._trial_id for t in running if _last_sign_of_life(t) < cutoff]
+
+    def get_heartbeat_interval(self) -> int:
+        return self.heartbeat_interval
+
+    def get_heartbeat_stale_trial_callback(self) -> StaleCallback:
+        return self.stale_callback
+
+
+def _last_sign_of_life(trial: FrozenTrial) -> float:
+    # a re-queued trial inherits its failed original's system attributes, heartbeat included:
+    # a heartbeat older than the trial's start is from that earlier life
+    start = trial.datetime_start.timestamp() if trial.datetime_start else 0.0
+    return max(trial.system_attrs.get(HEARTBEAT_ATTR, 0.0), start)
+
+
+def fail_stale_trials(study: optuna.Study, storage: optuna.storages.BaseStorage) -> None:
     """Fail (and re-queue, through the storage's stale-trial callback) every RUNNING trial whose
     worker died: its last heartbeat is older than the grace period, or it never sent one and
-    started longer ago than that. Optuna's own clean-up skips the second kind: a worker killed
-    between creating a trial and starting its heartbeat thread (while TPE samples) would leave a
-    RUNNING trial forever."""
+    started longer ago than that. On an RDB storage Optuna's own clean-up skips the second kind:
+    a worker killed between creating a trial and starting its heartbeat thread (while TPE
+    samples) would leave a RUNNING trial forever."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         optuna.storages.fail_stale_trials(study)
+        if not isinstance(storage, RDBStorage):
+            return
         callback = storage.get_heartbeat_stale_trial_callback()
         for trial in _never_beaten(study, storage):
-            if storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL) and callback:
+            try:
+                failed = storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL)
+            except optuna.exceptions.UpdateFinishedTrialError:  # another worker failed it first
+                continue
+            if failed and callback:
                 callback(study, storage.get_trial(trial._trial_id))
 
 
-def _never_beaten(study: optuna.Study, storage: optuna.storages.RDBStorage) -> list[optuna.trial.FrozenTrial]:
+def _never_beaten(study: optuna.Study, storage: RDBStorage) -> list[FrozenTrial]:
     running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
     if not running:
         return []

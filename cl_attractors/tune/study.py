@@ -5,8 +5,9 @@
 Each trial is one full task sequence (one ``trainer.fit``) built from the search config's ``fit``
 arguments plus the trial's φ; its value is Eq. 2 of the final accuracy matrix on the split the
 ``fit`` arguments name (``val`` for tuning). The partial Eq. 2 after every task feeds the pruner.
-The study lives in an RDB storage (SQLite in ``out_dir`` by default): re-running the same command
-continues it up to ``n_trials`` COMPLETE + PRUNED trials; several processes may share one URL.
+The study lives in an Optuna storage (SQLite in ``out_dir`` by default; PostgreSQL or a journal file
+for several machines): re-running the same command continues it up to ``n_trials`` COMPLETE + PRUNED
+trials; several processes may share one URL.
 """
 
 from __future__ import annotations
@@ -18,8 +19,9 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
+import numpy as np
 import optuna
 import yaml
 from optuna.trial import TrialState
@@ -29,12 +31,14 @@ from cl_attractors.paths import resolve_args
 from cl_attractors.tune.export import write_plots, write_tables
 from cl_attractors.tune.objective import Objective, probe_method
 from cl_attractors.tune.space import parse_space
-from cl_attractors.tune.storage import fail_stale_trials, open_storage
+from cl_attractors.tune.storage import open_storage, shown
+from cl_attractors.tune.workers import Workers, counted
 
-COUNTED = (TrialState.COMPLETE, TrialState.PRUNED)
 BOOL_KEYS = ("multivariate", "constant_liar", "group")
 SAMPLER_KEYS = {"seed", "n_startup_trials", "n_ei_candidates", *BOOL_KEYS}
 PRUNERS = {"median": optuna.pruners.MedianPruner, "none": optuna.pruners.NopPruner}
+METRIC = "Eq. 2"
+MAX_POLL_S = 10
 TOP_KEYS = {"fit", "space", "sampler", "pruner", "heartbeat", "n_trials", "study_name", "storage", "out_dir"}
 
 
@@ -43,7 +47,7 @@ class Search:
     """A study's settings: the search YAML with the command line applied on top."""
 
     fit_args: list[str]
-    space: dict[str, Any]
+    space: Any  # the YAML's space: mapping, checked by parse_space
     out_dir: Path
     study_name: str
     storage: str
@@ -55,7 +59,7 @@ class Search:
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one line, no usage dump
+    def error(self, message: str) -> NoReturn:  # one line, no usage dump
         raise ConfigError(f"tune: {message}")
 
 
@@ -66,7 +70,11 @@ def parse_args(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
     p.add_argument("--n_trials", type=int, help="COMPLETE + PRUNED trials the study should hold in total")
     p.add_argument("--n_jobs", type=int, default=1, help="trials in parallel threads of this process")
     p.add_argument("--study_name", help="study name in the storage")
-    p.add_argument("--storage", help="Optuna RDB URL (default sqlite:///<out_dir>/study.db)")
+    p.add_argument(
+        "--storage",
+        help="Optuna RDB URL (postgresql+psycopg2://USER@HOST:PORT/DB) or journal:///PATH/study.log "
+        "(default sqlite:///<out_dir>/study.db)",
+    )
     p.add_argument("--out_dir", help="trial runs, study.db, tables, plots and best_method.yaml")
     p.add_argument("--sampler_seed", type=int, help="override sampler.seed (give workers distinct seeds)")
     return p.parse_known_args(list(argv))
@@ -114,8 +122,10 @@ def _check_int(name: str, value: Any, minimum: int = 1) -> None:
 
 
 def make_sampler(opts: dict[str, Any], offset: int) -> optuna.samplers.TPESampler:
-    """Seeded TPE. The seed is shifted by ``offset`` (trials already in the study) so a resumed
-    process does not replay the start-up samples of the first one."""
+    """Seeded TPE. A new study (``offset`` 0: no trial yet) uses the seed as it is; a process
+    joining or resuming a study with ``offset`` trials mixes the two (numpy's ``SeedSequence``),
+    so it does not replay the first process's samples, and two workers whose seed + offset
+    coincide (seeds 1 and 2 joining at 1 and 0 trials) do not sample the same φ."""
     if opts.keys() - SAMPLER_KEYS:
         raise ConfigError(
             f"search.sampler has unknown keys {sorted(opts.keys() - SAMPLER_KEYS)}; "
@@ -128,8 +138,8 @@ def make_sampler(opts: dict[str, Any], offset: int) -> optuna.samplers.TPESample
                 f"{'true or false' if key in BOOL_KEYS else 'an integer >= 0'}"
             )
     opts = dict(opts)
-    if opts.get("seed") is not None:
-        opts["seed"] += offset
+    if opts.get("seed") is not None and offset:
+        opts["seed"] = int(np.random.SeedSequence([opts["seed"], offset]).generate_state(1)[0])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         return optuna.samplers.TPESampler(**opts)
@@ -155,13 +165,8 @@ def make_pruner(opts: dict[str, Any]) -> optuna.pruners.BasePruner:
         raise ConfigError(f"search.pruner={opts!r} is not allowed for {kind}: {err}") from err
 
 
-def counted(study: optuna.Study) -> int:
-    """Trials that count towards ``n_trials``: COMPLETE and PRUNED (FAIL ones are re-done)."""
-    return len(study.get_trials(deepcopy=False, states=COUNTED))
-
-
-def open_study(search: Search, storage: optuna.storages.RDBStorage) -> optuna.Study:
-    """Create or load the named study (maximising Eq. 2) and fail its stale RUNNING trials."""
+def open_study(search: Search, storage: optuna.storages.BaseStorage) -> optuna.Study:
+    """Create or load the named study (maximising its one objective, named "Eq. 2")."""
     study = optuna.create_study(
         study_name=search.study_name,
         storage=storage,
@@ -171,18 +176,24 @@ def open_study(search: Search, storage: optuna.storages.RDBStorage) -> optuna.St
     )
     if study.direction != optuna.study.StudyDirection.MAXIMIZE:
         raise ConfigError(
-            f"study {search.study_name!r} in {search.storage} does not maximise; use another study_name"
+            f"study {search.study_name!r} in {shown(search.storage)} does not maximise; "
+            "use another study_name"
         )
-    fail_stale_trials(study, storage)
+    if study.metric_names != [METRIC]:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.set_metric_names([METRIC])
     study.sampler = make_sampler(search.sampler, len(study.get_trials(deepcopy=False)))
     return study
 
 
-def run_study(search: Search, study: optuna.Study, objective: Objective) -> None:
+def run_study(
+    search: Search, study: optuna.Study, storage: optuna.storages.BaseStorage, objective: Objective
+) -> None:
     """Run trials until the study holds ``n_trials`` COMPLETE + PRUNED ones (this process runs at
-    most that many more; a FAIL trial uses one of them: re-run to top up)."""
-    remaining = search.n_trials - counted(study)
-    if remaining <= 0:
+    most as many as were missing when it started; see :class:`Workers`)."""
+    budget = search.n_trials - counted(study)
+    if budget <= 0:
         print(
             f"study {search.study_name!r} already holds {counted(study)} counted trials "
             f"(n_trials={search.n_trials}); refreshing its outputs only"
@@ -192,20 +203,12 @@ def run_study(search: Search, study: optuna.Study, objective: Objective) -> None
         import torch
 
         torch.set_num_threads(1)  # threads of one process must not fight over cores
-    stop = optuna.study.MaxTrialsCallback(search.n_trials, states=COUNTED)
+    poll_s = min(search.heartbeat.get("interval", 60), MAX_POLL_S)
 
     def refresh(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         write_tables(study, search.out_dir, objective.method)
 
-    study.optimize(
-        objective,
-        n_trials=remaining,
-        n_jobs=search.n_jobs,
-        catch=(Exception,),
-        callbacks=[stop, refresh],
-        gc_after_trial=True,
-        show_progress_bar=True,
-    )
+    Workers(study, storage, search.n_trials, poll_s).run(objective, budget, search.n_jobs, refresh)
 
 
 def main(argv: Sequence[str]) -> None:
@@ -218,9 +221,9 @@ def main(argv: Sequence[str]) -> None:
     make_pruner(search.pruner)  # both checked before the storage is touched
     make_sampler(search.sampler, 0)
     search.out_dir.mkdir(parents=True, exist_ok=True)
-    study = open_study(search, open_storage(search.storage, search.heartbeat))
-    objective = Objective(search.fit_args, space, search.out_dir, method)
-    run_study(search, study, objective)
+    storage = open_storage(search.storage, search.heartbeat)
+    study = open_study(search, storage)
+    run_study(search, study, storage, Objective(search.fit_args, space, search.out_dir, method))
     write_tables(study, search.out_dir, method)
     notes = write_plots(study, search.out_dir)
     _print_outcome(study, search, notes)
@@ -231,7 +234,7 @@ def _print_outcome(study: optuna.Study, search: Search, notes: list[str]) -> Non
     print(
         f"study {search.study_name!r}: {states.count(TrialState.COMPLETE)} complete, "
         f"{states.count(TrialState.PRUNED)} pruned, {states.count(TrialState.FAIL)} failed "
-        f"(storage {search.storage})"
+        f"(storage {shown(search.storage)})"
     )
     for note in notes:
         print(f"note: {note}")

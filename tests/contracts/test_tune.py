@@ -18,7 +18,7 @@ from cl_attractors.metrics import eq2_so_far
 from cl_attractors.train.cli import make_cli
 from cl_attractors.tune import storage as tune_storage
 from cl_attractors.tune import study as tune
-from cl_attractors.tune.objective import Objective, probe_method
+from cl_attractors.tune.objective import Objective, matrix_as_rows, matrix_from_attrs, probe_method
 from cl_attractors.tune.space import parse_space
 from tests.helpers import SPACE, fit_args, tiny_args, write_search
 
@@ -33,7 +33,8 @@ def test_two_trial_search_completes_and_exports_a_loadable_method(tmp_path: Path
     trials = study.get_trials()
     assert [t.state for t in trials] == [TrialState.COMPLETE] * 2
     for t in trials:
-        A = t.user_attrs["A"]
+        A = matrix_from_attrs(t.user_attrs)
+        assert sorted(k for k in t.user_attrs if k.startswith("A_row_")) == ["A_row_00", "A_row_01"]
         assert len(A) == 2 and all(v is not None for row in A for v in row)
         A = torch.tensor(A, dtype=torch.float64)
         assert t.value == pytest.approx(metrics.eq2(A))
@@ -57,6 +58,14 @@ def test_two_trial_search_completes_and_exports_a_loadable_method(tmp_path: Path
     assert (tmp_path / "refit" / "metrics.json").is_file()
 
 
+def test_the_matrix_is_read_back_from_rows_or_from_an_older_studys_nested_list() -> None:
+    A = torch.tensor([[0.5, 0.25], [float("nan"), 1.0]], dtype=torch.float64)
+    attrs = {**matrix_as_rows(A), "eq2": 0.1}
+    assert attrs["A_row_01"] == [None, 1.0]
+    assert matrix_from_attrs(attrs) == [[0.5, 0.25], [None, 1.0]]
+    assert matrix_from_attrs({"A": [[0.5]]}) == [[0.5]] and matrix_from_attrs({}) is None
+
+
 def test_resuming_adds_trials_without_repeating_completed_ones(tmp_path: Path) -> None:
     path = write_search(tmp_path, n_trials=1)
     tune.main(["--config", str(path)])
@@ -68,6 +77,18 @@ def test_resuming_adds_trials_without_repeating_completed_ones(tmp_path: Path) -
     assert all(t.state == TrialState.COMPLETE for t in trials)
     assert (trials[0].params, trials[0].value) == (first.params, first.value)
     assert trials[1].params != first.params  # the resumed sampler does not replay trial 0
+
+
+def test_workers_joining_a_study_do_not_share_a_sampler_seed() -> None:
+    space = {"x": optuna.distributions.FloatDistribution(0.0, 1.0)}
+
+    def first_x(seed: int, offset: int) -> float:
+        study = optuna.create_study(sampler=tune.make_sampler({"seed": seed}, offset))
+        return study.ask(space).params["x"]
+
+    plain = optuna.create_study(sampler=optuna.samplers.TPESampler(seed=2))
+    assert first_x(2, 0) == plain.ask(space).params["x"]  # a new study: the seed as it is
+    assert len({first_x(2, 0), first_x(1, 1), first_x(2, 1), first_x(1, 2)}) == 4  # seed + offset collide
 
 
 def test_diverging_trial_is_recorded_as_fail_and_the_study_goes_on(tmp_path: Path) -> None:
@@ -105,7 +126,7 @@ def test_the_median_pruner_stops_a_poor_trial_early(tmp_path: Path) -> None:
     good, poor = study.get_trials()
     assert good.state == TrialState.COMPLETE
     assert poor.state == TrialState.PRUNED and list(poor.intermediate_values) == [0, 1]
-    assert poor.user_attrs["tasks_done"] == 2 and poor.user_attrs["A"][0][2] is None
+    assert poor.user_attrs["tasks_done"] == 2 and poor.user_attrs["A_row_00"][2] is None
 
 
 def test_a_pruned_trial_keeps_its_partial_matrix(tmp_path: Path) -> None:
@@ -116,7 +137,7 @@ def test_a_pruned_trial_keeps_its_partial_matrix(tmp_path: Path) -> None:
     (pruned,) = study.get_trials()
     assert pruned.state == TrialState.PRUNED and list(pruned.intermediate_values) == [0]
     assert pruned.user_attrs["tasks_done"] == 1 and "pruned at epoch 0" in pruned.user_attrs["prune_reason"]
-    assert pruned.user_attrs["A"][0][0] is not None and pruned.user_attrs["A"][0][1] is None
+    assert pruned.user_attrs["A_row_00"][0] is not None and pruned.user_attrs["A_row_00"][1] is None
 
 
 @pytest.mark.parametrize(
@@ -132,8 +153,30 @@ def test_a_pruned_trial_keeps_its_partial_matrix(tmp_path: Path) -> None:
             "search.space.zeta.low=0.0 <= 0 with log: true is not allowed",
         ),
         ({"n_trials": 0}, "search.n_trials=0 is not allowed"),
-        ({"storage": "nosuchdb://x/y"}, "search.storage='nosuchdb://x/y' cannot be opened"),
-        ({"storage": "sqlite:////nonexistent/dir/study.db"}, "cannot be opened"),
+        (
+            {"storage": "nosuchdb://x/y"},
+            "search.storage='nosuchdb://x/y' has the unknown scheme 'nosuchdb'; use",
+        ),
+        ({"storage": "runs/study.db"}, "search.storage='runs/study.db' is not a storage URL; use sqlite:///"),
+        (
+            {"storage": "mysql://u@127.0.0.1/db"},
+            "needs the Python driver 'MySQLdb', which is not installed; use",
+        ),
+        (
+            {"storage": "sqlite:////nonexistent/dir/study.db"},
+            "cannot be opened: OperationalError: unable to open database file; create the folder",
+        ),
+        (
+            {"storage": "postgresql+psycopg2://u:secret@127.0.0.1:9/db"},
+            "search.storage='postgresql+psycopg2://u:***@127.0.0.1:9/db' cannot be opened: OperationalError: "
+            'connection to server at "127.0.0.1", port 9 failed: Connection refused; '
+            "start the database server",
+        ),
+        (
+            {"storage": "journal:///nonexistent/dir/s.log"},
+            "the folder /nonexistent/dir does not exist; create",
+        ),
+        ({"storage": "journal:s.log"}, "search.storage='journal:s.log' is not allowed; use journal:///PATH"),
         ({"pruner": {"type": "hyperband"}}, "search.pruner.type='hyperband' is not allowed"),
         ({"sampler": {"multivariate": "yes"}}, "search.sampler.multivariate='yes' is not allowed"),
         ({"heartbeat": {"interval": 0}}, "search.heartbeat.interval=0 is not allowed"),
@@ -167,12 +210,11 @@ def test_a_killed_workers_running_trial_is_failed_and_requeued_with_its_phi(tmp_
     assert trials[1].params == killed.params and trials[1].system_attrs["failed_trial"] == 0
 
 
-def test_a_trial_whose_worker_died_before_its_first_heartbeat_is_failed_too(tmp_path: Path) -> None:
-    write_search(tmp_path, n_trials=1, heartbeat={"interval": 1, "grace_period": 1})
-    (tmp_path / "study").mkdir()
-    storage = tune_storage.open_storage(
-        f"sqlite:///{tmp_path / 'study' / 'study.db'}", {"interval": 1, "grace_period": 1}
-    )
+@pytest.mark.parametrize("kind", ["sqlite:///{}/study.db", "journal://{}/study.log"])
+def test_a_trial_whose_worker_died_before_its_first_heartbeat_is_failed_too(
+    tmp_path: Path, kind: str
+) -> None:
+    storage = tune_storage.open_storage(kind.format(tmp_path), {"interval": 1, "grace_period": 1})
     study = optuna.create_study(study_name="search", storage=storage, direction="maximize")
     study.ask()  # killed while TPE sampled: no heartbeat was ever recorded
     fresh = study.ask()  # another worker's trial, started within the grace period: left alone
@@ -181,6 +223,22 @@ def test_a_trial_whose_worker_died_before_its_first_heartbeat_is_failed_too(tmp_
     tune_storage.fail_stale_trials(study, storage)
     assert [t.state for t in study.get_trials()] == [TrialState.FAIL, TrialState.RUNNING, TrialState.WAITING]
     assert study.get_trials()[2].system_attrs["failed_trial"] == 0
+
+
+def test_a_journal_trial_goes_stale_after_its_last_heartbeat_not_an_inherited_one(tmp_path: Path) -> None:
+    storage = tune_storage.open_storage(f"journal://{tmp_path}/study.log", {"interval": 1, "grace_period": 1})
+    study = optuna.create_study(study_name="search", storage=storage, direction="maximize")
+    dead = study.ask()
+    storage.record_heartbeat(dead._trial_id)  # then its worker dies
+    time.sleep(1.5)
+    tune_storage.fail_stale_trials(study, storage)  # FAIL, re-queued with its system attrs
+    retry = study.ask()  # pops the re-queued copy, which inherited the old heartbeat
+    assert retry.number == 1 and "heartbeat" in study.get_trials()[1].system_attrs
+    tune_storage.fail_stale_trials(study, storage)
+    assert [t.state for t in study.get_trials()] == [TrialState.FAIL, TrialState.RUNNING]
+    time.sleep(1.5)  # no heartbeat of its own either: now it is stale
+    tune_storage.fail_stale_trials(study, storage)
+    assert [t.state for t in study.get_trials()] == [TrialState.FAIL, TrialState.FAIL]
 
 
 def test_two_threads_share_one_study(tmp_path: Path) -> None:

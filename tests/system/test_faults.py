@@ -7,48 +7,16 @@ import json
 import os
 import signal
 import sqlite3
-import subprocess
-import sys
-import tempfile
 import time
 from pathlib import Path
 
 import optuna
-import pytest
 from optuna.trial import TrialState
 
 from cl_attractors.grid import command as experiment
 from cl_attractors.io import read_matrix_csv
 from cl_attractors.tune import study as tune
-from tests.helpers import ROOT, fit_args, write_search, write_spec
-
-
-def start(*args: str) -> subprocess.Popen:
-    """``cli.py args`` in the background; its stderr goes to a temporary file (see :func:`finish`)."""
-    err = tempfile.TemporaryFile()
-    proc = subprocess.Popen(
-        [sys.executable, str(ROOT / "cli.py"), *args], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=err
-    )
-    proc.err = err  # type: ignore[attr-defined]
-    return proc
-
-
-def finish(proc: subprocess.Popen, timeout: float = 600) -> None:
-    """Wait for ``proc`` and fail with the end of its stderr unless it exited 0."""
-    if proc.wait(timeout=timeout) != 0:
-        proc.err.seek(0)  # type: ignore[attr-defined]
-        tail = proc.err.read().decode(errors="replace")[-3000:]  # type: ignore[attr-defined]
-        pytest.fail(f"exit {proc.returncode}: {tail}")
-
-
-def wait_for(condition: object, proc: subprocess.Popen, timeout: float = 240) -> None:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if condition():
-            return
-        assert proc.poll() is None, "the process ended before the fault could be injected"
-        time.sleep(0.05)
-    pytest.fail("timed out waiting for the process")
+from tests.helpers import finish, fit_args, start, wait_for, write_search, write_spec
 
 
 def kill_everything_under(path: Path) -> None:
@@ -108,7 +76,7 @@ def test_two_tune_processes_on_one_storage_share_the_trials(tmp_path: Path) -> N
         study_name="search", storage=f"sqlite:///{tmp_path / 'study' / 'study.db'}"
     ).trials
     done = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
-    assert len(done) >= 4 and len({t.number for t in trials}) == len(trials)
+    assert len(done) == 4 and len({t.number for t in trials}) == len(trials)  # exactly n_trials
     assert len({t.user_attrs["run_dir"] for t in trials}) == len(trials)
     assert not [t for t in trials if t.state in (TrialState.RUNNING, TrialState.FAIL)]
 

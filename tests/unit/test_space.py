@@ -5,18 +5,22 @@ from __future__ import annotations
 import optuna
 import pytest
 import yaml
+from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
 from cl_attractors.errors import ConfigError
 from cl_attractors.methods.base import Vanilla
-from cl_attractors.tune.space import Choice, Fixed, Range, fit_overrides, parse_space, suggest
+from cl_attractors.tune.space import Fixed, Sampled, fit_overrides, parse_space, suggest
 from tests.helpers import ROOT
 
 
 def test_space_parsing_and_overrides() -> None:
     space = parse_space({"params": {"choices": ["all", "weights"]}, "layers": [0]}, Vanilla)
-    assert space == {"params": Choice(("all", "weights")), "layers": Fixed([0])}
-    assert parse_space({"params": {"low": 1, "high": 2, "log": False}}, Vanilla)["params"] == Range(
-        1.0, 2.0, log=False
+    assert space == {"params": Sampled(CategoricalDistribution(["all", "weights"])), "layers": Fixed([0])}
+    assert parse_space({"params": {"low": 1, "high": 2, "log": False}}, Vanilla)["params"] == Sampled(
+        FloatDistribution(1.0, 2.0, log=False)
+    )
+    assert parse_space({"params": {"low": 1, "high": 64, "int": True}}, Vanilla)["params"] == Sampled(
+        IntDistribution(1, 64, log=True)
     )
     assert fit_overrides({"params": "weights", "layers": [0], "x": True}) == [
         "--model.method.init_args.params",
@@ -40,7 +44,7 @@ def test_a_conditional_parameter_is_sampled_only_when_its_choice_matches() -> No
         },
         EWC,
     )
-    assert space["gamma_online"] == Range(0.5, 1.0, log=False, when=(("mode", "online"),))
+    assert space["gamma_online"] == Sampled(FloatDistribution(0.5, 1.0), when=(("mode", "online"),))
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
     phis = [suggest(study.ask(), space) for _ in range(12)]
     assert {p["mode"] for p in phis} == {"separate", "online"}

@@ -85,7 +85,6 @@ class CLI(LightningCLI):
                         init_args=Namespace(refresh_rate=100),
                     ),
                 ]
-        cfg.trainer.max_epochs = cfg.data.num_tasks * cfg.data.epochs_per_task
         run_dir = cfg.get("run_dir")
         if run_dir:
             run_dir = Path(run_dir)

@@ -18,6 +18,7 @@ from jsonargparse import Namespace
 from lightning.pytorch.cli import LightningCLI
 
 from callbacks.task_sequence import TaskSequence
+from callbacks.terminal import quiet_lightning
 from cl_attractors.errors import ConfigError
 from cl_attractors.io import ensure_writable
 from cl_attractors.train.data import PermutedMNIST
@@ -75,16 +76,10 @@ class CLI(LightningCLI):
     def before_instantiate_classes(self) -> None:
         cfg = self.config[self.subcommand] if self.subcommand else self.config
         if cfg.trainer.get("enable_progress_bar") is not False:
-            # Lightning's default bar refreshes every step: at ~200 steps/s that costs throughput
             callbacks = cfg.trainer.get("callbacks") or []
             if not any("ProgressBar" in c.class_path for c in callbacks):
-                cfg.trainer.callbacks = [
-                    *callbacks,
-                    Namespace(
-                        class_path="lightning.pytorch.callbacks.TQDMProgressBar",
-                        init_args=Namespace(refresh_rate=100),
-                    ),
-                ]
+                bar = Namespace(class_path="callbacks.terminal.TaskProgressBar", init_args=Namespace())
+                cfg.trainer.callbacks = [*callbacks, bar]
         run_dir = cfg.get("run_dir")
         if run_dir:
             run_dir = Path(run_dir)
@@ -100,6 +95,7 @@ class CLI(LightningCLI):
 def make_cli(args: Sequence[str], run: bool = True) -> CLI:
     """Build (and with ``run`` execute) the CLI from command-line style ``args``."""
     warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")
+    quiet_lightning()
     # compiling the methods' kernels on a machine without a GPU: torch says it found no CUDA
     logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
     return CLI(

@@ -41,6 +41,7 @@ LAYERS = {
     "cli": 6,
 }
 NO_LIGHTNING = (
+    "callbacks.summary",
     "cl_attractors.metrics",
     "cl_attractors.plots",
     "cl_attractors.report",

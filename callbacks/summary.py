@@ -42,12 +42,12 @@ def format_matrix(A: torch.Tensor) -> list[str]:
     return lines
 
 
-def format_summary(summary: dict[str, Any], A: torch.Tensor, run_dir: Path) -> str:
+def format_summary(summary: dict[str, Any], A: torch.Tensor, seconds: float, run_dir: Path) -> str:
     """The end-of-fit report: final metrics, A in percent, wall time and where the outputs are."""
     n, done = A.shape[0], summary["tasks_done"]
     rule = "─" * 64
     state = "finished" if summary["complete"] else "stopped early"
-    lines = [rule, f" {state}: {done}/{n} tasks in {clock(summary['wall_s'])} (wall time)"]
+    lines = [rule, f" {state}: {done}/{n} tasks in {clock(seconds)} (wall time)"]
     if done:
         lines += [
             f"   final average accuracy   {_pct(summary['final_avg_acc'])}",

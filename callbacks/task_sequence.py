@@ -192,7 +192,6 @@ class TaskSequence(pl.Callback):
         out: dict = {
             "complete": k == self.A.shape[0],
             "tasks_done": k,
-            "wall_s": round(self.seconds, 3),
             "initial_acc": None if self.initial is None else self.initial.tolist(),
         }
         if k:

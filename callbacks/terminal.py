@@ -125,4 +125,4 @@ def quiet_lightning() -> None:
 def fit_report(trainer: pl.Trainer) -> str:
     """:func:`format_summary` of the trainer's task sequence."""
     seq = next(c for c in trainer.callbacks if isinstance(c, TaskSequence))
-    return format_summary(seq.summary(), seq.A, seq.run_dir(trainer))
+    return format_summary(seq.summary(), seq.A, seq.seconds, seq.run_dir(trainer))

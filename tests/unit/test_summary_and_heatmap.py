@@ -25,8 +25,8 @@ def test_heat_map_has_its_title_and_a_label_in_every_filled_cell() -> None:
 
 
 def test_summary_reports_the_metrics_the_matrix_and_where_the_outputs_are() -> None:
-    summary = {"complete": True, "tasks_done": 3, "wall_s": 89.4, **metrics.summarize(A, torch.zeros(3))}
-    text = format_summary(summary, A, Path("runs/x"))
+    summary = {"complete": True, "tasks_done": 3, **metrics.summarize(A, torch.zeros(3))}
+    text = format_summary(summary, A, 89.4, Path("runs/x"))
     assert " finished: 3/3 tasks in 1:29 (wall time)" in text
     assert "final average accuracy   81.67%" in text
     assert (
@@ -40,8 +40,8 @@ def test_summary_reports_the_metrics_the_matrix_and_where_the_outputs_are() -> N
 def test_a_stopped_run_says_so_and_leaves_unfilled_cells_blank() -> None:
     partial = A.clone()
     partial[:, 2] = NAN
-    summary = {"complete": False, "tasks_done": 2, "wall_s": 4000.0, **metrics.summarize(partial[:2, :2])}
-    text = format_summary(summary, partial, Path("r"))
+    summary = {"complete": False, "tasks_done": 2, **metrics.summarize(partial[:2, :2])}
+    text = format_summary(summary, partial, 4000.0, Path("r"))
     assert " stopped early: 2/3 tasks in 1:06:40 (wall time)" in text
     assert "      2    10.0   20.0\n" in text
 

@@ -30,8 +30,10 @@ def task_file(task: int) -> str:
 
 def task_checkpoints(directory: Path) -> list[Path]:
     """The task checkpoints in ``directory``, newest task first."""
-    found = [p for p in directory.glob("task_*.ckpt") if TASK_FILE.fullmatch(p.name)]
-    return sorted(found, key=lambda p: int(TASK_FILE.fullmatch(p.name).group(1)), reverse=True)
+    found = [
+        (int(m.group(1)), p) for p in directory.glob("task_*.ckpt") if (m := TASK_FILE.fullmatch(p.name))
+    ]
+    return [p for _, p in sorted(found, reverse=True)]
 
 
 def load_problem(path: Path) -> str | None:

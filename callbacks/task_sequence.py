@@ -110,6 +110,13 @@ class TaskSequence(pl.Callback):
         trainer.num_sanity_val_steps = 0 if self.initial is not None else math.inf
         dashboard.remember_hparams(trainer, pl_module)
 
+    @property
+    def matrix(self) -> torch.Tensor:
+        """A (allocated at setup, or restored from a checkpoint)."""
+        if self.A is None:
+            raise RuntimeError("TaskSequence.setup has not run")
+        return self.A
+
     @staticmethod
     def run_dir(trainer: pl.Trainer) -> Path:
         return Path(trainer.log_dir or trainer.default_root_dir)
@@ -121,6 +128,8 @@ class TaskSequence(pl.Callback):
 
     # ---- task boundaries ----------------------------------------------------------------
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self.schedule is None:
+            raise RuntimeError("TaskSequence.setup has not run")
         self.position = pos = self.schedule.position(trainer.current_epoch)
         trainer.datamodule.set_task(pos.task, pos.epoch)
         pl_module.current_task = pos.task
@@ -146,8 +155,8 @@ class TaskSequence(pl.Callback):
         summary = self.summary()
         if trainer.is_global_zero:
             self.write_outputs(self.run_dir(trainer), dm.permutations)
-        dashboard.log_task(trainer, self.A, task, dm.eval_split, stats, self.heatmaps)
-        if self.tasks_done == self.A.shape[0]:
+        dashboard.log_task(trainer, self.matrix, task, dm.eval_split, stats, self.heatmaps)
+        if summary["complete"]:
             dashboard.log_final(trainer, summary)
         for callback in self._task_callbacks(trainer):
             callback.on_task_end(trainer, pl_module, task, summary)
@@ -183,25 +192,25 @@ class TaskSequence(pl.Callback):
             if self.initial is None and full and trainer.global_step == 0:
                 self.initial = column
         elif trainer.state.fn == TrainerFn.FITTING and self.position is not None:
-            self.A[:, self.position.task] = column
+            self.matrix[:, self.position.task] = column
 
     # ---- outputs ------------------------------------------------------------------------
     def summary(self) -> dict:
         """metrics.json content: per-task curves so far, and every summary of the filled part."""
         k = self.tasks_done
         out: dict = {
-            "complete": k == self.A.shape[0],
+            "complete": k == self.matrix.shape[0],
             "tasks_done": k,
             "initial_acc": None if self.initial is None else self.initial.tolist(),
         }
         if k:
-            part = self.A[:k, :k]
+            part = self.matrix[:k, :k]
             out.update(metrics.summarize(part, None if self.initial is None else self.initial[:k]))
         return out
 
     def write_outputs(self, run_dir: Path, permutations: torch.Tensor) -> None:
         """Atomically (re)write accuracy_matrix.csv, metrics.json and permutations.pt."""
-        write_text(run_dir / "accuracy_matrix.csv", matrix_to_csv(self.A))
+        write_text(run_dir / "accuracy_matrix.csv", matrix_to_csv(self.matrix))
         write_json(run_dir / "metrics.json", self.summary())
         if not (run_dir / "permutations.pt").exists():
             save_tensor(run_dir / "permutations.pt", permutations)

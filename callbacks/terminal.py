@@ -56,9 +56,9 @@ class TaskProgressBar(ProgressBar, TaskCallback):
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._start, self._first_task = time.monotonic(), None
         if self._enabled and self.interactive:
-            per_epoch = trainer.num_training_batches
+            per_epoch = int(trainer.num_training_batches)
             self._bar = tqdm(
-                total=trainer.max_epochs * per_epoch,
+                total=(trainer.max_epochs or 0) * per_epoch,
                 initial=trainer.current_epoch * per_epoch,
                 file=sys.stdout,
                 dynamic_ncols=True,
@@ -125,4 +125,4 @@ def quiet_lightning() -> None:
 def fit_report(trainer: pl.Trainer) -> str:
     """:func:`format_summary` of the trainer's task sequence."""
     seq = next(c for c in trainer.callbacks if isinstance(c, TaskSequence))
-    return format_summary(seq.summary(), seq.A, seq.seconds, seq.run_dir(trainer))
+    return format_summary(seq.summary(), seq.matrix, seq.seconds, seq.run_dir(trainer))

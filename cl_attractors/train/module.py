@@ -9,6 +9,7 @@ import lightning.pytorch as pl
 import torch
 import torch.nn.functional as F
 from lightning.pytorch.cli import OptimizerCallable
+from lightning.pytorch.core.optimizer import LightningOptimizer
 from torch import Tensor, nn
 
 from cl_attractors.errors import require
@@ -85,7 +86,8 @@ class CLModule(pl.LightningModule):
     def training_step(self, batch: list[tuple[Tensor, Tensor]], batch_idx: int) -> Tensor:
         """One optimizer step per mini-batch of the group (see ``data.steps_per_batch``), with the
         method's two per-step hooks around it."""
-        optimizer = self.optimizers()
+        optimizer = self.optimizers(use_pl_optimizer=True)
+        assert isinstance(optimizer, LightningOptimizer)  # configure_optimizers returns one
         for x, y in batch:
             loss = F.cross_entropy(self.net(x), y)
             step = self.global_step  # optimizer steps taken so far

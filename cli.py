@@ -62,21 +62,10 @@ def _fit(args: Sequence[str]) -> None:
 
 
 def print_outcome(cli: object) -> None:
-    """Print the accuracy matrix and where the outputs are."""
-    from callbacks.task_sequence import TaskSequence
-    from cl_attractors.io import matrix_to_csv
+    """Print the end-of-fit summary: final metrics, the accuracy matrix, where the outputs are."""
+    from callbacks.terminal import fit_report
 
-    trainer = cli.trainer
-    seq = next(c for c in trainer.callbacks if isinstance(c, TaskSequence))
-    summary = seq.summary()
-    print("\nAccuracy matrix A[i, j] (row i = evaluated task, column j = after training task j):")
-    print(matrix_to_csv(seq.A).replace(",", "\t"), end="")
-    if summary["tasks_done"]:
-        print(
-            f"final average accuracy {summary['final_avg_acc']:.4f}   Eq. 2 {summary['eq2']:.4f}"
-            f"   BWT {summary['bwt']}"
-        )
-    print(f"outputs and TensorBoard logs: {trainer.log_dir}   (tensorboard --logdir {trainer.log_dir})")
+    print(fit_report(cli.trainer))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import lightning.pytorch as pl
 from lightning.pytorch.loggers import TensorBoardLogger
 
+from callbacks.task_sequence import TaskCallback
 
-class WeightHistograms(pl.Callback):
-    """After each task's last epoch, log a histogram of each parameter tensor (step = task).
+
+class WeightHistograms(TaskCallback):
+    """After each task, a histogram of each parameter tensor, tagged by layer (step = task).
+
+    Tags are ``weights/<parameter name>``, e.g. ``weights/net.0.weight``.
 
     Args:
         min_abs: drop values with ``|w| < min_abs`` first (the paper's Fig. 5 removes ``|w| < 1e-5``).
@@ -16,12 +22,13 @@ class WeightHistograms(pl.Callback):
     def __init__(self, min_abs: float = 0.0) -> None:
         self.min_abs = min_abs
 
-    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+    def on_task_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, task: int, summary: dict[str, Any]
+    ) -> None:
         logger = pl_module.logger
-        task, epoch = divmod(trainer.current_epoch, trainer.datamodule.epochs_per_task)
-        if epoch != trainer.datamodule.epochs_per_task - 1 or not isinstance(logger, TensorBoardLogger):
+        if not isinstance(logger, TensorBoardLogger) or not trainer.is_global_zero:
             return
-        for name, p in pl_module.net.named_parameters():
+        for name, p in pl_module.net.named_parameters(prefix="net"):
             values = p.detach().flatten()
             if self.min_abs > 0:
                 values = values[values.abs() >= self.min_abs]

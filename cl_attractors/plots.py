@@ -12,6 +12,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
+import numpy as np
 import torch
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
@@ -37,12 +38,19 @@ def save_figure(fig: Figure, path: Path) -> None:
     tmp.replace(path)
 
 
-def accuracy_heatmap(A: torch.Tensor) -> Figure:
-    """Heat map of A(i, j): rows = evaluated task i, columns = after training task j."""
+def accuracy_heatmap(A: torch.Tensor, title: str = "") -> Figure:
+    """Heat map of A(i, j) (rows = evaluated task i, columns = after training task j), each filled
+    cell labelled with its accuracy in %."""
     n = A.shape[0]
-    fig, ax = plt.subplots(figsize=(1.2 + 0.5 * n, 1.0 + 0.45 * n))
-    im = ax.imshow(A.float().numpy(), vmin=0, vmax=1, cmap="viridis")
+    fig, ax = plt.subplots(figsize=(1.6 + 0.55 * n, 1.3 + 0.5 * n))
+    percent = 100 * A.double().numpy()
+    im = ax.imshow(percent, vmin=0, vmax=100, cmap="viridis")
+    for (i, j), value in np.ndenumerate(percent):
+        if not np.isnan(value):
+            color = "black" if value > 60 else "white"  # viridis is light at the top
+            ax.text(j, i, f"{value:.0f}", ha="center", va="center", fontsize=8, color=color)
     ax.set(xlabel="after training task j", ylabel="evaluated task i", xticks=range(n), yticks=range(n))
+    ax.set_title(f"{title}: accuracy (%)" if title else "accuracy (%)", fontsize=10)
     fig.colorbar(im, ax=ax, fraction=0.046)
     fig.tight_layout()
     return fig

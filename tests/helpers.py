@@ -53,6 +53,21 @@ def tiny_args(
     ]
 
 
+def tiny_cli(run_dir: Path, *extra: str, num_tasks: int = 3) -> Any:
+    """The LightningCLI of :func:`tiny_args` (model, datamodule, trainer), built but not fitted."""
+    from cl_attractors.train.cli import make_cli
+
+    return make_cli(tiny_args(run_dir, *extra, num_tasks=num_tasks)[1:], run=False)
+
+
+def fit_tasks(cli: Any, ckpt_path: str | None = None) -> Any:
+    """Fit ``cli``'s model (resuming from ``ckpt_path``) and return its TaskSequence callback."""
+    from callbacks.task_sequence import TaskSequence
+
+    cli.trainer.fit(cli.model, datamodule=cli.datamodule, ckpt_path=ckpt_path)
+    return next(c for c in cli.trainer.callbacks if isinstance(c, TaskSequence))
+
+
 SPACE = {"a1": {"low": 0.01, "high": 10.0}, "lam": {"low": 4.0, "high": 10.0}}
 
 

@@ -56,8 +56,9 @@ class Run:
         return is_complete(self.run_dir)
 
     def command(self) -> list[str]:
-        """``cli.py`` arguments (after the script): a fresh run, or a resume from last.ckpt."""
-        resume = ["--ckpt_path", "last"] if (self.run_dir / "checkpoints" / "last.ckpt").exists() else []
+        """``cli.py`` arguments (after the script): a fresh run, or a resume when a task checkpoint
+        exists (``--ckpt_path last`` picks the newest that loads, whatever state last.ckpt is in)."""
+        resume = ["--ckpt_path", "last"] if any((self.run_dir / "checkpoints").glob("task_*.ckpt")) else []
         return [*self.args, *resume]
 
 

@@ -23,6 +23,7 @@ from lightning.pytorch.cli import LightningCLI
 
 import cl_attractors.methods
 from callbacks.task_sequence import TaskSequence
+from callbacks.terminal import quiet_lightning
 from cl_attractors.errors import ConfigError
 from cl_attractors.io import ensure_writable
 from cl_attractors.train.compose import expand_argv
@@ -108,20 +109,13 @@ class CLI(LightningCLI):
 
 
 def derive(cfg: Namespace) -> None:
-    """The values set from others: the epochs of the whole sequence, the logger of ``run_dir``, and
-    a progress bar that refreshes every 100 steps."""
+    """The values set from others: the task progress bar (unless disabled) and the logger of
+    ``run_dir``. The epochs of the whole sequence are set by the task-sequence callback."""
     if cfg.trainer.get("enable_progress_bar") is not False:
-        # Lightning's default bar refreshes every step: at ~200 steps/s that costs throughput
         callbacks = cfg.trainer.get("callbacks") or []
         if not any("ProgressBar" in c.class_path for c in callbacks):
-            cfg.trainer.callbacks = [
-                *callbacks,
-                Namespace(
-                    class_path="lightning.pytorch.callbacks.TQDMProgressBar",
-                    init_args=Namespace(refresh_rate=100),
-                ),
-            ]
-    cfg.trainer.max_epochs = cfg.data.num_tasks * cfg.data.epochs_per_task
+            bar = Namespace(class_path="callbacks.terminal.TaskProgressBar", init_args=Namespace())
+            cfg.trainer.callbacks = [*callbacks, bar]
     if cfg.get("run_dir"):
         run_dir = Path(cfg.run_dir)
         cfg.trainer.logger = Namespace(
@@ -135,6 +129,7 @@ def derive(cfg: Namespace) -> None:
 def make_cli(args: Sequence[str], run: bool = True) -> CLI:
     """Build (and with ``run`` execute) the CLI from command-line style ``args``."""
     warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")
+    quiet_lightning()
     # compiling the methods' kernels on a machine without a GPU: torch says it found no CUDA
     logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
     import_methods()

@@ -4,7 +4,8 @@ Each split is held once as a ``[n, 784]`` tensor. A batch is ``x[idx]`` with the
 permutation applied per batch, so no per-sample ``__getitem__`` runs. Permutations and per-task
 shuffles come from dedicated seeded generators, never the global RNG: the shuffle order of an
 epoch depends only on ``(seed, task, epoch)``, so a resumed run sees the same batches. The
-training dataloader follows the trainer's epoch (task = epoch // epochs_per_task).
+training dataloader serves the task it was last told (:meth:`PermutedMNIST.set_task`, called by
+the task sequence at every epoch start): one loader for the whole sequence.
 """
 
 from __future__ import annotations
@@ -92,6 +93,25 @@ class GroupedBatches:
             yield group
 
 
+class CurrentTaskBatches:
+    """The training batches of the datamodule's current task, grouped ``steps_per_batch`` at a time.
+
+    ``__iter__`` is a generator, so the task is read when the first batch is drawn: Lightning
+    creates the iterator before ``on_train_epoch_start`` (where the task sequence sets the task) but
+    draws from it only after. Every task has as many batches, so the length is fixed.
+    """
+
+    def __init__(self, dm: PermutedMNIST) -> None:
+        self.dm = dm
+
+    def __len__(self) -> int:
+        return math.ceil(math.ceil(self.dm.num_train / self.dm.batch_size) / self.dm.steps_per_batch)
+
+    def __iter__(self) -> Iterator[list[tuple[Tensor, Tensor]]]:
+        dm = self.dm
+        yield from GroupedBatches(dm.train_batches(dm.task, dm.task_epoch), dm.steps_per_batch)
+
+
 class PermutedMNIST(pl.LightningDataModule):
     """Permuted-MNIST (or -FashionMNIST/-KMNIST) task sequence.
 
@@ -161,6 +181,7 @@ class PermutedMNIST(pl.LightningDataModule):
         self.synthetic_size = synthetic_size
         self.permutations = make_permutations(num_tasks, 784, seed, identity_first, shared_fraction)
         self.splits: Splits | None = None
+        self.task, self.task_epoch = 0, 0
 
     # ---- loading ------------------------------------------------------------------------
     def prepare_data(self) -> None:
@@ -221,15 +242,14 @@ class PermutedMNIST(pl.LightningDataModule):
         idx = torch.randperm(len(y), generator=generator)[:n]
         return x[idx].index_select(1, self.permutations[task]), y[idx]
 
-    def train_dataloader(self) -> GroupedBatches:
-        """Batches of the task that the trainer's current epoch belongs to, grouped.
+    def set_task(self, task: int, epoch: int) -> None:
+        """Serve ``task``'s training batches, in the order of its ``epoch``-th epoch."""
+        self.task, self.task_epoch = task, epoch
 
-        Needs ``trainer.reload_dataloaders_every_n_epochs = 1`` (the task-sequence callback sets
-        it): Lightning then asks again every epoch, after a resume too, with the right epoch.
-        """
+    def train_dataloader(self) -> CurrentTaskBatches:
+        """The current task's batches (see :meth:`set_task`), grouped per Lightning batch."""
         self.setup()
-        epoch = self.trainer.current_epoch if self.trainer is not None else 0
-        return GroupedBatches(self.train_batches(*divmod(epoch, self.epochs_per_task)), self.steps_per_batch)
+        return CurrentTaskBatches(self)
 
     def val_dataloader(self) -> list[TaskBatches]:
         self.setup()

@@ -1,4 +1,5 @@
-"""Contracts of one fit over a task sequence: A(i, j), optimizer resets, hook order, outputs, resume."""
+"""Contracts of one fit over a task sequence: the schedule, A(i, j), optimizer resets, hook order,
+outputs, checkpoints per task, resume."""
 
 from __future__ import annotations
 
@@ -9,12 +10,15 @@ from typing import Any
 import lightning.pytorch as pl
 import pytest
 import torch
+from lightning.pytorch.plugins.precision import MixedPrecision
 
-from callbacks.task_sequence import TaskSequence
+from callbacks.task_checkpoint import TaskCheckpoint
+from callbacks.task_sequence import TaskPosition, TaskSchedule, TaskSequence
+from cl_attractors.errors import ConfigError
 from cl_attractors.io import read_matrix_csv
 from cl_attractors.methods.base import CLMethod
-from cl_attractors.train.cli import make_cli
-from tests.helpers import tiny_args
+from tests.helpers import fit_tasks as fit
+from tests.helpers import tiny_cli as build
 
 
 class Recorder(CLMethod):
@@ -29,6 +33,7 @@ class Recorder(CLMethod):
 
     def on_task_start(self, module: Any, task: int) -> None:
         self.events.append(("start", task))
+        assert module.current_task == task and module.trainer.datamodule.task == task
         self.state_sizes.append(len(module.trainer.optimizers[0].state))
 
     def on_before_optimizer_step(self, module: Any, optimizer: Any) -> None:
@@ -48,13 +53,14 @@ class Recorder(CLMethod):
         return {"seen": float(task)}
 
 
-def build(run_dir: Path, *extra: str, num_tasks: int = 3) -> Any:
-    return make_cli(tiny_args(run_dir, *extra, num_tasks=num_tasks)[1:], run=False)
-
-
-def fit(cli: Any, ckpt_path: str | None = None) -> TaskSequence:
-    cli.trainer.fit(cli.model, datamodule=cli.datamodule, ckpt_path=ckpt_path)
-    return next(c for c in cli.trainer.callbacks if isinstance(c, TaskSequence))
+def test_the_schedule_maps_each_epoch_to_its_task() -> None:
+    schedule = TaskSchedule(num_tasks=3, epochs_per_task=2)
+    assert schedule.max_epochs == 6
+    assert [schedule.position(e) for e in (0, 1, 4)] == [
+        TaskPosition(task=0, epoch=0, first=True, last=False),
+        TaskPosition(task=0, epoch=1, first=False, last=True),
+        TaskPosition(task=2, epoch=0, first=True, last=False),
+    ]
 
 
 def test_hooks_run_in_order_and_adam_is_reset_at_every_task(tmp_path: Path) -> None:
@@ -75,15 +81,21 @@ def test_hooks_run_in_order_and_adam_is_reset_at_every_task(tmp_path: Path) -> N
     assert cli.trainer.optimizers[0].param_groups[0]["lr"] == pytest.approx(0.01)
 
 
-def test_accuracy_matrix_matches_a_direct_evaluation(tmp_path: Path) -> None:
-    cli = build(tmp_path / "r")
+def test_the_weights_after_each_task_reload_and_give_its_column_of_a(tmp_path: Path) -> None:
+    run = tmp_path / "r"
+    cli = build(run)
     seq = fit(cli)
     A, dm, net = seq.A, cli.datamodule, cli.model.net
     assert A.shape == (3, 3) and not torch.isnan(A).any()
-    with torch.inference_mode():
-        for i in range(3):
-            correct = sum(int((net(x).argmax(1) == y).sum()) for x, y in dm.eval_batches(i))
-            assert A[i, -1] == pytest.approx(correct / len(dm.eval_batches(i).y))
+    for j in range(3):
+        ckpt = torch.load(run / "checkpoints" / f"task_{j:02d}.ckpt", weights_only=False)
+        net.load_state_dict(
+            {k[len("net.") :]: v for k, v in ckpt["state_dict"].items() if k.startswith("net.")}
+        )
+        with torch.inference_mode():
+            for i in range(3):
+                correct = sum(int((net(x).argmax(1) == y).sum()) for x, y in dm.eval_batches(i))
+                assert A[i, j] == pytest.approx(correct / len(dm.eval_batches(i).y))
     assert A.diagonal().mean() > 0.3  # the synthetic tasks are learnable (chance = 0.1)
     assert seq.initial is not None and seq.initial.shape == (3,)
 
@@ -91,20 +103,82 @@ def test_accuracy_matrix_matches_a_direct_evaluation(tmp_path: Path) -> None:
 def test_every_output_is_written(tmp_path: Path) -> None:
     run = tmp_path / "r"
     seq = fit(build(run))
-    for name in (
-        "accuracy_matrix.csv",
-        "metrics.json",
-        "permutations.pt",
-        "config.yaml",
-        "checkpoints/last.ckpt",
-    ):
+    for name in ("accuracy_matrix.csv", "metrics.json", "permutations.pt", "config.yaml", "hparams.yaml"):
         assert (run / name).is_file(), name
+    ckpts = run / "checkpoints"
+    assert sorted(p.name for p in ckpts.iterdir()) == [
+        "last.ckpt",
+        "task_00.ckpt",
+        "task_01.ckpt",
+        "task_02.ckpt",
+    ]
+    assert (ckpts / "last.ckpt").resolve() == (ckpts / "task_02.ckpt").resolve()
     assert list(run.glob("events.out.tfevents.*"))
     assert torch.allclose(read_matrix_csv(run / "accuracy_matrix.csv"), seq.A, atol=1e-6)
     summary = json.loads((run / "metrics.json").read_text())
     assert summary["complete"] and summary["tasks_done"] == 3
     assert summary["final_avg_acc"] == pytest.approx(float(seq.A[:, -1].mean()))
     assert torch.equal(torch.load(run / "permutations.pt"), build(tmp_path / "x").datamodule.permutations)
+
+
+class FirstBatches(pl.Callback):
+    """The first mini-batch's inputs of every epoch."""
+
+    def __init__(self) -> None:
+        self.seen: dict[int, torch.Tensor] = {}
+
+    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: Any, batch: Any, batch_idx: int) -> None:
+        if batch_idx == 0:
+            self.seen[trainer.current_epoch] = batch[0][0].clone()
+
+
+def test_every_epoch_draws_its_tasks_batches_and_each_task_one_checkpoint(tmp_path: Path) -> None:
+    cli = build(tmp_path / "r", "--data.epochs_per_task", "2", num_tasks=2)
+    spy = FirstBatches()
+    cli.trainer.callbacks.append(spy)
+    fit(cli)
+    assert sorted(spy.seen) == [0, 1, 2, 3] and cli.trainer.current_epoch == 4
+    for epoch, x in spy.seen.items():
+        task, within = epoch // 2, epoch % 2
+        assert torch.equal(x, next(iter(cli.datamodule.train_batches(task, within)))[0]), epoch
+    assert sorted(p.name for p in (tmp_path / "r" / "checkpoints").glob("task_*")) == [
+        "task_00.ckpt",
+        "task_01.ckpt",
+    ]
+
+
+def test_metrics_json_counts_a_task_only_once_its_checkpoint_is_on_disk(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    save = TaskCheckpoint.save_task
+
+    def fail_on_the_last(self: TaskCheckpoint, trainer: pl.Trainer, task: int) -> None:
+        if task == 2:
+            raise OSError("no space left on device (injected)")
+        save(self, trainer, task)
+
+    monkeypatch.setattr(TaskCheckpoint, "save_task", fail_on_the_last)
+    with pytest.raises(OSError, match="injected"):
+        fit(build(tmp_path / "r"))
+    summary = json.loads((tmp_path / "r" / "metrics.json").read_text())
+    assert summary["tasks_done"] == 2 and not summary["complete"]
+
+
+def test_a_loss_scaler_is_refused_before_training(tmp_path: Path) -> None:
+    """The method hooks edit p.grad between backward and the step: it must not be loss-scaled."""
+    cli = build(tmp_path / "r")
+    scaled = MixedPrecision("16-mixed", "cpu", scaler=torch.amp.GradScaler("cpu"))
+    trainer = pl.Trainer(
+        plugins=[scaled],
+        accelerator="cpu",
+        logger=False,
+        enable_progress_bar=False,
+        callbacks=[TaskSequence()],
+        default_root_dir=tmp_path,
+    )
+    with pytest.raises(ConfigError, match="trainer.precision='16-mixed' is not allowed"):
+        trainer.fit(cli.model, datamodule=cli.datamodule)
+    assert cli.model.global_step == 0
 
 
 class Crash(pl.Callback):
@@ -143,3 +217,64 @@ def test_grouping_steps_per_lightning_batch_changes_nothing(tmp_path: Path) -> N
     one = fit(build(tmp_path / "one", "--data.steps_per_batch", "1"))
     three = fit(build(tmp_path / "three", "--data.steps_per_batch", "3"))
     assert torch.equal(one.A, three.A)
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, torch.Tensor]:
+    run = tmp_path_factory.mktemp("ref") / "run"
+    return run, fit(build(run)).A
+
+
+def crashed_in_task_2(run: Path) -> Path:
+    """A run killed inside task 2: task_00 and task_01 are on disk, last.ckpt links task_01."""
+    cli = build(run)
+    cli.trainer.callbacks.append(Crash(epoch=2, batch=1))
+    with pytest.raises(RuntimeError, match="injected crash"):
+        fit(cli)
+    return run / "checkpoints"
+
+
+def truncate(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+def dangle(link: Path) -> None:
+    link.unlink()
+    link.symlink_to("task_07.ckpt")
+
+
+FAULTS = {
+    "last.ckpt missing": (lambda ckpts: (ckpts / "last.ckpt").unlink(), "task_01.ckpt"),
+    "last.ckpt dangling": (lambda ckpts: dangle(ckpts / "last.ckpt"), "task_01.ckpt"),
+    "newest checkpoint truncated": (lambda ckpts: truncate(ckpts / "task_01.ckpt"), "task_00.ckpt"),
+}
+
+
+@pytest.mark.parametrize("fault", FAULTS)
+def test_resume_uses_the_newest_checkpoint_that_loads(
+    tmp_path: Path, reference: tuple[Path, torch.Tensor], fault: str
+) -> None:
+    (inject, expected), (reference_run, reference_A) = FAULTS[fault], reference
+    ckpts = crashed_in_task_2(tmp_path / "run")
+    inject(ckpts)
+    cli = build(tmp_path / "run")
+    resumed = fit(cli, ckpt_path="last")
+    assert Path(cli.trainer.ckpt_path).name == expected
+    assert torch.equal(resumed.A, reference_A)
+    for name in ("accuracy_matrix.csv", "metrics.json"):  # byte for byte, as uninterrupted
+        assert (tmp_path / "run" / name).read_bytes() == (reference_run / name).read_bytes()
+    assert (ckpts / "last.ckpt").resolve() == (ckpts / "task_02.ckpt").resolve()
+
+
+def test_a_directory_of_checkpoints_is_neither_overwritten_nor_resumed_from_garbage(tmp_path: Path) -> None:
+    ckpts = crashed_in_task_2(tmp_path / "run")
+    with pytest.raises(ConfigError, match="holds the checkpoints of an earlier run .*--ckpt_path last"):
+        fit(build(tmp_path / "run"))
+    assert (ckpts / "task_01.ckpt").is_file()
+    for path in ckpts.glob("task_*.ckpt"):
+        truncate(path)
+    with (
+        pytest.warns(UserWarning, match="skipping .*task_01.ckpt: not a loadable checkpoint"),
+        pytest.raises(ConfigError, match="--ckpt_path last: no checkpoint in .* loads"),
+    ):
+        fit(build(tmp_path / "run"), ckpt_path="last")

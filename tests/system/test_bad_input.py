@@ -42,7 +42,6 @@ FIT_CASES: list[tuple[tuple[str, ...], str]] = [
     (("--model.hidden_sizes", "[16, -2]"), "model.hidden_sizes[1]=-2 is not allowed"),
     (("--model.input_size", "0"), "model.input_size=0 is not allowed"),
     (("--model.num_classes", "0"), "model.num_classes=0 is not allowed"),
-    (("--model.log_every_n_steps", "0"), "model.log_every_n_steps=0 is not allowed"),
     (("--model.check_finite_every_n_steps", "0"), "model.check_finite_every_n_steps=0 is not allowed"),
     (("--model.optimizer.class_path", "torch.optim.Nope"), "model.optimizer"),
     (("--model.method", "configs/method/nope.yaml"), "model.method"),
@@ -71,6 +70,7 @@ FIT_CASES: list[tuple[tuple[str, ...], str]] = [
     # trainer
     (("--trainer.accelerator", "tpuu"), "accelerator='tpuu'"),
     (("--trainer.precision", "7"), "precision"),
+    (("--trainer.log_every_n_steps", "0"), "trainer.log_every_n_steps=0 is not allowed"),
     # command line and paths
     (("--no_such_flag", "1"), "unrecognized arguments: --no_such_flag"),
     (("--config", "configs/nope.yaml"), "--config configs/nope.yaml does not exist"),

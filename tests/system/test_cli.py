@@ -23,7 +23,7 @@ def run_cli(*args: str) -> subprocess.CompletedProcess:
 def test_fit_prints_the_matrix_and_the_log_directory(tmp_path: Path) -> None:
     out = run_cli(*tiny_args(tmp_path / "run", num_tasks=2))
     assert out.returncode == 0, out.stderr[-2000:]
-    assert "Accuracy matrix A[i, j]" in out.stdout and "after_task_1" in out.stdout
+    assert "accuracy matrix A[i, j] in %" in out.stdout and "final average accuracy" in out.stdout
     assert str(tmp_path / "run") in out.stdout
 
 

@@ -44,6 +44,7 @@ LAYERS = {
     "cli": 6,
 }
 NO_LIGHTNING = (
+    "callbacks.summary",
     "cl_attractors.metrics",
     "cl_attractors.paths",
     "cl_attractors.runs",

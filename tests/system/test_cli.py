@@ -97,12 +97,22 @@ def test_fit_from_another_directory_with_c_and_group_files(tmp_path: Path) -> No
 
 
 def test_print_config_prints_what_will_run(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    args = tiny_args(tmp_path / "run", "--model.method", "EWC", "--seed", "4", "--print_config", num_tasks=2)
+    args = tiny_args(
+        tmp_path / "run",
+        "--model.method",
+        "EWC",
+        "--model.method.init_args.lam",
+        "5",
+        "--seed",
+        "4",
+        "--print_config",
+        num_tasks=2,
+    )
     with pytest.raises(SystemExit) as stop:
         cli.main(args)
     assert stop.value.code == 0
     printed = yaml.safe_load(capsys.readouterr().out)
-    assert printed["seed"] == 4 and printed["trainer"]["max_epochs"] == 2
+    assert printed["seed"] == 4 and printed["model"]["method"]["init_args"]["lam"] == 5
     assert printed["model"]["method"]["class_path"] == "cl_attractors.methods.ewc.EWC"
     assert printed["trainer"]["logger"]["init_args"]["version"] == "run"
     assert not (tmp_path / "run").exists()  # printing creates nothing

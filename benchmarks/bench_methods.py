@@ -36,10 +36,10 @@ import torch.nn.functional as F
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from cl_attractors.io import write_json  # noqa: E402
+from cl_attractors.methods import load_method  # noqa: E402
 from cl_attractors.methods.base import CLMethod, Vanilla  # noqa: E402
 from cl_attractors.methods.ewc import EWC  # noqa: E402
 from cl_attractors.methods.si import SI  # noqa: E402
-from cl_attractors.methods.sticky import StickyGradient  # noqa: E402
 from cl_attractors.train.module import CLModule  # noqa: E402
 
 TARGETS = {"sticky": 1.10, "ewc_9_tasks": 1.10, "si": 1.15}
@@ -68,7 +68,7 @@ class GradPassFloor(CLMethod):
     that edits ``p.grad`` in the hook can cost. Its ratio is the memory-bandwidth floor."""
 
     def on_before_optimizer_step(self, module: object, optimizer: torch.optim.Optimizer) -> None:
-        torch._foreach_mul_([p.grad for p in self.targets], 1.0)
+        torch._foreach_mul_([p.grad for p in self.targets if p.grad is not None], 1.0)
 
 
 def make_step(module: CLModule, batches: list[tuple[torch.Tensor, torch.Tensor]]) -> Callable[[int], None]:
@@ -91,18 +91,25 @@ def make_step(module: CLModule, batches: list[tuple[torch.Tensor, torch.Tensor]]
 def variants(eager: bool) -> dict[str, Callable[[], CLMethod]]:
     """The methods as configured by default, plus (unless ``eager`` is False) each with the
     other kind of kernel."""
+
+    def paper(name: str, **overrides: object) -> Callable[[], CLMethod]:
+        return partial(load_method, ROOT / "configs" / "method" / f"{name}.yaml", **overrides)
+
     out: dict[str, Callable[[], CLMethod]] = {
         "vanilla": Vanilla,
         "grad_pass_floor": GradPassFloor,
-        "sticky": StickyGradient,
-        "sticky_update": partial(StickyGradient, apply_to="update", l1_apply_to="update"),
-        "ewc_9_tasks": EWC,
-        "si": SI,
+        "sticky": paper("sticky"),
+        "sticky_update": paper("sticky", apply_to="update", l1_apply_to="update"),
+        "ewc_9_tasks": paper("ewc"),
+        "si": paper("si"),
     }
     if eager:
-        for name in ("sticky", "sticky_update", "si"):
-            out[f"{name}_eager"] = partial(out[name], compile=False)
-        out["ewc_9_tasks_compiled"] = partial(EWC, compile=True)
+        out |= {
+            "sticky_eager": paper("sticky", compile=False),
+            "sticky_update_eager": paper("sticky", apply_to="update", l1_apply_to="update", compile=False),
+            "si_eager": paper("si", compile=False),
+            "ewc_9_tasks_compiled": paper("ewc", compile=True),
+        }
     return out
 
 

@@ -13,8 +13,10 @@ shared file system). See docs/distributed.md.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib.util
 import os
+import signal
 import socket
 import threading
 import uuid
@@ -27,6 +29,7 @@ from cl_attractors.grid.spec import Run
 
 SCHEMES = ("tcp", "tls", "ws", "wss", "ucx")
 CONNECT_TIMEOUT_S = 10.0
+POLL_S = 0.2  # how often the client looks for finished tasks and Ctrl-C
 LOCK_WAIT_S = 5.0  # a killed worker's fit releases the run's lock within milliseconds
 FIT_NEEDS = ("torch", "lightning", "jsonargparse")
 ROOT = CLI.parent
@@ -180,29 +183,50 @@ class DaskRunner:
     def describe(self, todo: int) -> str:
         return f"the Dask cluster at {self.address} ({self.threads} worker thread(s))"
 
-    def _outcomes(self, futures: dict) -> Iterator[Outcome]:
+    def _outcomes(self, futures: dict, interrupted: threading.Event) -> Iterator[Outcome]:
+        """The outcomes as the tasks end; Ctrl-C raises here, between two polls, nowhere else."""
         from distributed import as_completed
 
-        for future in as_completed(futures):
-            try:
-                yield future.result()
-            except Exception as err:  # a task Dask gave up on (e.g. KilledWorker): that run failed
-                yield Outcome(futures[future], 1, f"{type(err).__name__}: {one_line(err)}")
+        done = as_completed(futures)
+        while not done.is_empty():
+            for future in done.next_batch(block=False):
+                try:
+                    yield future.result()
+                except Exception as err:  # a task Dask gave up on (e.g. KilledWorker): that run failed
+                    yield Outcome(futures[future], 1, f"{type(err).__name__}: {one_line(err)}")
+            if interrupted.wait(POLL_S):
+                raise KeyboardInterrupt
 
     def run(self, runs: list[Run], desc: str = "runs") -> list[Outcome]:
         """Run everything on the cluster; Ctrl-C cancels the tasks and ends their fits."""
-        futures: dict = {}
-        try:
+        with deferred_interrupt() as interrupted:
             futures = {
                 self.client.submit(
                     run_task, r, str(self.cwd), self.token, key=f"fit-{r.variant}-{r.seed}-{self.token}"
                 ): r
                 for r in runs
             }
-            return track(self._outcomes(futures), len(runs), desc)
-        except KeyboardInterrupt:
-            self.client.cancel(list(futures), force=True)
-            raise
-        finally:
-            self.client.run(stop_runs, self.token, on_error="ignore")
-            self.client.close()
+            try:
+                return track(self._outcomes(futures, interrupted), len(runs), desc)
+            except KeyboardInterrupt:
+                self.client.cancel(list(futures), force=True)
+                raise
+            finally:
+                self.client.run(stop_runs, self.token, on_error="ignore")
+                self.client.close()
+
+
+@contextlib.contextmanager
+def deferred_interrupt() -> Iterator[threading.Event]:
+    """While inside, Ctrl-C sets the event instead of raising KeyboardInterrupt wherever the main
+    thread happens to be (Dask's client machinery, a finalizer); the runner raises it at a safe
+    point, and a second Ctrl-C cannot cut its clean-up short."""
+    interrupted = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield interrupted
+        return
+    previous = signal.signal(signal.SIGINT, lambda *_: interrupted.set())
+    try:
+        yield interrupted
+    finally:
+        signal.signal(signal.SIGINT, previous)

@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import IO
 
 from tqdm import tqdm
 
@@ -72,18 +73,25 @@ class Processes:
     def __init__(self) -> None:
         self.procs: set[subprocess.Popen] = set()
         self.lock = threading.Lock()
+        self.stopped = False
 
     def add(self, proc: subprocess.Popen) -> None:
+        """Track ``proc``; once :meth:`stop` has run, end it at once (it started too late)."""
         with self.lock:
-            self.procs.add(proc)
+            if not self.stopped:
+                self.procs.add(proc)
+                return
+        proc.kill()
 
     def discard(self, proc: subprocess.Popen) -> None:
         with self.lock:
             self.procs.discard(proc)
 
     def stop(self, grace_s: float = 10.0) -> int:
-        """Terminate every running fit, kill those still alive after ``grace_s``; how many."""
+        """Terminate every running fit, kill those still alive after ``grace_s``, end any fit
+        started later; how many were running."""
         with self.lock:
+            self.stopped = True
             procs = list(self.procs)
         for proc in procs:
             proc.terminate()
@@ -109,7 +117,7 @@ def _die_with_parent(parent: int) -> Callable[[], None]:
     return preexec
 
 
-def _lock(fh: object, wait_s: float) -> bool:
+def _lock(fh: IO[str], wait_s: float) -> bool:
     """Take the run's lock, retrying for ``wait_s`` seconds; whether it was taken."""
     deadline = time.monotonic() + wait_s
     while True:

@@ -27,35 +27,31 @@ from cl_attractors.grid import runner
 from tests.helpers import ROOT, metrics_json, write_spec
 
 DASK = Path(sys.executable).parent / "dask"
-SLOW = [  # ~10-30 s per run here: long enough to kill one mid-run
-    "--data.source",
-    "synthetic",
-    "--data.synthetic_size",
-    "4096",
-    "--data.num_tasks",
-    "3",
-    "--data.batch_size",
-    "16",
-    "--model.hidden_sizes",
-    "[256]",
-    "--model.optimizer.init_args.fused",
-    "false",
-    "--trainer.accelerator",
-    "cpu",
-]
+SLOW_FIT = {  # ~10-30 s per run here: long enough to kill one mid-run
+    "--data.source": "synthetic",
+    "--data.synthetic_size": "4096",
+    "--data.num_tasks": "3",
+    "--data.batch_size": "16",
+    "--model.hidden_sizes": "[256]",
+    "--model.optimizer.init_args.fused": "false",
+    "--trainer.accelerator": "cpu",
+}
+SLOW = [arg for pair in SLOW_FIT.items() for arg in pair]
 
 
 class Cluster:
     """A scheduler and workers started by this test (and only those are ever killed)."""
 
-    def __init__(self, tmp: Path, project: bool = True) -> None:
+    def __init__(self, tmp: Path) -> None:
         self.tmp = tmp
         self.procs: list[subprocess.Popen] = []
-        self.scheduler = self._start(
-            "scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard", env=_env(project)
-        )
-        self.address = self._wait_log(self.scheduler, r"Scheduler at:\s+(tcp://\S+)")
         self.workers: list[subprocess.Popen] = []
+        self.address = ""
+
+    def start_scheduler(self, project: bool) -> None:
+        args = ("--host", "127.0.0.1", "--port", "0", "--no-dashboard")
+        scheduler = self._start("scheduler", *args, env=_env(project))
+        self.address = self._wait_log(scheduler, r"Scheduler at:\s+(tcp://\S+)")
 
     def _start(self, name: str, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen:
         log = self.tmp / f"{name}-{len(self.procs)}.log"
@@ -127,8 +123,9 @@ def _children(pid: int) -> list[psutil.Process]:
 @contextlib.contextmanager
 def dask_cluster(workers: int = 2, project: bool = True, scheduler_project: bool = True) -> Iterator[Cluster]:
     with tempfile.TemporaryDirectory() as tmp:
-        started = Cluster(Path(tmp), scheduler_project)
+        started = Cluster(Path(tmp))
         try:
+            started.start_scheduler(scheduler_project)
             for _ in range(workers):
                 started.add_worker(project)
             yield started
@@ -145,7 +142,7 @@ def shared() -> Iterator[Cluster]:
 def experiment_cli(*args: str) -> subprocess.Popen:
     err = tempfile.TemporaryFile()
     proc = subprocess.Popen(
-        [sys.executable, str(ROOT / "cli.py"), "experiment", *args],
+        [sys.executable, "-X", "faulthandler", str(ROOT / "cli.py"), "experiment", *args],
         cwd=ROOT,
         stdout=subprocess.DEVNULL,
         stderr=err,
@@ -153,6 +150,16 @@ def experiment_cli(*args: str) -> subprocess.Popen:
     )
     proc.err = err  # type: ignore[attr-defined]
     return proc
+
+
+def exit_code(proc: subprocess.Popen, timeout: float) -> int:
+    """``proc``'s exit status; past ``timeout``, fail with its threads' stacks (faulthandler)."""
+    try:
+        return proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGABRT)
+        proc.wait(timeout=30)
+        pytest.fail(f"the experiment hung: {stderr_of(proc)[-6000:]}")
 
 
 def stderr_of(proc: subprocess.Popen) -> str:
@@ -185,26 +192,15 @@ def test_worker_killed_mid_run_every_run_completes_once_as_locally(tmp_path: Pat
     runs = tmp_path / "dask" / "runs"
     with dask_cluster() as c:
         proc = experiment_cli("--config", str(spec), "--scheduler", c.address)
-
-        def mid_run() -> bool:  # a fit past its first checkpoint, not finished
-            return any(
-                (runs / _run_dir(f)).joinpath("checkpoints", "last.ckpt").exists()
-                and (runs / _run_dir(f)) not in complete(runs)
-                for f in c.fits().values()
-            )
-
-        wait_until(mid_run, proc)
-        worker_pid, fit = next(
-            (w, f) for w, f in c.fits().items() if (runs / _run_dir(f) / "checkpoints" / "last.ckpt").exists()
-        )
-        killed = runs / _run_dir(fit)
+        wait_until(lambda: mid_run(c, runs), proc)
+        worker_pid, fit, killed = mid_run(c, runs)[0]
         os.kill(worker_pid, signal.SIGKILL)
         with contextlib.suppress(psutil.TimeoutExpired):
             fit.wait(timeout=5)
         died_with_worker = not fit.is_running()
         with contextlib.suppress(psutil.NoSuchProcess):
             fit.kill()
-        assert proc.wait(timeout=600) == 0, stderr_of(proc)[-3000:]
+        assert exit_code(proc, 600) == 0, stderr_of(proc)[-3000:]
     assert died_with_worker, "the fit outlived its worker"
     assert "--ckpt_path last" in (killed / "run.log").read_text().splitlines()[0]  # resumed
     assert sorted(complete(runs)) == sorted(runs.glob("*/seed_*")) and len(complete(runs)) == 4
@@ -216,10 +212,16 @@ def test_worker_killed_mid_run_every_run_completes_once_as_locally(tmp_path: Pat
     assert "FAILED" not in stderr_of(proc)
 
 
-def _run_dir(fit: psutil.Process) -> Path:
-    """The run directory of a fit process, relative to the grid's run root (variant/seed_s)."""
-    args = fit.cmdline()
-    return Path(*Path(args[args.index("--run_dir") + 1]).parts[-2:])
+def mid_run(c: Cluster, runs: Path) -> list[tuple[int, psutil.Process, Path]]:
+    """(worker pid, fit, run dir) of each fit past its first checkpoint and not finished."""
+    found = []
+    for worker_pid, fit in c.fits().items():
+        with contextlib.suppress(psutil.NoSuchProcess):
+            args = fit.cmdline()
+            run_dir = runs / Path(args[args.index("--run_dir") + 1]).relative_to(runs)
+            if (run_dir / "checkpoints" / "last.ckpt").exists() and run_dir not in complete(runs):
+                found.append((worker_pid, fit, run_dir))
+    return found
 
 
 # ---- the shared cluster: failures, locks, Ctrl-C -------------------------------------------------
@@ -256,7 +258,7 @@ def test_ctrl_c_cancels_the_tasks_and_ends_their_fits(shared: Cluster, tmp_path:
     proc = experiment_cli("--config", str(spec), "--scheduler", shared.address)
     wait_until(lambda: len(shared.fits()) == 2, proc)
     proc.send_signal(signal.SIGINT)
-    assert proc.wait(timeout=60) == 130, stderr_of(proc)[-2000:]
+    assert exit_code(proc, 60) == 130, stderr_of(proc)[-2000:]
     assert "interrupted" in stderr_of(proc)
     deadline = time.time() + 30
     while shared.fits() and time.time() < deadline:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 from pathlib import Path
 
 import pytest
@@ -106,3 +107,11 @@ def test_the_probe_writes_under_out_dir(tmp_path: Path) -> None:
     assert result["missing"] == [str(tmp_path / "nope.yaml")] and result["lacking"] == []
     assert (tmp_path / "runs" / str(result["file"])).read_text() == ".probe-t"
     assert "cannot see" in str(cluster.worker_problem("w", result, tmp_path / "runs"))
+
+
+def test_ctrl_c_is_deferred_to_the_runner_and_the_handler_restored() -> None:
+    before = signal.getsignal(signal.SIGINT)
+    with cluster.deferred_interrupt() as interrupted:
+        os.kill(os.getpid(), signal.SIGINT)  # no KeyboardInterrupt here, wherever this thread is
+        assert interrupted.wait(5)
+    assert signal.getsignal(signal.SIGINT) is before

@@ -1,6 +1,7 @@
 """``cli.py experiment`` (run a grid, then report) and ``cli.py report`` (re-render only).
 
     python cli.py experiment --config configs/grid/fig2.yaml [--seeds 0 1 2] [--workers N]
+        [--workers-per-gpu K] [--scheduler tcp://HOST:8786]
         [--variants control sticky] [--out_dir DIR] [--results_dir DIR] [fit overrides ...]
     python cli.py report --config configs/grid/fig2.yaml
 
@@ -8,6 +9,8 @@ Each run is a normal ``fit`` in ``<out_dir>/<variant>/seed_<s>`` (each seed sets
 ``--seed_everything`` and ``--data.seed``: new task permutations per seed). Unknown arguments
 are fit overrides passed to every run. Complete runs are skipped, interrupted ones resume from
 their last checkpoint, failed ones are reported (exit status 1) without stopping the others.
+Runs go to the local pool (``grid/runner.py``), or with ``--scheduler`` to a Dask cluster
+(``grid/cluster.py``, docs/distributed.md).
 """
 
 from __future__ import annotations
@@ -20,7 +23,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from cl_attractors.errors import ConfigError
-from cl_attractors.grid.runner import GridRunner
+from cl_attractors.grid.cluster import DaskRunner, check_address
+from cl_attractors.grid.runner import GridRunner, gpu_slots
 from cl_attractors.grid.spec import ExperimentSpec, Run, default_workers, load_spec, select_variants, validate
 from cl_attractors.io import write_json
 from cl_attractors.report.provenance import record_invocation
@@ -38,6 +42,17 @@ def _parser(prog: str, running: bool) -> argparse.ArgumentParser:
     parser.add_argument("--results_dir", help="tables, figures, results.md (default results/<name>)")
     if running:
         parser.add_argument("--workers", type=int, help="parallel runs (default: CPU cores, or GPUs)")
+        parser.add_argument(
+            "--workers-per-gpu",
+            "--workers_per_gpu",
+            dest="workers_per_gpu",
+            type=int,
+            help="K runs at once on each GPU, one CPU thread each (docs/distributed.md: choosing K)",
+        )
+        parser.add_argument(
+            "--scheduler",
+            help="run on the Dask cluster of this scheduler: tcp://HOST:8786 (docs/distributed.md)",
+        )
     return parser
 
 
@@ -64,25 +79,63 @@ def check_reuse(runs: list[Run]) -> None:
             )
 
 
-def run_experiment(spec: ExperimentSpec, extra: list[str], workers: int | None) -> int:
+def local_slots(workers: int | None, per_gpu: int | None) -> list[int | None]:
+    """The local pool's worker slots (see :func:`gpu_slots`) from --workers / --workers-per-gpu."""
+    n_workers, gpus = default_workers()
+    if workers is not None and workers < 1:
+        raise ConfigError(f"--workers {workers} is not allowed; use an integer >= 1")
+    if per_gpu is None:
+        return gpu_slots(gpus, workers or n_workers)
+    if per_gpu < 1:
+        raise ConfigError(f"--workers-per-gpu {per_gpu} is not allowed; use an integer >= 1")
+    if workers is not None:
+        raise ConfigError("--workers with --workers-per-gpu is not allowed; use one of them")
+    if not gpus:
+        raise ConfigError(f"--workers-per-gpu {per_gpu} is not allowed: no GPU is visible; use --workers N")
+    return gpu_slots(gpus, 0, per_gpu)
+
+
+def make_runner(
+    spec: ExperimentSpec, todo: int, workers: int | None, per_gpu: int | None, scheduler: str | None
+) -> GridRunner | DaskRunner:
+    """The local pool, or the Dask cluster at ``scheduler`` once it has passed its checks (it is
+    contacted only when there is something ``todo``)."""
+    if scheduler is None:
+        return GridRunner(local_slots(workers, per_gpu))
+    if workers is not None or per_gpu is not None:
+        raise ConfigError(
+            "--workers/--workers-per-gpu with --scheduler is not allowed; the cluster's worker threads "
+            "set the parallel runs (GPUs: docs/distributed.md)"
+        )
+    check_address(scheduler)
+    if not todo:
+        return GridRunner([None])
+    cwd = Path.cwd()
+    return DaskRunner(scheduler, cwd, spec.out_dir, [cwd / str(spec.base)])
+
+
+def run_experiment(
+    spec: ExperimentSpec,
+    extra: list[str],
+    workers: int | None,
+    per_gpu: int | None = None,
+    scheduler: str | None = None,
+) -> int:
     """Run the grid's unfinished runs, then render; returns the number of failed runs."""
     runs = spec.runs(extra)
     check_reuse(runs)
     todo = [r for r in runs if not r.complete]
-    n_workers, gpus = default_workers()
-    n_workers = workers or n_workers
-    if n_workers < 1:
-        raise ConfigError(f"--workers {n_workers} is not allowed; use an integer >= 1")
+    runner = make_runner(spec, len(todo), workers, per_gpu, scheduler)
     write_json(spec.out_dir / "experiment.json", {"config": spec.name, "extra": extra})
     for run in todo:
         write_json(run.run_dir / ARGS_FILE, list(run.args))
     print(
         f"{spec.name}: {len(runs)} runs, {len(runs) - len(todo)} already complete, "
-        f"{len(todo)} to run with {min(n_workers, max(len(todo), 1))} worker(s)",
+        f"{len(todo)} to run with {runner.describe(len(todo))}",
         file=sys.stderr,
     )
     start = time.monotonic()
-    outcomes = GridRunner(n_workers, gpus).run(todo, desc=spec.name)
+    outcomes = runner.run(todo, desc=spec.name)
     failed = [o for o in outcomes if o.returncode]
     print(
         f"{spec.name}: {len(outcomes) - len(failed)} runs finished, {len(failed)} failed, "
@@ -100,7 +153,11 @@ def main(argv: Sequence[str]) -> None:
     args, extra = _parser("cli.py experiment", running=True).parse_known_args(list(argv))
     spec = _spec(args)
     validate(spec, extra)
-    failed = run_experiment(spec, extra, args.workers) if spec.needs_runs else 0
+    failed = (
+        run_experiment(spec, extra, args.workers, args.workers_per_gpu, args.scheduler)
+        if spec.needs_runs
+        else 0
+    )
     if spec.needs_runs:
         record_invocation(spec, argv, started, failed)
     path = render(spec, spec.runs(extra) if spec.needs_runs else [])

@@ -1,21 +1,29 @@
-"""Run a grid of fit runs in parallel worker processes, one thread each (or one GPU each).
+"""Run a grid's fit runs: :func:`execute` runs one, :class:`GridRunner` is the local pool.
 
 Each run is ``python cli.py fit ...`` in its own process and session, with its output in
-``<run_dir>/run.log``. A failed run is reported and the others go on; Ctrl-C kills the running
-workers and keeps every finished run (their task-boundary checkpoints make them resumable).
+``<run_dir>/run.log``, under the run's lock (``<run_dir>/.lock``, an fcntl lock the fit inherits:
+two experiment processes, or two Dask clients, never run the same run). A failed run is reported
+with its log tail and the others go on; Ctrl-C kills the running fits and keeps every finished run
+(their task-boundary checkpoints make them resumable). The Dask backend (``grid/cluster.py``) runs
+the same :func:`execute` on its workers.
 """
 
 from __future__ import annotations
 
+import ctypes
 import fcntl
 import os
 import queue
+import signal
 import subprocess
 import sys
 import threading
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import IO
 
 from tqdm import tqdm
 
@@ -23,6 +31,8 @@ from cl_attractors.grid.spec import Run
 
 CLI = Path(__file__).resolve().parents[2] / "cli.py"
 LOG_TAIL_LINES = 5
+HELD = "another experiment process is running this run"
+PR_SET_PDEATHSIG = 1
 
 
 @dataclass
@@ -42,6 +52,14 @@ def worker_env(gpu: int | None) -> dict[str, str]:
     return env
 
 
+def gpu_slots(gpus: list[int] | None, workers: int, per_gpu: int = 1) -> list[int | None]:
+    """The device of each worker slot: ``workers`` slots (0 = ``per_gpu`` per GPU) dealt to the GPUs
+    in turn, so the first runs spread over all devices; without GPUs, CPU slots (None)."""
+    if not gpus:
+        return [None] * workers
+    return [gpus[i % len(gpus)] for i in range(workers or len(gpus) * per_gpu)]
+
+
 def _tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
     try:
         return "\n".join(path.read_text(errors="replace").strip().splitlines()[-lines:])
@@ -49,99 +67,172 @@ def _tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
         return ""
 
 
-class GridRunner:
-    """Executes runs with ``workers`` processes; ``gpus`` (if any) are handed out one per worker."""
+class Processes:
+    """The fit processes one runner started (thread-safe), to stop them all on Ctrl-C."""
 
-    def __init__(self, workers: int, gpus: list[int] | None = None) -> None:
-        self.workers = workers
-        self.slots: queue.Queue[int | None] = queue.Queue()
-        for i in range(workers):
-            self.slots.put(gpus[i % len(gpus)] if gpus else None)
-        self.stop = threading.Event()
+    def __init__(self) -> None:
         self.procs: set[subprocess.Popen] = set()
         self.lock = threading.Lock()
+        self.stopped = False
+
+    def add(self, proc: subprocess.Popen) -> None:
+        """Track ``proc``; once :meth:`stop` has run, end it at once (it started too late)."""
+        with self.lock:
+            if not self.stopped:
+                self.procs.add(proc)
+                return
+        proc.kill()
+
+    def discard(self, proc: subprocess.Popen) -> None:
+        with self.lock:
+            self.procs.discard(proc)
+
+    def stop(self, grace_s: float = 10.0) -> int:
+        """Terminate every running fit, kill those still alive after ``grace_s``, end any fit
+        started later; how many were running."""
+        with self.lock:
+            self.stopped = True
+            procs = list(self.procs)
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            try:
+                proc.wait(timeout=grace_s)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        return len(procs)
+
+
+def _die_with_parent(parent: int) -> Callable[[], None]:
+    """A ``preexec_fn`` making the fit die with the process that started it (Linux): a Dask
+    worker that dies takes its fit along, which frees the run's lock for the retried task."""
+    libc = ctypes.CDLL(None, use_errno=True)
+
+    def preexec() -> None:
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() != parent:
+            os._exit(1)
+
+    return preexec
+
+
+def _lock(fh: IO[str], wait_s: float) -> bool:
+    """Take the run's lock, retrying for ``wait_s`` seconds; whether it was taken."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.2)
+
+
+def execute(
+    run: Run,
+    env: dict[str, str],
+    procs: Processes,
+    cwd: Path,
+    lock_wait_s: float = 0.0,
+    die_with_parent: bool = False,
+) -> Outcome:
+    """Run one fit under the run's lock, in ``cwd`` (relative paths of the spec resolve there);
+    a run found complete once locked is not run again."""
+    local = replace(run, run_dir=Path(cwd) / run.run_dir)
+    local.run_dir.mkdir(parents=True, exist_ok=True)
+    with open(local.run_dir / ".lock", "w") as lock:
+        if not _lock(lock, lock_wait_s):
+            return Outcome(run, 1, HELD)
+        if local.complete:
+            return Outcome(run, 0)
+        code = _spawn(local, env, procs, cwd, lock.fileno(), die_with_parent)
+    ok = code == 0 and local.complete
+    return Outcome(run, 0 if ok else (code or 1), "" if ok else _tail(local.run_dir / "run.log"))
+
+
+def _spawn(run: Run, env: dict[str, str], procs: Processes, cwd: Path, lock_fd: int, die: bool) -> int:
+    """Run the fit in a child that inherits the run's lock: should the runner be killed, the
+    orphaned child (unless ``die``) keeps the run locked until it ends, so no second fit starts."""
+    command = run.command()
+    with open(run.run_dir / "run.log", "w") as fh:
+        fh.write(" ".join(["python", "cli.py", *command]) + "\n")
+        fh.flush()
+        proc = subprocess.Popen(
+            [sys.executable, str(CLI), *command],
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=cwd,
+            start_new_session=True,
+            pass_fds=(lock_fd,),
+            preexec_fn=_die_with_parent(os.getpid()) if die and sys.platform == "linux" else None,
+        )
+        procs.add(proc)
+        try:
+            return proc.wait()
+        finally:
+            procs.discard(proc)
+
+
+def track(outcomes: Iterable[Outcome], total: int, desc: str) -> list[Outcome]:
+    """Collect outcomes as they come, with a progress bar; a failure is reported with its log tail."""
+    done: list[Outcome] = []
+    with tqdm(total=total, desc=desc, unit="run", file=sys.stderr, dynamic_ncols=True) as bar:
+        for outcome in outcomes:
+            done.append(outcome)
+            bar.update(1)
+            if outcome.returncode:
+                bar.set_postfix(failed=sum(1 for o in done if o.returncode))
+                tqdm.write(
+                    f"FAILED {outcome.run.run_dir} (exit {outcome.returncode}); "
+                    f"log: {outcome.run.run_dir / 'run.log'}\n{outcome.tail}",
+                    file=sys.stderr,
+                )
+    return done
+
+
+class GridRunner:
+    """The local pool: ``workers`` threads each running one fit at a time, one slot per worker
+    (a GPU id, or None for CPU; see :func:`gpu_slots`)."""
+
+    def __init__(self, slots: list[int | None]) -> None:
+        self.workers = len(slots)
+        self.slots: queue.Queue[int | None] = queue.Queue()
+        for slot in slots:
+            self.slots.put(slot)
+        self.stop = threading.Event()
+        self.procs = Processes()
 
     def _execute(self, run: Run) -> Outcome:
         gpu = self.slots.get()
         try:
             if self.stop.is_set():
                 return Outcome(run, -1, "not started (interrupted)")
-            run.run_dir.mkdir(parents=True, exist_ok=True)
-            with open(run.run_dir / ".lock", "w") as lock:
-                try:
-                    fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                except BlockingIOError:
-                    return Outcome(run, 1, "another experiment process is running this run")
-                return self._spawn(run, gpu, lock.fileno())
+            return execute(run, worker_env(gpu), self.procs, Path.cwd())
         finally:
             self.slots.put(gpu)
 
-    def _spawn(self, run: Run, gpu: int | None, lock_fd: int) -> Outcome:
-        """Run the fit in a child that inherits the run's lock: should this process be killed,
-        the orphaned child keeps the run locked until it ends, so no second fit can start there."""
-        log = run.run_dir / "run.log"
-        with open(log, "w") as fh:
-            fh.write(" ".join(["python", "cli.py", *run.command()]) + "\n")
-            fh.flush()
-            proc = subprocess.Popen(
-                [sys.executable, str(CLI), *run.command()],
-                stdout=fh,
-                stderr=subprocess.STDOUT,
-                env=worker_env(gpu),
-                cwd=Path.cwd(),
-                start_new_session=True,
-                pass_fds=(lock_fd,),
-            )
-            with self.lock:
-                self.procs.add(proc)
-            code = proc.wait()
-            with self.lock:
-                self.procs.discard(proc)
-        ok = code == 0 and run.complete
-        return Outcome(run, 0 if ok else (code or 1), "" if ok else _tail(log))
+    def describe(self, todo: int) -> str:
+        return f"{min(self.workers, max(todo, 1))} worker(s)"
 
     def kill_all(self) -> None:
-        """Stop starting runs and end every running worker (terminate, then kill)."""
+        """Stop starting runs and end every running fit (terminate, then kill)."""
         self.stop.set()
-        with self.lock:
-            procs = list(self.procs)
-        for proc in procs:
-            proc.terminate()
-        for proc in procs:
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        self.procs.stop()
 
     def run(self, runs: list[Run], desc: str = "runs") -> list[Outcome]:
         """Run everything; returns the outcomes (re-raises KeyboardInterrupt after cleaning up)."""
-        outcomes: list[Outcome] = []
         if not runs:
-            return outcomes
-        bar = tqdm(total=len(runs), desc=desc, unit="run", file=sys.stderr, dynamic_ncols=True)
+            return []
         pool = ThreadPoolExecutor(max_workers=self.workers)
-        pending: set[Future] = {pool.submit(self._execute, r) for r in runs}
+        futures = [pool.submit(self._execute, r) for r in runs]
         try:
-            while pending:
-                done, pending = wait(pending, timeout=1.0, return_when=FIRST_COMPLETED)
-                for fut in done:
-                    outcome = fut.result()
-                    outcomes.append(outcome)
-                    bar.update(1)
-                    if outcome.returncode:
-                        failed = sum(1 for o in outcomes if o.returncode)
-                        bar.set_postfix(failed=failed)
-                        tqdm.write(
-                            f"FAILED {outcome.run.run_dir} (exit {outcome.returncode}); "
-                            f"log: {outcome.run.run_dir / 'run.log'}\n{outcome.tail}",
-                            file=sys.stderr,
-                        )
+            return track((f.result() for f in as_completed(futures)), len(runs), desc)
         except KeyboardInterrupt:
             self.kill_all()
             pool.shutdown(wait=True, cancel_futures=True)
             raise
         finally:
-            bar.close()
-        pool.shutdown(wait=True)
-        return outcomes
+            pool.shutdown(wait=True)

@@ -7,7 +7,8 @@ Layers, lowest first; a module may import its own layer and the layers below, ne
                                                paths, saved runs as pandas tables
     1  cl_attractors.methods, callbacks           CL methods (gradient space) and Lightning callbacks
     2  cl_attractors.train                        LightningModule, datamodule, sources, LightningCLI
-    3  cl_attractors.grid.spec, .grid.runner      experiment specs and the runners of `fit` processes
+    3  cl_attractors.grid.spec, .grid.runner,     experiment specs and the runners of `fit` processes
+       .grid.cluster                          (the local pool; the Dask backend)
     4  cl_attractors.report                       from saved runs only: aggregate, stats, claims, plots
     5  cl_attractors.tune, .grid.command          the `tune`, `experiment` and `report` commands
     6  cli                                        the command line (nothing imports it)
@@ -37,6 +38,7 @@ LAYERS = {
     "cl_attractors.train": 2,
     "cl_attractors.grid.spec": 3,
     "cl_attractors.grid.runner": 3,
+    "cl_attractors.grid.cluster": 3,
     "cl_attractors.report": 4,
     "cl_attractors.tune": 5,
     "cl_attractors.grid": 5,  # grid/command.py and grid/__init__.py

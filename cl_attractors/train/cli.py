@@ -15,28 +15,24 @@ from typing import Any
 
 import yaml
 from jsonargparse import Namespace
-from lightning.pytorch.cli import LightningCLI
 
 from callbacks.task_sequence import TaskSequence
 from cl_attractors.errors import ConfigError
-from cl_attractors.io import ensure_writable
+from cl_attractors.io import ensure_writable, read_yaml_mapping
 from cl_attractors.train.data import PermutedMNIST
+from cl_attractors.train.guard import GuardedCLI
 from cl_attractors.train.module import CLModule
 
 
 def expand_defaults(path: str | Path, _seen: tuple[Path, ...] = ()) -> list[str]:
     """``--config`` arguments for ``path`` with its ``defaults`` expanded depth-first."""
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"--config {path} does not exist")
     if path.resolve() in _seen:
         raise ConfigError(f"--config {path}: 'defaults' form a cycle")
-    content = yaml.safe_load(path.read_text()) or {}
-    if not isinstance(content, dict):
-        raise ConfigError(f"--config {path} must hold a mapping, got {type(content).__name__}")
+    content = read_yaml_mapping(path, "--config")
     defaults = content.pop("defaults", [])
-    if not isinstance(defaults, list):
-        raise ConfigError(f"--config {path}: defaults={defaults!r} is not allowed; use a list of paths")
+    if not isinstance(defaults, list) or not all(isinstance(item, str) and item for item in defaults):
+        raise ConfigError(f"defaults={defaults!r} in --config {path} is not allowed; use a list of paths")
     args: list[str] = []
     for item in defaults:
         args += expand_defaults(path.parent / item, (*_seen, path.resolve()))
@@ -59,8 +55,9 @@ def expand_argv(argv: Sequence[str]) -> list[str]:
     return out
 
 
-class CLI(LightningCLI):
-    """LightningCLI with the task-sequence callback always on and a ``--run_dir`` option."""
+class CLI(GuardedCLI):
+    """LightningCLI with the task-sequence callback always on and a ``--run_dir`` option (and the
+    guards of :mod:`cl_attractors.train.guard`)."""
 
     def add_arguments_to_parser(self, parser: Any) -> None:
         parser.add_lightning_class_args(TaskSequence, "tasks")

@@ -16,6 +16,7 @@ import threading
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 from tqdm import tqdm
 
@@ -23,6 +24,7 @@ from cl_attractors.grid.spec import Run
 
 CLI = Path(__file__).resolve().parents[2] / "cli.py"
 LOG_TAIL_LINES = 5
+LOCK_POLL_S = 1.0
 
 
 @dataclass
@@ -68,13 +70,37 @@ class GridRunner:
                 return Outcome(run, -1, "not started (interrupted)")
             run.run_dir.mkdir(parents=True, exist_ok=True)
             with open(run.run_dir / ".lock", "w") as lock:
-                try:
-                    fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                except BlockingIOError:
-                    return Outcome(run, 1, "another experiment process is running this run")
+                if not self._wait_for_lock(lock):
+                    return Outcome(run, -1, "not started (interrupted)")
+                if run.complete:  # another experiment process ran it while this one waited
+                    return Outcome(run, 0, "finished by another experiment process")
                 return self._spawn(run, gpu, lock.fileno())
         finally:
             self.slots.put(gpu)
+
+    def _wait_for_lock(self, lock: IO[str]) -> bool:
+        """Take the run's lock, waiting while another experiment process holds it (that process
+        runs it; this one then skips it if finished, else resumes it). False when interrupted."""
+        while True:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return True
+            except BlockingIOError:
+                if self.stop.wait(LOCK_POLL_S):
+                    return False
+
+    @staticmethod
+    def held(run: Run) -> bool:
+        """Whether another process holds the run's lock right now."""
+        path = run.run_dir / ".lock"
+        if not path.is_file():
+            return False
+        with open(path) as lock:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return True
+        return False
 
     def _spawn(self, run: Run, gpu: int | None, lock_fd: int) -> Outcome:
         """Run the fit in a child that inherits the run's lock: should this process be killed,
@@ -119,6 +145,7 @@ class GridRunner:
         outcomes: list[Outcome] = []
         if not runs:
             return outcomes
+        runs = sorted(runs, key=self.held)  # runs another process holds last: share the work
         bar = tqdm(total=len(runs), desc=desc, unit="run", file=sys.stderr, dynamic_ncols=True)
         pool = ThreadPoolExecutor(max_workers=self.workers)
         pending: set[Future] = {pool.submit(self._execute, r) for r in runs}

@@ -19,17 +19,19 @@ Paths are relative to the working directory (the repository root).
 from __future__ import annotations
 
 import json
+import math
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from cl_attractors.errors import ConfigError
-from cl_attractors.io import ensure_writable
+from cl_attractors.io import ensure_writable, read_yaml_mapping
 
 KINDS = ("curves", "shared", "weights", "plasticity")
+SEED_MAX = 2**32 - 1  # each seed is also --seed_everything (Lightning's range)
+SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.=+-]*")  # names that become one path component
 
 
 @dataclass(frozen=True)
@@ -131,11 +133,7 @@ def _get(raw: dict, key: str, kind: type, default: Any) -> Any:
 def load_spec(path: str | Path) -> ExperimentSpec:
     """Parse an experiment YAML; structural errors raise :class:`ConfigError`."""
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"--config {path} does not exist")
-    raw = yaml.safe_load(path.read_text()) or {}
-    if not isinstance(raw, dict):
-        raise ConfigError(f"--config {path} must hold a mapping")
+    raw = read_yaml_mapping(path, "--config")
     name = _get(raw, "name", str, path.stem)
     kind = _get(raw, "kind", str, "curves")
     if kind not in KINDS:
@@ -198,18 +196,47 @@ def _check_paths(where: str, args: list[str]) -> None:
             raise ConfigError(f"{where}: config {arg} does not exist")
 
 
+def _check_names(spec: ExperimentSpec) -> None:
+    """Names that become paths (the grid's, each variant's) stay one path component."""
+    for what, value in (
+        ("the grid's name", spec.name),
+        *(("a variant name", v) for v in spec.variant_args()),
+    ):
+        if not SAFE_NAME.fullmatch(value) or value in (".", ".."):
+            raise ConfigError(
+                f"{what} {value!r} is not allowed: it names a folder; use letters, digits and "
+                "_ . = + -, starting with a letter or digit"
+            )
+
+
+def _finite_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _check_sweep(sweep: dict[str, Any] | None) -> None:
+    if sweep is None:
+        return
+    values = sweep.get("values")
+    if (
+        not isinstance(sweep.get("flag"), str)
+        or not sweep["flag"].startswith("--")
+        or not isinstance(values, list)
+        or not values
+        or not all(_finite_number(v) for v in values)
+    ):
+        raise ConfigError(
+            f"sweep={sweep!r} is not allowed; use {{flag: --a.b, values: [finite numbers, ...]}}"
+        )
+
+
 def validate(spec: ExperimentSpec, extra: list[str] = ()) -> None:
     """Every check that must pass before any run starts (one-line :class:`ConfigError`)."""
     if len(set(spec.seeds)) != len(spec.seeds):
         raise ConfigError(f"seeds={spec.seeds} is not allowed; seeds must be unique")
-    if not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in spec.seeds):
-        raise ConfigError(f"seeds={spec.seeds} is not allowed; use integers >= 0")
-    if spec.sweep is not None and (
-        not isinstance(spec.sweep.get("flag"), str)
-        or not isinstance(spec.sweep.get("values"), list)
-        or not spec.sweep["values"]
-    ):
-        raise ConfigError(f"sweep={spec.sweep!r} is not allowed; use {{flag: --a.b, values: [...]}}")
+    if not all(isinstance(s, int) and not isinstance(s, bool) and 0 <= s <= SEED_MAX for s in spec.seeds):
+        raise ConfigError(f"seeds={spec.seeds} is not allowed; use integers in [0, {SEED_MAX}]")
+    _check_sweep(spec.sweep)
+    _check_names(spec)
     if spec.needs_runs:
         if not spec.variants or not spec.seeds:
             raise ConfigError(

@@ -6,12 +6,11 @@ import datetime
 from pathlib import Path
 
 import torch
-import yaml
 
 from cl_attractors import plots
 from cl_attractors.errors import ConfigError
 from cl_attractors.grid.spec import ExperimentSpec, Run
-from cl_attractors.io import write_json, write_text
+from cl_attractors.io import read_yaml, write_json, write_text
 from cl_attractors.report.aggregate import aggregate, markdown_table, write_tables
 from cl_attractors.report.claims import claims_markdown, evaluate
 from cl_attractors.report.weights import final_weights, find_modes, histogram
@@ -27,7 +26,7 @@ def _save(fig: plots.Figure, path: Path) -> None:
 
 def method_params(path: str) -> dict[str, float]:
     """The numeric ``init_args`` of a method YAML (``class_path``/``init_args``)."""
-    raw = yaml.safe_load(Path(path).read_text()) or {}
+    raw = read_yaml(Path(path), "method_config") or {}
     init = raw.get("init_args", raw) if isinstance(raw, dict) else {}
     return {k: float(v) for k, v in init.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
 

@@ -10,6 +10,7 @@ fit in memory (checked before allocating them).
 from __future__ import annotations
 
 import itertools
+import json
 import os
 from typing import Any
 
@@ -75,12 +76,12 @@ def check_whole_tasks(trainer: dict[str, Any]) -> None:
     for name, allowed in WHOLE_TASKS.items():
         value = trainer.get(name, allowed[0])
         if not any(value == ok and type(value) is type(ok) for ok in allowed):
-            shown = " or ".join("null" if ok is None else repr(ok) for ok in allowed)
+            shown = " or ".join(json.dumps(ok) for ok in allowed)
             require(
                 False,
                 f"trainer.{name}",
                 value,
-                f"{shown}: the accuracy matrix needs whole tasks (data.train_size trains on fewer examples)",
+                f"{shown}: each task is trained and evaluated whole (fewer examples: data.train_size)",
             )
 
 

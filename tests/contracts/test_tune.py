@@ -71,7 +71,7 @@ def test_resuming_adds_trials_without_repeating_completed_ones(tmp_path: Path) -
 
 
 def test_diverging_trial_is_recorded_as_fail_and_the_study_goes_on(tmp_path: Path) -> None:
-    tune.main(["--config", str(write_search(tmp_path)), "--model.optimizer.init_args.lr", ".inf"])
+    tune.main(["--config", str(write_search(tmp_path)), "--model.optimizer.init_args.lr", "1e20"])
     trials = load(tmp_path).get_trials()
     assert [t.state for t in trials] == [TrialState.FAIL] * 2  # the first failure did not stop it
     assert all("training diverged: loss is nan" in t.user_attrs["fail_reason"] for t in trials)

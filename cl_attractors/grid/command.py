@@ -103,7 +103,7 @@ def run_experiment(spec: ExperimentSpec, extra: list[str], workers: int | None) 
     check_reuse(runs)
     todo = [r for r in runs if not r.complete]
     n_workers, gpus = default_workers()
-    n_workers = workers or n_workers
+    n_workers = workers if workers is not None else n_workers
     if n_workers < 1:
         raise ConfigError(f"--workers {n_workers} is not allowed; use an integer >= 1")
     write_json(spec.out_dir / "experiment.json", {"config": spec.name, "extra": extra})

@@ -3,8 +3,9 @@ built, so that a value is checked the same way whether it came from a YAML file 
 
 Each failure is one :class:`ConfigError` line naming the field: a NaN or infinite number anywhere,
 a seed out of the range the random generators take, a trainer setting that would end a task early
-or evaluate part of a task (the accuracy matrix needs whole tasks), or sizes whose tensors cannot
-fit in memory (checked before allocating them).
+or evaluate part of a task (the accuracy matrix needs whole tasks), the settings Lightning refuses only
+once training started (clipping, accumulation), or sizes whose tensors cannot fit in memory
+(checked before allocating them).
 """
 
 from __future__ import annotations
@@ -19,16 +20,22 @@ from cl_attractors.errors import ConfigError, require, require_finite
 SEED_MAX = 2**32 - 1  # Lightning's seed_everything (numpy's range)
 GENERATOR_SEED_MAX = 2**63 - 1  # torch.Generator.manual_seed takes < 2**64: room for seed + task
 BYTES_PER_PARAMETER = 16  # float32 weights, their gradients and Adam's two moments
-# trainer settings that would stop a task early or evaluate part of one: the values allowed
-WHOLE_TASKS = {
-    "limit_train_batches": (None, 1.0),
-    "limit_val_batches": (None, 1.0),
-    "fast_dev_run": (False, 0),
-    "overfit_batches": (0, 0.0),
-    "min_epochs": (None,),
-    "min_steps": (None,),
-    "max_steps": (-1,),  # the task sequence sets the epochs; a step or time limit stops mid-task
-    "max_time": (None,),
+WHOLE = "each task is trained and evaluated whole (fewer examples: data.train_size)"
+ONCE = "the task sequence evaluates every task once, after each task"
+MANUAL = "the module steps the optimizer itself, which Lightning's clipping and accumulation do not support"
+# trainer settings the task sequence needs as they are: the values allowed, and why
+FIXED_TRAINER: dict[str, tuple[tuple[Any, ...], str]] = {
+    "limit_train_batches": ((None, 1.0), WHOLE),
+    "limit_val_batches": ((None, 1.0), WHOLE),
+    "fast_dev_run": ((False, 0), WHOLE),
+    "overfit_batches": ((0, 0.0), WHOLE),
+    "min_epochs": ((None,), WHOLE),
+    "min_steps": ((None,), WHOLE),
+    "max_steps": ((-1,), WHOLE),  # the task sequence sets the epochs; a step or time limit stops mid-task
+    "max_time": ((None,), WHOLE),
+    "val_check_interval": ((None, 1.0), ONCE),
+    "gradient_clip_val": ((None, 0, 0.0), MANUAL),
+    "accumulate_grad_batches": ((1,), MANUAL),
 }
 
 
@@ -39,7 +46,7 @@ def check_config(cfg: dict[str, Any]) -> None:
         require(value is None or isinstance(value, dict), section, value, "a mapping of its fields")
     require_finite(cfg, "")
     check_seeds(cfg)
-    check_whole_tasks(cfg.get("trainer") or {})
+    check_trainer(cfg.get("trainer") or {})
     check_memory(cfg, available_bytes())
 
 
@@ -71,17 +78,14 @@ def check_seeds(cfg: dict[str, Any], field: str = "") -> None:
             )
 
 
-def check_whole_tasks(trainer: dict[str, Any]) -> None:
-    """Refuse trainer settings that train or evaluate only part of each task."""
-    for name, allowed in WHOLE_TASKS.items():
+def check_trainer(trainer: dict[str, Any]) -> None:
+    """Refuse trainer settings that would train or evaluate part of a task, evaluate mid-task, or
+    that Lightning refuses with the module's manual optimization (only once training started)."""
+    for name, (allowed, why) in FIXED_TRAINER.items():
         value = trainer.get(name, allowed[0])
         if not any(value == ok and type(value) is type(ok) for ok in allowed):
-            shown = " or ".join(json.dumps(ok) for ok in allowed)
             require(
-                False,
-                f"trainer.{name}",
-                value,
-                f"{shown}: each task is trained and evaluated whole (fewer examples: data.train_size)",
+                False, f"trainer.{name}", value, f"{' or '.join(json.dumps(ok) for ok in allowed)}: {why}"
             )
 
 

@@ -145,6 +145,7 @@ class PermutedMNIST(pl.LightningDataModule):
             ("steps_per_batch", steps_per_batch),
             ("eval_batch_size", eval_batch_size),
             ("synthetic_size", synthetic_size),
+            ("val_size", val_size),
         ):
             _check(isinstance(value, int) and value >= 1, name, value, "an integer >= 1")
         _check(0.0 <= shared_fraction <= 1.0, "shared_fraction", shared_fraction, "a number in [0, 1]")

@@ -36,17 +36,28 @@ ARCHITECTURE = ("input_size", "hidden_sizes", "num_classes")
 SPECIAL_CKPT = ("best", "hpc", "registry")
 SUBCOMMANDS = ("fit", "validate")
 UNSUPPORTED = ("test", "predict")
+# what a constructor raises when it refuses a value
+REFUSALS = (MisconfigurationException, ValueError, TypeError)
+# words of torch.optim's refusals -> the argument they are about
+OPTIMIZER_WORDS = {
+    "learning rate": "lr",
+    "epsilon": "eps",
+    "beta": "betas",
+    "weight_decay": "weight_decay",
+    "momentum": "momentum",
+    "dampening": "dampening",
+}
 
 
 @contextmanager
-def lightning_refusals(where: str = "") -> Iterator[None]:
-    """Turn a value refused while building the configured objects into a one-line ConfigError
-    (prefixed by ``where`` when the refusal does not name its field)."""
+def lightning_refusals(where: str = "", kinds: tuple[type[Exception], ...] = REFUSALS) -> Iterator[None]:
+    """Turn a value refused while building the configured objects (``kinds``) into a one-line
+    ConfigError, prefixed by ``where`` when the refusal does not name its field."""
     try:
         yield
     except ConfigError:
         raise
-    except (MisconfigurationException, ValueError) as err:
+    except kinds as err:
         raise ConfigError(f"{where}{one_line(err)}") from None
 
 
@@ -127,12 +138,19 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
 
 # ---- the optimizer, the data ------------------------------------------------------------------
-def check_optimizer(model: Any) -> None:
-    """Build the configured optimizer once: its own checks (lr, betas, eps, ...) run now."""
+def check_optimizer(model: Any, init_args: dict[str, Any]) -> None:
+    """Build the configured optimizer once: its own checks (lr, betas, eps, ...) run now. The
+    error names the argument its message is about, else one set to null, else all of them."""
     try:
         model.optimizer_factory(model.parameters())
     except (ValueError, TypeError) as err:
-        raise ConfigError(f"model.optimizer: {one_line(err)}") from None
+        text = one_line(err)
+        arg = next((a for word, a in OPTIMIZER_WORDS.items() if word in text.lower()), None)
+        if arg is None and "NoneType" in text:
+            arg = next((f"{k}=null" for k, v in init_args.items() if v is None), None)
+        raise ConfigError(
+            f"model.optimizer.init_args{'.' + arg if arg else f'={init_args}'}: {text}"
+        ) from None
 
 
 def check_data_fits(datamodule: Any, model: Any) -> None:
@@ -250,6 +268,11 @@ class GuardedCLI(LightningCLI):
             self.checkpoint, self.checkpoint_path = read_checkpoint(path), path
             check_checkpoint_config(self.checkpoint, cfg.model.as_dict(), path)
 
+    def _run_subcommand(self, subcommand: str) -> None:
+        # Lightning checks some settings only when the fit starts: a refusal, not a bug
+        with lightning_refusals("trainer: ", (MisconfigurationException,)):
+            super()._run_subcommand(subcommand)
+
     def instantiate_trainer(self, **kwargs: Any) -> pl.Trainer:
         cfg = self._command_config().trainer
         shown = ", ".join(f"{k}={cfg.get(k)!r}" for k in ("accelerator", "devices", "strategy", "precision"))
@@ -262,7 +285,8 @@ class GuardedCLI(LightningCLI):
         if self.checkpoint is not None:
             check_state_fits(self.checkpoint, self.model, self.checkpoint_path)
             self.checkpoint = None  # Lightning reads the file again when it resumes
-        check_optimizer(self.model)
+        optimizer = self._command_config().model.get("optimizer")
+        check_optimizer(self.model, optimizer.get("init_args", {}).as_dict() if optimizer else {})
         self.trainer.callbacks.insert(0, RunGuard(self._command_config().get("run_dir")))
         if type(self.trainer.strategy.checkpoint_io) is TorchCheckpointIO:
             self.trainer.strategy.checkpoint_io = AtomicCheckpointIO()

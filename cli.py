@@ -11,12 +11,19 @@ Bad input ends with one line ``error: ...`` and exit status 2, never a traceback
 
 from __future__ import annotations
 
+import functools
 import sys
 from argparse import ArgumentError
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from cl_attractors.errors import one_line
+from cl_attractors.errors import ConfigError, one_line
+
+# expected failures: a refused value or file (ConfigError, a parser's ArgumentError), a training
+# that diverged on the given values, and the environment (a full disk, a missing permission);
+# anything else is a bug and keeps its traceback
+EXPECTED = (ConfigError, ArgumentError, FloatingPointError, OSError)
+KEPT = "finished tasks, checkpoints and studies are kept; re-run (fit: --ckpt_path last) to resume"
 
 COMMANDS = {
     "fit": "train one run over the whole task sequence (LightningCLI: `fit --help` lists every field)",
@@ -50,7 +57,19 @@ def _command(name: str) -> Callable[[Sequence[str]], object]:
     import importlib
 
     module, func = EXTRA_COMMANDS[name]
-    return getattr(importlib.import_module(module), func)
+    command = getattr(importlib.import_module(module), func)
+    # the grid never imports train/ (a run is a fit process): its probe of each variant comes from here
+    return functools.partial(command, probe=_probe_fit) if name == "experiment" else command
+
+
+def _probe_fit(args: Sequence[str]) -> None:
+    """Build a fit from ``args`` without training: every check of its values runs."""
+    from cl_attractors.train.cli import make_cli
+
+    try:
+        make_cli(args, run=False)
+    except ArgumentError as err:
+        raise ConfigError(one_line(err)) from None
 
 
 def _fit(args: Sequence[str]) -> None:
@@ -84,14 +103,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             _command(argv[0])(argv[1:])
         else:
             _fit(argv)
-    except (ValueError, FloatingPointError, OSError, KeyError, ArgumentError) as err:
+    except EXPECTED as err:
         print(f"error: {one_line(err)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(
-            "interrupted: finished tasks, checkpoints and studies are kept; re-run to resume", file=sys.stderr
-        )
+        print(f"interrupted: {KEPT}", file=sys.stderr)
         return 130
+    except SystemExit as err:
+        if type(err).__name__ != "SIGTERMException":  # Lightning's, raised at a batch boundary
+            raise
+        print(f"error: terminated by SIGTERM before the run finished: {KEPT}", file=sys.stderr)
+        return 143
     return 0
 
 

@@ -8,7 +8,9 @@ its traceback.
 
 from __future__ import annotations
 
+import math
 import re
+from typing import Any
 
 
 class ConfigError(ValueError):
@@ -26,6 +28,19 @@ def require(ok: bool, field: str, value: object, allowed: str) -> None:
     """
     if not ok:
         raise ConfigError(f"{field}={value!r} is not allowed; use {allowed}")
+
+
+def require_finite(tree: Any, field: str) -> None:
+    """Raise :class:`ConfigError` naming the first NaN or infinite number anywhere in ``tree``
+    (nested mappings and lists; ``field`` is the dotted name of ``tree`` itself)."""
+    if isinstance(tree, float) and not math.isfinite(tree):
+        require(False, field, tree, "a finite number")
+    elif isinstance(tree, dict):
+        for key, value in tree.items():
+            require_finite(value, f"{field}.{key}" if field else str(key))
+    elif isinstance(tree, list | tuple):
+        for i, value in enumerate(tree):
+            require_finite(value, f"{field}[{i}]")
 
 
 OURS = re.compile(r"[\w.\[\]]+=\S.*? is not allowed; use .*?(?= - |$)")

@@ -1,7 +1,9 @@
-"""Crash-safe file writes: write to a temporary file in the same directory, then rename."""
+"""Crash-safe file writes (a temporary file in the same directory, then a rename) and YAML reads
+that turn a malformed file into one :class:`ConfigError` line naming the file and the line."""
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import tempfile
@@ -9,6 +11,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import yaml
+
+from cl_attractors.errors import ConfigError
 
 
 def _atomic(path: Path, write: Any, binary: bool) -> None:
@@ -21,6 +26,9 @@ def _atomic(path: Path, write: Any, binary: bool) -> None:
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
+    except OSError as err:  # e.g. a full disk: no partial file is left, the old one is kept
+        Path(tmp).unlink(missing_ok=True)
+        raise OSError(err.errno, f"cannot write {path}: {err.strerror or err}") from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -37,8 +45,10 @@ def write_json(path: Path, obj: Any) -> None:
 
 
 def save_tensor(path: Path, obj: Any) -> None:
-    """``torch.save`` atomically."""
-    _atomic(path, lambda fh: torch.save(obj, fh), binary=True)
+    """``torch.save`` atomically (serialised in memory first, so a failed write is an OSError)."""
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    _atomic(path, lambda fh: fh.write(buffer.getbuffer()), binary=True)
 
 
 def ensure_writable(run_dir: Path) -> None:
@@ -53,6 +63,39 @@ def ensure_writable(run_dir: Path) -> None:
         (run_dir / ".write_test").unlink()
     except OSError as err:
         raise OSError(f"output directory {run_dir} is not writable ({err.strerror or err})") from None
+
+
+def read_yaml(path: Path, field: str) -> Any:
+    """The YAML document in ``path`` (safe loader: no tags run code), or a :class:`ConfigError`
+    naming ``field``, the file and, for a syntax error, the line and column."""
+    path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"{field} {path} is a directory; give a YAML file")
+    if not path.is_file():
+        raise ConfigError(f"{field} {path} does not exist")
+    try:
+        text = path.read_text()
+    except UnicodeDecodeError:
+        raise ConfigError(f"{field} {path} is not a UTF-8 text file") from None
+    except OSError as err:
+        raise ConfigError(f"{field} {path} cannot be read ({err.strerror or err})") from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" line {mark.line + 1} column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise ConfigError(f"{field} {path}{where}: {problem} (not valid YAML)") from None
+
+
+def read_yaml_mapping(path: Path, field: str) -> dict[str, Any]:
+    """:func:`read_yaml` of a file that must hold a mapping (an empty file is ``{}``)."""
+    content = read_yaml(path, field)
+    if content is None:
+        return {}
+    if not isinstance(content, dict):
+        raise ConfigError(f"{field} {path} must hold a mapping (key: value), got a {type(content).__name__}")
+    return content
 
 
 def matrix_to_csv(A: torch.Tensor) -> str:

@@ -19,22 +19,30 @@ import argparse
 import json
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
-from cl_attractors.errors import ConfigError
+from cl_attractors.errors import ConfigError, one_line
 from cl_attractors.grid.cluster import DaskRunner, check_address
 from cl_attractors.grid.runner import GridRunner, gpu_slots
 from cl_attractors.grid.spec import ExperimentSpec, Run, default_workers, load_spec, select_variants, validate
 from cl_attractors.io import write_json
+from cl_attractors.report.claims import check_claims
 from cl_attractors.report.provenance import record_invocation
 from cl_attractors.report.render import render
 
 ARGS_FILE = "experiment_args.json"
+Probe = Callable[[list[str]], object]  # builds a fit from its arguments without training
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, no usage dump
+        raise ConfigError(f"{self.prog}: {message}")
 
 
 def _parser(prog: str, running: bool) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=prog, allow_abbrev=False)
+    parser = _Parser(prog=prog, allow_abbrev=False)
     parser.add_argument("--config", required=True, help="experiment YAML (configs/grid/fig*.yaml)")
     parser.add_argument("--seeds", type=int, nargs="+", help="replace the YAML's seeds")
     parser.add_argument("--variants", nargs="+", help="only these variants of the YAML")
@@ -58,6 +66,8 @@ def _parser(prog: str, running: bool) -> argparse.ArgumentParser:
 
 def _spec(args: argparse.Namespace) -> ExperimentSpec:
     spec = load_spec(args.config)
+    groups = set(spec.variants)
+    check_claims(spec.claims, set(spec.variant_args()) | groups, groups)
     select_variants(spec, args.variants)
     if args.seeds is not None:
         spec.seeds = list(args.seeds)
@@ -72,11 +82,35 @@ def check_reuse(runs: list[Run]) -> None:
     """A run directory made with other fit arguments must not be skipped or resumed silently."""
     for run in runs:
         path = run.run_dir / ARGS_FILE
-        if path.is_file() and json.loads(path.read_text()) != list(run.args):
+        if path.is_file() and _read_json(path, None) != list(run.args):
             raise ConfigError(
                 f"{run.run_dir} was made with other fit arguments (see {path}); "
                 "use another --out_dir or delete it"
             )
+
+
+def _read_json(path: Path, default: Any) -> Any:
+    """A JSON file this command wrote; ``default`` when it was torn or edited into non-JSON."""
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return default
+
+
+def probe_variants(spec: ExperimentSpec, extra: list[str], probe: Probe) -> None:
+    """Build each variant's first run without training (``probe``), before any run starts: a
+    refused fit argument stops the command with one line naming the variant."""
+    seen: set[str] = set()
+    for run in spec.runs(extra):
+        if run.variant in seen:
+            continue
+        seen.add(run.variant)
+        args = list(run.args)
+        i = args.index("--run_dir")
+        try:
+            probe(args[1:i] + args[i + 2 :])
+        except ConfigError as err:
+            raise ConfigError(f"{one_line(err)} (in the fit arguments of variants.{run.variant})") from None
 
 
 def local_slots(workers: int | None, per_gpu: int | None) -> list[int | None]:
@@ -147,12 +181,15 @@ def run_experiment(
     return len(failed)
 
 
-def main(argv: Sequence[str]) -> None:
-    """``cli.py experiment``: validate, run what is missing, aggregate and render."""
+def main(argv: Sequence[str], probe: Probe | None = None) -> None:
+    """``cli.py experiment``: validate (and with ``probe``, build each variant's fit once), run
+    what is missing, aggregate and render."""
     started = time.time()
     args, extra = _parser("cli.py experiment", running=True).parse_known_args(list(argv))
     spec = _spec(args)
     validate(spec, extra)
+    if probe is not None and spec.needs_runs:
+        probe_variants(spec, extra, probe)
     failed = (
         run_experiment(spec, extra, args.workers, args.workers_per_gpu, args.scheduler)
         if spec.needs_runs
@@ -173,5 +210,6 @@ def report_main(argv: Sequence[str]) -> None:
     validate(spec, extra)
     recorded = spec.out_dir / "experiment.json"
     if not extra and recorded.is_file():
-        extra = json.loads(recorded.read_text()).get("extra", [])
+        saved = _read_json(recorded, {})
+        extra = list(saved.get("extra") or []) if isinstance(saved, dict) else []
     print(f"results: {render(spec, spec.runs(extra) if spec.needs_runs else [])}")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ctypes
 import fcntl
+import math
 import os
 import queue
 import signal
@@ -117,17 +118,32 @@ def _die_with_parent(parent: int) -> Callable[[], None]:
     return preexec
 
 
-def _lock(fh: IO[str], wait_s: float) -> bool:
-    """Take the run's lock, retrying for ``wait_s`` seconds; whether it was taken."""
+def _lock(fh: IO[str], wait_s: float, stop: threading.Event | None) -> bool:
+    """Take the run's lock, retrying for ``wait_s`` seconds (or until ``stop`` is set); whether
+    it was taken."""
     deadline = time.monotonic() + wait_s
     while True:
         try:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
             return True
         except BlockingIOError:
-            if time.monotonic() >= deadline:
+            if time.monotonic() >= deadline or (stop is not None and stop.wait(0.2)):
                 return False
-            time.sleep(0.2)
+            if stop is None:
+                time.sleep(0.2)
+
+
+def held(run: Run) -> bool:
+    """Whether another process holds the run's lock right now."""
+    path = run.run_dir / ".lock"
+    if not path.is_file():
+        return False
+    with open(path) as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+    return False
 
 
 def execute(
@@ -137,14 +153,20 @@ def execute(
     cwd: Path,
     lock_wait_s: float = 0.0,
     die_with_parent: bool = False,
+    stop: threading.Event | None = None,
 ) -> Outcome:
     """Run one fit under the run's lock, in ``cwd`` (relative paths of the spec resolve there);
-    a run found complete once locked is not run again."""
+    the lock is waited for ``lock_wait_s`` seconds (until ``stop``); a run found complete once
+    locked (another process ran it meanwhile) is not run again."""
     local = replace(run, run_dir=Path(cwd) / run.run_dir)
     local.run_dir.mkdir(parents=True, exist_ok=True)
     with open(local.run_dir / ".lock", "w") as lock:
-        if not _lock(lock, lock_wait_s):
-            return Outcome(run, 1, HELD)
+        if not _lock(lock, lock_wait_s, stop):
+            return (
+                Outcome(run, -1, "not started (interrupted)")
+                if stop and stop.is_set()
+                else Outcome(run, 1, HELD)
+            )
         if local.complete:
             return Outcome(run, 0)
         code = _spawn(local, env, procs, cwd, lock.fileno(), die_with_parent)
@@ -210,7 +232,8 @@ class GridRunner:
         try:
             if self.stop.is_set():
                 return Outcome(run, -1, "not started (interrupted)")
-            return execute(run, worker_env(gpu), self.procs, Path.cwd())
+            # another experiment process on the same out_dir holds this run: wait, then skip or resume
+            return execute(run, worker_env(gpu), self.procs, Path.cwd(), math.inf, stop=self.stop)
         finally:
             self.slots.put(gpu)
 
@@ -227,6 +250,7 @@ class GridRunner:
         if not runs:
             return []
         pool = ThreadPoolExecutor(max_workers=self.workers)
+        runs = sorted(runs, key=held)  # runs another process holds go last: the work is shared
         futures = [pool.submit(self._execute, r) for r in runs]
         try:
             return track((f.result() for f in as_completed(futures)), len(runs), desc)

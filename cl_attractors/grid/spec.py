@@ -24,19 +24,21 @@ variants with neither run once.
 from __future__ import annotations
 
 import json
+import math
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from cl_attractors.errors import ConfigError
-from cl_attractors.io import ensure_writable
+from cl_attractors.io import ensure_writable, read_yaml_mapping
 from cl_attractors.paths import resolve_args, resolve_relative
 
 KINDS = ("curves", "shared", "weights", "sensitivity", "plasticity", "scoreboard")
 NO_RUNS = ("plasticity", "scoreboard")
+SEED_MAX = 2**32 - 1  # each seed is also --seed_everything (Lightning's range)
+SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.=+-]*")  # names that become one path component
 
 
 @dataclass(frozen=True)
@@ -141,11 +143,7 @@ def _get(raw: dict, key: str, kind: type, default: Any) -> Any:
 def load_spec(path: str | Path) -> ExperimentSpec:
     """Parse an experiment YAML; structural errors raise :class:`ConfigError`."""
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"--config {path} does not exist")
-    raw = yaml.safe_load(path.read_text()) or {}
-    if not isinstance(raw, dict):
-        raise ConfigError(f"--config {path} must hold a mapping")
+    raw = read_yaml_mapping(path, "--config")
     name = _get(raw, "name", str, path.stem)
     kind = _get(raw, "kind", str, "curves")
     if kind not in KINDS:
@@ -213,20 +211,6 @@ def _check_writable(directory: Path, field_name: str) -> None:
         raise ConfigError(f"{field_name}={directory} is not writable ({err})") from None
 
 
-def _check_sweep(where: str, sweep: Any) -> None:
-    if sweep is None:
-        return
-    values = sweep.get("values") if isinstance(sweep, dict) else None
-    if (
-        not isinstance(sweep, dict)
-        or not isinstance(sweep.get("flag"), str)
-        or not isinstance(values, list)
-        or not values
-        or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
-    ):
-        raise ConfigError(f"{where}={sweep!r} is not allowed; use {{flag: --a.b, values: [numbers]}}")
-
-
 def made_by(path: str) -> str:
     """How a missing tuned method file ``results/tune/<study>/best_method.yaml`` is made ('' if
     ``path`` is not one): the study's search command, and where it writes."""
@@ -234,7 +218,7 @@ def made_by(path: str) -> str:
     search = Path("configs/search") / f"{p.parent.name}.yaml"
     if p.name != "best_method.yaml" or not search.is_file():
         return ""
-    raw = yaml.safe_load(search.read_text()) or {}
+    raw = read_yaml_mapping(search, "search config")
     out_dir = raw.get("out_dir", f"runs/tune/{p.parent.name}") if isinstance(raw, dict) else "its out_dir"
     return (
         f": the {p.parent.name} search has not finished (`python cli.py tune --config {search}` "
@@ -265,15 +249,50 @@ def _check_variant_paths(variants: dict[str, list[str]]) -> None:
     raise ConfigError(f"variants.{vname}: config {path} does not exist{hint}")
 
 
+def _check_names(spec: ExperimentSpec) -> None:
+    """Names that become paths (the grid's, each variant's) stay one path component."""
+    for what, value in (
+        ("the grid's name", spec.name),
+        *(("a variant name", v) for v in spec.variant_args()),
+    ):
+        if not SAFE_NAME.fullmatch(value) or value in (".", ".."):
+            raise ConfigError(
+                f"{what} {value!r} is not allowed: it names a folder; use letters, digits and "
+                "_ . = + -, starting with a letter or digit"
+            )
+
+
+def _finite_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _check_sweep(where: str, sweep: Any) -> None:
+    if sweep is None:
+        return
+    values = sweep.get("values") if isinstance(sweep, dict) else None
+    if (
+        not isinstance(sweep, dict)
+        or not isinstance(sweep.get("flag"), str)
+        or not sweep["flag"].startswith("--")
+        or not isinstance(values, list)
+        or not values
+        or not all(_finite_number(v) for v in values)
+    ):
+        raise ConfigError(
+            f"{where}={sweep!r} is not allowed; use {{flag: --a.b, values: [finite numbers, ...]}}"
+        )
+
+
 def validate(spec: ExperimentSpec, extra: list[str] = ()) -> None:
     """Every check that must pass before any run starts (one-line :class:`ConfigError`)."""
     if len(set(spec.seeds)) != len(spec.seeds):
         raise ConfigError(f"seeds={spec.seeds} is not allowed; seeds must be unique")
-    if not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in spec.seeds):
-        raise ConfigError(f"seeds={spec.seeds} is not allowed; use integers >= 0")
+    if not all(isinstance(s, int) and not isinstance(s, bool) and 0 <= s <= SEED_MAX for s in spec.seeds):
+        raise ConfigError(f"seeds={spec.seeds} is not allowed; use integers in [0, {SEED_MAX}]")
     _check_sweep("sweep", spec.sweep)
     for vname, sweep in spec.sweeps.items():
         _check_sweep(f"sweeps.{vname}", sweep)
+    _check_names(spec)
     if spec.needs_runs:
         if not spec.variants or not spec.seeds:
             raise ConfigError(

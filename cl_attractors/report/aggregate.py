@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from cl_attractors.errors import ConfigError
 from cl_attractors.grid.spec import Run
 from cl_attractors.io import write_json, write_text
 from cl_attractors.report.stats import mean_ci
@@ -34,7 +35,14 @@ def load_finished(runs: list[Run]) -> dict[str, dict[int, dict]]:
     out: dict[str, dict[int, dict]] = {}
     for run in runs:
         if run.complete:
-            out.setdefault(run.variant, {})[run.seed] = json.loads((run.run_dir / "metrics.json").read_text())
+            path = run.run_dir / "metrics.json"
+            metrics = json.loads(path.read_text())
+            missing = [k for k in (*CURVES, "bwt", "forgetting") if k not in metrics]
+            if missing:
+                raise ConfigError(
+                    f"{path} says complete but lacks {', '.join(missing)}; delete the run and re-run it"
+                )
+            out.setdefault(run.variant, {})[run.seed] = metrics
     return out
 
 

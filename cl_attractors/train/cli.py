@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 from jsonargparse import Namespace
-from lightning.pytorch.cli import LightningCLI
 
 import cl_attractors.methods
 from callbacks.task_sequence import TaskSequence
@@ -28,6 +27,7 @@ from cl_attractors.errors import ConfigError
 from cl_attractors.io import ensure_writable
 from cl_attractors.train.compose import expand_argv
 from cl_attractors.train.data import PermutedMNIST
+from cl_attractors.train.guard import GuardedCLI
 from cl_attractors.train.module import CLModule
 
 PRINT_FLAGS = {"skip_default", "skip_unset"}
@@ -55,16 +55,10 @@ def split_print_config(args: Sequence[str]) -> tuple[list[str], set[str] | None]
     return rest, flags
 
 
-class CLI(LightningCLI):
-    """LightningCLI with the task-sequence callback always on, ``--seed`` and ``--run_dir``."""
-
-    @staticmethod
-    def subcommands() -> dict[str, set[str]]:
-        # test/predict: the task sequence evaluates every task on data.eval_split inside fit
-        return {
-            "fit": {"model", "train_dataloaders", "val_dataloaders", "datamodule"},
-            "validate": {"model", "dataloaders", "datamodule"},
-        }
+class CLI(GuardedCLI):
+    """LightningCLI with the task-sequence callback always on, ``--seed`` and ``--run_dir`` (and
+    the guards of :mod:`cl_attractors.train.guard`; only fit and validate: the task sequence
+    evaluates every task on data.eval_split inside fit)."""
 
     def add_arguments_to_parser(self, parser: Any) -> None:
         parser.add_lightning_class_args(TaskSequence, "tasks")

@@ -25,6 +25,7 @@ from typing import Any
 import yaml
 
 from cl_attractors.errors import ConfigError
+from cl_attractors.io import read_yaml
 from cl_attractors.paths import is_config_path, resolve_relative
 
 GROUPS = ("data", "model", "trainer")
@@ -35,10 +36,7 @@ def read_config(path: Path, flag: str = "--config") -> dict[str, Any]:
     """The mapping held by the YAML file ``path`` (a one-line ConfigError otherwise)."""
     if not path.is_file():
         raise ConfigError(f"{flag} {path} does not exist")
-    try:
-        content = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{flag} {path} is not valid YAML ({' '.join(str(err).split())})") from None
+    content = read_yaml(path, flag) or {}
     if not isinstance(content, dict):
         raise ConfigError(f"{flag} {path} must hold a mapping, got {type(content).__name__}")
     return content
@@ -79,7 +77,7 @@ def expand_defaults(path: str | Path, group: str | None = None, _seen: tuple[Pat
     if path.resolve() in _seen:
         raise ConfigError(f"{flag} {path}: 'defaults' form a cycle")
     defaults = content.pop("defaults", [])
-    if not isinstance(defaults, list) or not all(isinstance(d, str) for d in defaults):
+    if not isinstance(defaults, list) or not all(isinstance(d, str) and d for d in defaults):
         raise ConfigError(f"{flag} {path}: defaults={defaults!r} is not allowed; use a list of paths")
     if group and content and group not in content:
         content = {group: content}

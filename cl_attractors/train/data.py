@@ -167,6 +167,7 @@ class PermutedMNIST(pl.LightningDataModule):
             ("steps_per_batch", steps_per_batch),
             ("eval_batch_size", eval_batch_size),
             ("synthetic_size", synthetic_size),
+            ("val_size", val_size),
         ):
             _check(isinstance(value, int) and value >= 1, name, value, "an integer >= 1")
         _check(0.0 <= shared_fraction <= 1.0, "shared_fraction", shared_fraction, "a number in [0, 1]")
@@ -225,7 +226,8 @@ class PermutedMNIST(pl.LightningDataModule):
     # ---- batches ------------------------------------------------------------------------
     def shuffle_order(self, task: int, epoch: int) -> Tensor:
         """Training order of ``task`` in its ``epoch``-th epoch: a function of the seed only."""
-        g = torch.Generator().manual_seed((self.seed * 1_000_003 + task) * 10_007 + epoch)
+        # modulo the generator's seed range: any seed works (the same values below 2**64)
+        g = torch.Generator().manual_seed(((self.seed * 1_000_003 + task) * 10_007 + epoch) % 2**64)
         return torch.randperm(self.num_train, generator=g)
 
     def train_batches(self, task: int, epoch: int = 0) -> TaskBatches:

@@ -12,6 +12,7 @@ import hashlib
 import importlib.util
 import io
 import pickle
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
@@ -138,24 +139,46 @@ def _idx_file(folder: Path, stem: str) -> Path | None:
     return next((p for p in (folder / stem, folder / f"{stem}.gz") if p.is_file()), None)
 
 
-def _read_idx_dir(folder: Path) -> tuple[tuple[Tensor, Tensor], ...]:
-    """Images and labels of a flat folder of IDX files (e.g. Debian's dataset-fashion-mnist)."""
+def _read_idx(path: Path) -> Tensor:
+    """One IDX file of unsigned bytes (gzipped or not), its header and size checked."""
+    try:
+        raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+    except (OSError, EOFError, zlib.error) as err:  # a torn or foreign .gz (BadGzipFile is an OSError)
+        raise ConfigError(f"IDX file {path} cannot be decompressed ({err or type(err).__name__})") from None
+    ndim = raw[3] if len(raw) >= 4 and raw[:3] == b"\x00\x00\x08" else 0
+    if ndim == 0 or len(raw) < 4 + 4 * ndim:
+        raise ConfigError(f"IDX file {path} is not an IDX file of unsigned bytes (header {raw[:4].hex()!r})")
+    shape = tuple(int(s) for s in np.frombuffer(raw, dtype=">i4", count=ndim, offset=4))
+    data = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim)
+    if data.size != int(np.prod(shape)):
+        raise ConfigError(f"IDX file {path} is truncated or too long: {data.size} values for shape {shape}")
+    return torch.from_numpy(data.reshape(shape).copy())
 
-    def read(stem: str) -> Tensor:
-        path = _idx_file(folder, stem)
+
+def _read_idx_pair(folder: Path, images: str, labels: str) -> tuple[Tensor, Tensor]:
+    """Images ``[n, rows, cols]`` and labels ``[n]`` in 0..9 from two IDX files of ``folder``."""
+    paths = [_idx_file(folder, stem) for stem in (images, labels)]
+    for stem, path in zip((images, labels), paths):
         if path is None:
             raise ConfigError(f"data.data_dir={str(folder)!r} lacks {stem}[.gz] next to the other IDX files")
-        raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
-        ndim = raw[3]
-        shape = np.frombuffer(raw, dtype=">i4", count=ndim, offset=4)
-        data = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim)
-        if data.size != int(np.prod(shape)):
-            raise ConfigError(f"IDX file {path} is truncated: {data.size} values for shape {tuple(shape)}")
-        return torch.from_numpy(data.reshape(tuple(shape)).copy())
+    x, y = _read_idx(paths[0]), _read_idx(paths[1]).long()
+    if x.ndim != 3 or y.ndim != 1:
+        raise ConfigError(
+            f"IDX files {paths[0]} and {paths[1]} have shapes {tuple(x.shape)} and {tuple(y.shape)}; "
+            "expected images [n, rows, cols] and labels [n]"
+        )
+    if len(x) != len(y):
+        raise ConfigError(f"IDX files {paths[0]} and {paths[1]} differ: {len(x)} images, {len(y)} labels")
+    if len(y) and int(y.max()) > 9:
+        raise ConfigError(f"IDX file {paths[1]} has label {int(y.max())}; MNIST-family classes are 0..9")
+    return x, y
 
+
+def _read_idx_dir(folder: Path) -> tuple[tuple[Tensor, Tensor], ...]:
+    """Images and labels of a flat folder of IDX files (e.g. Debian's dataset-fashion-mnist)."""
     return (
-        (read("train-images-idx3-ubyte"), read("train-labels-idx1-ubyte").long()),
-        (read("t10k-images-idx3-ubyte"), read("t10k-labels-idx1-ubyte").long()),
+        _read_idx_pair(folder, "train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+        _read_idx_pair(folder, "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
     )
 
 

@@ -32,7 +32,7 @@ from optuna.distributions import (
     IntDistribution,
 )
 
-from cl_attractors.errors import ConfigError
+from cl_attractors.errors import ConfigError, one_line, require_finite
 
 RANGE_KEYS = {"low", "high", "log", "int", "when"}
 
@@ -142,6 +142,29 @@ def _parse_choice(field: str, spec: dict, when: tuple[tuple[str, Any], ...]) -> 
     if bad:
         raise ConfigError(f"{field}.choices has {bad!r}; use scalars (bool, int, float, str, null)")
     return Sampled(CategoricalDistribution(choices), when)
+
+
+def _probe_values(name: str, param: Param) -> list[tuple[str, Any]]:
+    if isinstance(param, Fixed):
+        return [(f"search.space.{name}", param.value)]
+    if isinstance(param, Choice):
+        return [(f"search.space.{name}.choices[{i}]", c) for i, c in enumerate(param.choices)]
+    ends = (int(param.low), int(param.high)) if param.int else (param.low, param.high)
+    return [(f"search.space.{name}.low", ends[0]), (f"search.space.{name}.high", ends[1])]
+
+
+def check_space_values(space: dict[str, Param], cls: type, base: dict[str, Any]) -> None:
+    """Every fixed value, choice and range end through ``cls``'s own checks (its ``__init__`` with
+    the ``fit`` configuration's other arguments ``base``), before the first trial."""
+    for name, param in space.items():
+        for field, value in _probe_values(name, param):
+            require_finite(value, field)
+            try:
+                cls(**{**base, name: value})
+            except (ValueError, TypeError) as err:
+                raise ConfigError(
+                    f"{field}={value!r} is refused by {cls.__name__}: {one_line(err)}"
+                ) from None
 
 
 def suggest(trial: optuna.Trial, space: dict[str, Param]) -> dict[str, Any]:

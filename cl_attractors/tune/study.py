@@ -23,14 +23,14 @@ from typing import Any, NoReturn
 
 import numpy as np
 import optuna
-import yaml
 from optuna.trial import TrialState
 
-from cl_attractors.errors import ConfigError
+from cl_attractors.errors import ConfigError, one_line
+from cl_attractors.io import read_yaml_mapping
 from cl_attractors.paths import resolve_args
 from cl_attractors.tune.export import write_plots, write_tables
 from cl_attractors.tune.objective import Objective, probe_method
-from cl_attractors.tune.space import parse_space
+from cl_attractors.tune.space import Fixed, check_space_values, fit_overrides, parse_space
 from cl_attractors.tune.storage import open_storage, shown
 from cl_attractors.tune.workers import Workers, counted
 
@@ -84,18 +84,18 @@ def load_search(argv: Sequence[str]) -> Search:
     """Read the search YAML, apply the command line, and check every scalar setting."""
     args, extra = parse_args(argv)
     path = Path(args.config)
-    if not path.is_file():
-        raise ConfigError(f"--config {path} does not exist")
-    raw = yaml.safe_load(path.read_text()) or {}
-    if not isinstance(raw, dict) or raw.keys() - TOP_KEYS:
+    raw = read_yaml_mapping(path, "--config")
+    if raw.keys() - TOP_KEYS:
         raise ConfigError(
-            f"search config {path} has unknown keys "
-            f"{sorted(raw.keys() - TOP_KEYS) if isinstance(raw, dict) else raw!r}; "
+            f"search config {path} has unknown keys {sorted(raw.keys() - TOP_KEYS)}; "
             f"allowed: {sorted(TOP_KEYS)}"
         )
     fit = raw.get("fit") or []
-    if not isinstance(fit, list):
+    if not isinstance(fit, list) or not all(isinstance(a, str | int | float) for a in fit):
         raise ConfigError(f"search.fit={fit!r} is not allowed; use a list of fit arguments")
+    for key in ("sampler", "pruner", "heartbeat"):
+        if not isinstance(raw.get(key) or {}, dict):
+            raise ConfigError(f"search.{key}={raw[key]!r} is not allowed; use a mapping")
     out_dir = Path(args.out_dir or raw.get("out_dir") or f"runs/tune/{path.stem}")
     search = Search(
         fit_args=resolve_args(fit, path) + extra,  # paths in the YAML: relative to it
@@ -133,9 +133,10 @@ def make_sampler(opts: dict[str, Any], offset: int) -> optuna.samplers.TPESample
         )
     for key, value in opts.items():
         if not _sampler_value_ok(key, value):
+            allowed = f"an integer in [0, {2**32 - 1}]" if key == "seed" else "an integer >= 0"
             raise ConfigError(
                 f"search.sampler.{key}={value!r} is not allowed; use "
-                f"{'true or false' if key in BOOL_KEYS else 'an integer >= 0'}"
+                f"{'true or false' if key in BOOL_KEYS else allowed}"
             )
     opts = dict(opts)
     if opts.get("seed") is not None and offset:
@@ -150,7 +151,8 @@ def _sampler_value_ok(key: str, value: Any) -> bool:
         return isinstance(value, bool)
     if key == "seed" and value is None:
         return True
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+    top = 2**32 - 1 if key == "seed" else math.inf
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= top
 
 
 def make_pruner(opts: dict[str, Any]) -> optuna.pruners.BasePruner:
@@ -218,6 +220,13 @@ def main(argv: Sequence[str]) -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
     method = probe_method(search.fit_args)
     space = parse_space(search.space, method.cls)
+    check_space_values(space, method.cls, method.init_args)
+    fixed = {name: p.value for name, p in space.items() if isinstance(p, Fixed)}
+    if fixed:  # the fixed values through the fit's own route (types, finite numbers)
+        try:
+            probe_method([*search.fit_args, *fit_overrides(fixed)])
+        except ConfigError as err:
+            raise ConfigError(f"{one_line(err)} (a fixed value of search.space)") from None
     make_pruner(search.pruner)  # both checked before the storage is touched
     make_sampler(search.sampler, 0)
     search.out_dir.mkdir(parents=True, exist_ok=True)

@@ -92,7 +92,7 @@ def test_workers_joining_a_study_do_not_share_a_sampler_seed() -> None:
 
 
 def test_diverging_trial_is_recorded_as_fail_and_the_study_goes_on(tmp_path: Path) -> None:
-    tune.main(["--config", str(write_search(tmp_path)), "--model.optimizer.init_args.lr", ".inf"])
+    tune.main(["--config", str(write_search(tmp_path)), "--model.optimizer.init_args.lr", "1e20"])
     trials = load(tmp_path).get_trials()
     assert [t.state for t in trials] == [TrialState.FAIL] * 2  # the first failure did not stop it
     assert all("training diverged: loss is nan" in t.user_attrs["fail_reason"] for t in trials)

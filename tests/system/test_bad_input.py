@@ -1,9 +1,9 @@
-"""The bad-input table of `fit`: every invalid value of every user-facing field ends with one line
-naming the field and what is allowed, exit status 2, before any training (no outputs written).
+"""The bad-input table of `fit`: every invalid value of every user-facing field, every malformed
+file (YAML, checkpoint, data) ends with one line naming the field or file, exit status 2, before
+any training (no outputs written). `{tmp}` stands for the folder of malformed files that
+tests/helpers.py's write_bad_files fills. `tune`, `experiment` and `report`: test_bad_commands.py.
 
-The same table is the list in docs/bad_input.md (checked below, so the two cannot drift apart).
-`tune` and `experiment` inputs are covered by tests/contracts/test_tune.py and
-tests/system/test_experiment.py.
+The same tables are the lists in docs/bad_input.md (checked below, so they cannot drift apart).
 """
 
 from __future__ import annotations
@@ -13,7 +13,9 @@ from pathlib import Path
 import pytest
 
 import cli
-from tests.helpers import ROOT, tiny_args
+from tests.helpers import ROOT, tiny_args, write_bad_files
+
+IDX = ("--data.source", "mnist", "--data.val_size", "10", "--data.data_dir")
 
 STICKY = ("--model.method", "configs/method/sticky.yaml")
 EWC = ("--model.method", "configs/method/ewc.yaml")
@@ -37,6 +39,7 @@ FIT_CASES: list[tuple[tuple[str, ...], str]] = [
     (("--data.eval_split", "train"), "data.eval_split"),
     (("--data.train_size", "0"), "data.train_size=0 is not allowed"),
     (("--data.synthetic_size", "0"), "data.synthetic_size=0 is not allowed"),
+    (("--data.val_size", "0"), "data.val_size=0 is not allowed"),
     # model
     (("--model.hidden_sizes", "[0]"), "model.hidden_sizes[0]=0 is not allowed; use an integer >= 1"),
     (("--model.hidden_sizes", "[16, -2]"), "model.hidden_sizes[1]=-2 is not allowed"),
@@ -75,7 +78,78 @@ FIT_CASES: list[tuple[tuple[str, ...], str]] = [
     (("--no_such_flag", "1"), "unrecognized arguments: --no_such_flag"),
     (("--config", "configs/nope.yaml"), "--config configs/nope.yaml does not exist"),
     (("--ckpt_path", "/nonexistent.ckpt"), "/nonexistent.ckpt"),
+    (("test",), "subcommand 'test' is not supported; use fit"),
+    (("predict",), "subcommand 'predict' is not supported"),
+    # malformed YAML ({tmp}: the folder of tests/helpers.py's write_bad_files)
+    (("--config", "{tmp}/syntax.yaml"), "syntax.yaml line 2 column 1: expected ',' or ']'"),
+    (("--config", "{tmp}/tab.yaml"), "tab.yaml line 2 column 1: found character '\\t'"),
+    (("--config", "{tmp}/tag.yaml"), "tag.yaml line 1 column 7: could not determine a constructor"),
+    (("--config", "{tmp}/list.yaml"), "list.yaml must hold a mapping (key: value), got a list"),
+    (("--config", "{tmp}/defaults_mapping.yaml"), "defaults=[{'a': 'b'}] in --config"),
+    (("--config", "{tmp}/data_scalar.yaml"), "data=3 is not allowed; use a mapping of its fields"),
+    (("--config", "{tmp}"), "is a directory; give a YAML file"),
+    # values from a file get the same checks as typed ones
+    (
+        ("--model.method", "{tmp}/a1_inf.yaml"),
+        "model.method.init_args.a1=inf is not allowed; use a finite number",
+    ),
+    (("--config", "{tmp}/lr_inf.yaml"), "model.optimizer.init_args.lr=inf is not allowed"),
+    ((*STICKY, "--model.method.init_args.a1", ".inf"), "model.method.init_args.a1=inf is not allowed"),
+    ((*STICKY, "--model.method.init_args.lam", ".inf"), "model.method.init_args.lam=inf is not allowed"),
+    (("--data.shared_fraction", ".nan"), "data.shared_fraction=nan is not allowed"),
+    (("--model.optimizer.init_args.lr", ".nan"), "model.optimizer.init_args.lr=nan is not allowed"),
+    (("--model.optimizer.init_args.lr", "-1"), "model.optimizer.init_args.lr: Invalid learning rate: -1.0"),
+    (
+        ("--model.optimizer.init_args.betas", "[2, 0.9]"),
+        "model.optimizer.init_args.betas: Invalid beta parameter",
+    ),
+    (("--model.optimizer.init_args.eps", "-1"), "model.optimizer.init_args.eps: Invalid epsilon value"),
+    (("--seed_everything", "4294967296"), "seed_everything=4294967296 is not allowed"),
+    (("--data.seed", "-1"), "data.seed=-1 is not allowed; use an integer in [0, 9223372036854775807]"),
+    (("--data.seed", "9223372036854775808"), "data.seed=9223372036854775808 is not allowed"),
+    ((*EWC, "--model.method.init_args.seed", "9223372036854775808"), "model.method.init_args.seed="),
+    # shapes against the data, memory
+    (("--model.input_size", "100"), "model.input_size=100 is not allowed; use 784"),
+    (("--model.num_classes", "5"), "model.num_classes=5 is not allowed; use at least 10"),
+    (
+        ("--model.hidden_sizes", "[1000000000]"),
+        "model.hidden_sizes=[1000000000] is not allowed; use a smaller",
+    ),
+    (("--data.synthetic_size", "100000000000"), "data.synthetic_size=100000000000 is not allowed"),
+    (("--data.num_tasks", "100000000"), "data.num_tasks=100000000 is not allowed; use a smaller value"),
+    # trainer values Lightning refuses, and those that would cut or skip part of a task
+    (("--trainer.devices", "0"), "`Trainer(devices='0')` value is not a valid input"),
+    (("--trainer.limit_train_batches", "0"), "trainer.limit_train_batches=0.0 is not allowed"),
+    (("--trainer.limit_val_batches", "0.5"), "trainer.limit_val_batches=0.5 is not allowed"),
+    (("--trainer.max_steps", "2"), "trainer.max_steps=2 is not allowed; use -1"),
+    (("--trainer.max_time", "00:00:01:00"), "trainer.max_time='00:00:01:00' is not allowed"),
+    (("--trainer.fast_dev_run", "true"), "trainer.fast_dev_run=True is not allowed"),
+    (("--trainer.val_check_interval", "0.5"), "trainer.val_check_interval=0.5 is not allowed"),
+    (("--trainer.gradient_clip_val", "1.0"), "trainer.gradient_clip_val=1.0 is not allowed"),
+    (("--trainer.accumulate_grad_batches", "2"), "trainer.accumulate_grad_batches=2 is not allowed"),
+    (("--trainer.devices", "abc"), "`devices` selected with `CPUAccelerator` should be an int > 0"),
+    (("--trainer.accelerator", "mps"), "trainer (accelerator='mps'"),
+    # checkpoints
+    (("--ckpt_path", "{tmp}"), "is a directory; give a .ckpt file written by fit"),
+    (("--ckpt_path", "{tmp}/random.ckpt"), "random.ckpt is not a readable checkpoint (UnpicklingError"),
+    (("--ckpt_path", "{tmp}/empty.ckpt"), "empty.ckpt is not a readable checkpoint (EOFError)"),
+    (("--ckpt_path", "{tmp}/truncated.ckpt"), "truncated.ckpt is not a readable checkpoint (RuntimeError"),
+    (("--ckpt_path", "{tmp}/foreign.ckpt"), "foreign.ckpt is not a Lightning checkpoint"),
+    (("--ckpt_path", "{tmp}/other_model.ckpt"), "model.hidden_sizes=[16] differs from the checkpoint's [24]"),
+    # data files
+    ((*IDX, "{tmp}/idx_truncated"), "train-images-idx3-ubyte is truncated or too long"),
+    ((*IDX, "{tmp}/idx_empty"), "train-images-idx3-ubyte is not an IDX file of unsigned bytes"),
+    ((*IDX, "{tmp}/idx_label_12"), "train-labels-idx1-ubyte has label 12; MNIST-family classes are 0..9"),
+    ((*IDX, "{tmp}/idx_counts"), "differ: 60 images, 50 labels"),
+    ((*IDX, "{tmp}/idx_gz_truncated"), "train-images-idx3-ubyte.gz cannot be decompressed"),
 ]
+
+
+@pytest.fixture(scope="module")
+def bad_files(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("bad_files")
+    assert cli.main(tiny_args(folder / "run", "--model.hidden_sizes", "[24]", num_tasks=1)) == 0
+    return write_bad_files(folder, (folder / "run" / "checkpoints" / "last.ckpt").resolve())
 
 
 def _case_id(case: tuple[tuple[str, ...], str]) -> str:
@@ -84,9 +158,13 @@ def _case_id(case: tuple[tuple[str, ...], str]) -> str:
 
 @pytest.mark.parametrize("args, expected", FIT_CASES, ids=[_case_id(c) for c in FIT_CASES])
 def test_fit_bad_input(
-    tmp_path: Path, args: tuple[str, ...], expected: str, capsys: pytest.CaptureFixture
+    bad_files: Path, tmp_path: Path, args: tuple[str, ...], expected: str, capsys: pytest.CaptureFixture
 ) -> None:
-    assert cli.main(tiny_args(tmp_path / "run", *args)) == 2
+    args = tuple(a.replace("{tmp}", str(bad_files)) for a in args)
+    argv = tiny_args(tmp_path / "run", *args[args[0] in ("test", "predict") :])
+    if args[0] in ("test", "predict"):
+        argv[0] = args[0]
+    assert cli.main(argv) == 2
     errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
     assert len(errors) == 1, errors
     assert expected in errors[0]

@@ -122,3 +122,19 @@ def test_experiment_killed_with_its_workers_resumes_and_matches_a_clean_grid(tmp
         for seed in (0, 1):
             rel = Path(variant) / f"seed_{seed}" / "accuracy_matrix.csv"
             assert read_matrix_csv(runs / rel).equal(read_matrix_csv(tmp_path / "c" / "runs" / rel)), rel
+
+
+def test_two_experiments_on_one_out_dir_share_the_runs_and_neither_reports_a_failure(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    spec = write_spec(tmp_path)  # 2 variants x 2 seeds
+    runs = tmp_path / "runs"
+    proc = start("experiment", "--config", str(spec), "--workers", "1")
+    wait_for(lambda: any(runs.glob("*/seed_*/run.log")), proc)
+    experiment.main(["--config", str(spec), "--workers", "1"])  # SystemExit(1) if it saw a failure
+    finish(proc)
+    assert "0 failed" in capsys.readouterr().err
+    logs = list(runs.glob("*/seed_*/run.log"))
+    assert len(logs) == 4
+    assert all(json.loads((p.parent / "metrics.json").read_text())["complete"] for p in logs)
+    assert not [p for p in logs if "--ckpt_path" in p.read_text().splitlines()[0]]  # none run twice

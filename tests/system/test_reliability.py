@@ -1,19 +1,25 @@
-"""Injected faults on fit: determinism, SIGKILL and resume, divergence, unwritable outputs."""
+"""Injected faults on fit: determinism, SIGKILL and resume, SIGTERM, divergence, unwritable outputs,
+a full disk, a second process on a run directory, a resume with another model, a stopped fit."""
 
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import torch
+from lightning.pytorch import Callback, LightningModule, Trainer
 
 import cli
+from cl_attractors.errors import ConfigError
 from cl_attractors.io import read_matrix_csv
+from cl_attractors.train.cli import make_cli
 from tests.helpers import ROOT, tiny_args
 
 
@@ -115,3 +121,123 @@ def test_unwritable_output_directory_fails_before_training(tmp_path: Path) -> No
     )
     assert out.returncode == 2 and "Traceback" not in out.stderr
     assert f"error: output directory {blocker / 'run'} cannot be created: {blocker} is a file" in out.stderr
+
+
+def _start_fit(*args: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, str(ROOT / "cli.py"), *args],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _wait_for_task(run: Path, proc: subprocess.Popen, tasks: int = 1) -> None:
+    deadline = time.time() + 240
+    while time.time() < deadline and proc.poll() is None:
+        metrics = run / "metrics.json"
+        if metrics.exists() and json.loads(metrics.read_text())["tasks_done"] >= tasks:
+            return
+        time.sleep(0.05)
+    pytest.fail("the run ended (or hung) before the fault could be injected")
+
+
+def test_sigterm_mid_run_exits_nonzero_with_one_line_and_keeps_the_finished_tasks(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    proc = _start_fit(*_slow_args(run))
+    try:
+        _wait_for_task(run, proc)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 143, err[-2000:]
+    assert "Traceback" not in err
+    assert err.strip().splitlines()[-1].startswith("error: terminated by SIGTERM before the run finished")
+    done = json.loads((run / "metrics.json").read_text())
+    assert 1 <= done["tasks_done"] < 3 and not done["complete"]
+
+
+def test_a_second_fit_on_a_run_dir_in_use_gets_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    run = tmp_path / "run"
+    proc = _start_fit(*_slow_args(run))
+    try:
+        _wait_for_task(run, proc)
+        before = (run / "metrics.json").read_text()
+        assert cli.main(tiny_args(run)) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert err[-1] == (
+            f"error: --run_dir {run} is in use by another process (pid {proc.pid}); "
+            "wait for it to end or use another --run_dir"
+        )
+        assert (
+            json.loads(before)["tasks_done"] <= json.loads((run / "metrics.json").read_text())["tasks_done"]
+        )
+    finally:
+        proc.kill()
+        proc.communicate()
+
+
+def test_resuming_with_another_network_or_method_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    run = tmp_path / "run"
+    assert cli.main(tiny_args(run, num_tasks=2)) == 0
+    last = run / "checkpoints" / "last.ckpt"
+    for extra, expected in [
+        (
+            ("--model.hidden_sizes", "[32]"),
+            f"model.hidden_sizes=[32] differs from the checkpoint's [16] ({last})",
+        ),
+        (("--model.method", "configs/method/ewc.yaml"), f"--ckpt_path {last} holds another model"),
+    ]:
+        assert cli.main(tiny_args(run, "--ckpt_path", "last", *extra, num_tasks=2)) == 2
+        assert expected in capsys.readouterr().err.strip().splitlines()[-1]
+
+
+class _StopAfterFirstTask(Callback):
+    def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        trainer.should_stop = True
+
+
+def test_a_fit_stopped_before_its_last_task_is_an_error_not_a_success(tmp_path: Path) -> None:
+    built = make_cli(tiny_args(tmp_path / "run")[1:], run=False)
+    built.trainer.callbacks.append(_StopAfterFirstTask())
+    with pytest.raises(ConfigError, match="the run stopped after 1 of 3 tasks"):
+        built.trainer.fit(built.model, datamodule=built.datamodule)
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["complete"] is False
+
+
+@pytest.fixture
+def full_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 1 MiB tmpfs (needs root to mount; unmounted afterwards)."""
+    mount = tmp_path / "tmpfs"
+    mount.mkdir()
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs needs root")
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1M", "tmpfs", str(mount)], check=True)
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", str(mount)], check=True)
+
+
+def test_a_full_disk_ends_with_one_line_and_leaves_no_partial_file(
+    full_disk: Path, capsys: pytest.CaptureFixture
+) -> None:
+    run = full_disk / "run"  # one checkpoint (~0.6 MiB) fits, the next does not
+    args = tiny_args(run, "--model.hidden_sizes", "[64]", "--tasks.heatmaps", "false")
+    assert cli.main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("error: [Errno 28] cannot write ") and err.endswith("No space left on device")
+    files = [p for p in run.rglob("*") if p.is_file()]
+    assert not [p for p in files if p.name.endswith(".tmp")]
+    for path in files:
+        if path.suffix == ".ckpt":
+            torch.load(path, weights_only=True)  # whole: it loads
+        elif path.suffix == ".json":
+            json.loads(path.read_text())
+    assert json.loads((run / "metrics.json").read_text())["complete"] is False

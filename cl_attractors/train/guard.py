@@ -1,0 +1,292 @@
+"""The guards of a ``fit``/``validate`` run, each at the point where its input enters.
+
+* after parsing: :mod:`cl_attractors.train.checks` (values, seeds, whole tasks, memory), and
+  ``test``/``predict`` refused (the app has no test or predict step: ``validate`` evaluates);
+* ``--ckpt_path``: the file is read once and checked (readable, a Lightning checkpoint, the same
+  network as the config) before Lightning would silently replace the config's model by its own;
+* building the objects: Lightning's and the constructors' refusals become one-line ConfigErrors,
+  and the optimizer is built once so that its own checks (lr, betas, eps) run before training;
+* the run: one process per ``--run_dir`` (a lock), the data checked against the network, and a
+  fit that a callback stopped before its last task is an error, not a success;
+* checkpoint writes are atomic: a full disk leaves no partial file.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
+from lightning.fabric.utilities.exceptions import MisconfigurationException
+from lightning.pytorch.cli import LightningCLI
+
+from callbacks.task_sequence import TaskSequence
+from cl_attractors.errors import ConfigError, one_line
+from cl_attractors.io import save_tensor
+from cl_attractors.train.checks import check_config
+
+LOCK_FILE = ".fit.lock"
+ARCHITECTURE = ("input_size", "hidden_sizes", "num_classes")
+SPECIAL_CKPT = ("best", "hpc", "registry")
+SUBCOMMANDS = ("fit", "validate")
+UNSUPPORTED = ("test", "predict")
+# what a constructor raises when it refuses a value
+REFUSALS = (MisconfigurationException, ValueError, TypeError)
+# words of torch.optim's refusals -> the argument they are about
+OPTIMIZER_WORDS = {
+    "learning rate": "lr",
+    "epsilon": "eps",
+    "beta": "betas",
+    "weight_decay": "weight_decay",
+    "momentum": "momentum",
+    "dampening": "dampening",
+}
+
+
+@contextmanager
+def lightning_refusals(where: str = "", kinds: tuple[type[Exception], ...] = REFUSALS) -> Iterator[None]:
+    """Turn a value refused while building the configured objects (``kinds``) into a one-line
+    ConfigError, prefixed by ``where`` when the refusal does not name its field."""
+    try:
+        yield
+    except ConfigError:
+        raise
+    except kinds as err:
+        raise ConfigError(f"{where}{one_line(err)}") from None
+
+
+# ---- checkpoints ----------------------------------------------------------------------------
+def resolve_ckpt_path(value: str | None, run_dir: str | None) -> Path | None:
+    """The checkpoint file ``--ckpt_path`` names, or None (none given, or one Lightning resolves:
+    ``last`` without a last checkpoint in ``run_dir``, ``best``, ...)."""
+    if value is None or value in SPECIAL_CKPT:
+        return None
+    if value == "last":
+        last = Path(run_dir) / "checkpoints" / "last.ckpt" if run_dir else None
+        return last if last is not None and last.is_file() else None
+    return Path(value)
+
+
+def read_checkpoint(path: Path) -> dict[str, Any]:
+    """The checkpoint at ``path`` (tensors and plain data only: no code runs), or a ConfigError."""
+    if path.is_dir():
+        raise ConfigError(f"--ckpt_path {path} is a directory; give a .ckpt file written by fit")
+    if not path.is_file():
+        raise ConfigError(f"--ckpt_path {path} does not exist")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises many types for a file it cannot parse
+        reason = (str(err).strip().split(". ")[0].splitlines() or [""])[0][:120]
+        raise ConfigError(
+            f"--ckpt_path {path} is not a readable checkpoint ({type(err).__name__}"
+            f"{': ' + reason if reason else ''}); give a .ckpt file written by fit"
+        ) from None
+    if not isinstance(ckpt, dict) or not isinstance(ckpt.get("state_dict"), dict):
+        raise ConfigError(f"--ckpt_path {path} is not a Lightning checkpoint (it has no state_dict)")
+    return ckpt
+
+
+def check_checkpoint_config(ckpt: dict[str, Any], model_cfg: dict[str, Any], path: Path) -> None:
+    """Refuse a network config that differs from the checkpoint's (Lightning would replace it)."""
+    saved = ckpt.get("hyper_parameters") or {}
+    for name in ARCHITECTURE:
+        if name in saved and name in model_cfg and saved[name] != model_cfg[name]:
+            raise ConfigError(
+                f"model.{name}={model_cfg[name]!r} differs from the checkpoint's {saved[name]!r} "
+                f"({path}); resume with the run's own config.yaml"
+            )
+
+
+def check_state_fits(ckpt: dict[str, Any], model: torch.nn.Module, path: Path) -> None:
+    """Refuse a checkpoint whose tensors are not this model's (another network or method)."""
+
+    def shapes(state: dict[str, Any]) -> dict[str, tuple[int, ...]]:
+        return {k: tuple(v.shape) for k, v in state.items() if torch.is_tensor(v)}
+
+    theirs, ours = shapes(ckpt["state_dict"]), shapes(model.state_dict())
+    if theirs == ours:
+        return
+    if ours.keys() - theirs.keys():
+        detail = f"it lacks {sorted(ours.keys() - theirs.keys())[0]}"
+    elif theirs.keys() - ours.keys():
+        detail = f"it has {sorted(theirs.keys() - ours.keys())[0]}, which this model has not"
+    else:
+        key = next(k for k in sorted(ours) if ours[k] != theirs[k])
+        detail = f"{key} is {list(theirs[key])} there, {list(ours[key])} here"
+    raise ConfigError(
+        f"--ckpt_path {path} holds another model than this config's model ({detail}); "
+        "resume with the run's own config.yaml (model.method included)"
+    )
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Checkpoints written to a temporary file next to the target, then renamed (Lightning's own
+    writer stages in the system temp dir and copies across file systems: a full disk left a
+    partial checkpoint)."""
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any = None) -> None:
+        if storage_options is not None:
+            super().save_checkpoint(checkpoint, path, storage_options)
+        else:
+            save_tensor(Path(path), checkpoint)
+
+
+# ---- the optimizer, the data ------------------------------------------------------------------
+def check_optimizer(model: Any, init_args: dict[str, Any]) -> None:
+    """Build the configured optimizer once: its own checks (lr, betas, eps, ...) run now. The
+    error names the argument its message is about, else one set to null, else all of them."""
+    try:
+        model.optimizer_factory(model.parameters())
+    except (ValueError, TypeError) as err:
+        text = one_line(err)
+        arg = next((a for word, a in OPTIMIZER_WORDS.items() if word in text.lower()), None)
+        if arg is None and "NoneType" in text:
+            arg = next((f"{k}=null" for k, v in init_args.items() if v is None), None)
+        raise ConfigError(
+            f"model.optimizer.init_args{'.' + arg if arg else f'={init_args}'}: {text}"
+        ) from None
+
+
+def check_data_fits(datamodule: Any, model: Any) -> None:
+    """The network's input and output sizes against the loaded data (features, label range)."""
+    splits, source = datamodule.splits, datamodule.source
+    features = splits.x_train.shape[1]
+    if model.hparams["input_size"] != features:
+        raise ConfigError(
+            f"model.input_size={model.hparams['input_size']} is not allowed; use {features}, "
+            f"the number of features of data.source={source!r}"
+        )
+    top = max(int(y.max()) for y in (splits.y_train, splits.y_val, splits.y_test) if len(y))
+    if model.hparams["num_classes"] <= top:
+        raise ConfigError(
+            f"model.num_classes={model.hparams['num_classes']} is not allowed; use at least {top + 1}: "
+            f"data.source={source!r} has labels up to {top}"
+        )
+
+
+# ---- the run ----------------------------------------------------------------------------------
+class RunDirLock:
+    """An exclusive lock on ``run_dir`` (``flock`` on ``run_dir/.fit.lock``, freed when the
+    process ends, however it ends)."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.run_dir = run_dir
+        self.handle: Any = None
+
+    def acquire(self) -> None:
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        handle = open(self.run_dir / LOCK_FILE, "a+")  # held until release()
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "?"
+            handle.close()
+            raise ConfigError(
+                f"--run_dir {self.run_dir} is in use by another process (pid {holder}); "
+                "wait for it to end or use another --run_dir"
+            ) from None
+        handle.truncate(0)
+        handle.write(f"{os.getpid()}\n")
+        handle.flush()
+        self.handle = handle
+
+    def release(self) -> None:
+        if self.handle is not None:
+            fcntl.flock(self.handle, fcntl.LOCK_UN)
+            self.handle.close()
+            self.handle = None
+
+
+class RunGuard(pl.Callback):
+    """First callback of a run: locks ``run_dir``, checks the data against the network, and makes
+    a fit that ended before its last task an error."""
+
+    def __init__(self, run_dir: str | None) -> None:
+        self.lock = RunDirLock(Path(run_dir)) if run_dir else None
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        if self.lock is not None:
+            self.lock.acquire()
+        check_data_fits(trainer.datamodule, pl_module)
+
+    def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        if self.lock is not None:
+            self.lock.release()
+
+    def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, err: BaseException) -> None:
+        if self.lock is not None:
+            self.lock.release()
+
+    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        seq = next((c for c in trainer.callbacks if isinstance(c, TaskSequence)), None)
+        if seq is None or seq.A is None or seq.tasks_done >= seq.A.shape[0]:
+            return
+        raise ConfigError(
+            f"the run stopped after {seq.tasks_done} of {seq.A.shape[0]} tasks: a callback stopped the "
+            "trainer (trainer.should_stop) before the last task; metrics.json says complete: false"
+        )
+
+
+# ---- the LightningCLI hooks -------------------------------------------------------------------
+class GuardedCLI(LightningCLI):
+    """LightningCLI with the guards above at its entry points; only ``fit`` and ``validate``."""
+
+    checkpoint: dict[str, Any] | None = None
+    checkpoint_path: Path | None = None
+
+    @staticmethod
+    def subcommands() -> dict[str, set[str]]:
+        return {k: v for k, v in LightningCLI.subcommands().items() if k in SUBCOMMANDS}
+
+    def _command_config(self) -> Any:
+        sub = self.config.get("subcommand")
+        return self.config[sub] if sub else self.config
+
+    def parse_arguments(self, parser: Any, args: Any) -> None:
+        if args and isinstance(args[0], str) and args[0] in UNSUPPORTED:
+            raise ConfigError(
+                f"subcommand {args[0]!r} is not supported; use fit (trains the tasks and fills A) or "
+                "validate (evaluates every task: validate --config RUN/config.yaml --ckpt_path CKPT "
+                "--data.eval_split test)"
+            )
+        super().parse_arguments(parser, args)
+        check_config(self._command_config().as_dict())
+
+    def _parse_ckpt_path(self) -> None:
+        """Replaces Lightning's, which would silently load the checkpoint's hyperparameters over
+        the config: the checkpoint is checked against the config instead."""
+        cfg = self._command_config()
+        path = resolve_ckpt_path(cfg.get("ckpt_path"), cfg.get("run_dir"))
+        if path is not None:
+            self.checkpoint, self.checkpoint_path = read_checkpoint(path), path
+            check_checkpoint_config(self.checkpoint, cfg.model.as_dict(), path)
+
+    def _run_subcommand(self, subcommand: str) -> None:
+        # Lightning checks some settings only when the fit starts: a refusal, not a bug
+        with lightning_refusals("trainer: ", (MisconfigurationException,)):
+            super()._run_subcommand(subcommand)
+
+    def instantiate_trainer(self, **kwargs: Any) -> pl.Trainer:
+        cfg = self._command_config().trainer
+        shown = ", ".join(f"{k}={cfg.get(k)!r}" for k in ("accelerator", "devices", "strategy", "precision"))
+        with lightning_refusals(f"trainer ({shown}): "):
+            return super().instantiate_trainer(**kwargs)
+
+    def instantiate_classes(self) -> None:
+        with lightning_refusals():
+            super().instantiate_classes()
+        if self.checkpoint is not None:
+            check_state_fits(self.checkpoint, self.model, self.checkpoint_path)
+            self.checkpoint = None  # Lightning reads the file again when it resumes
+        optimizer = self._command_config().model.get("optimizer")
+        check_optimizer(self.model, optimizer.get("init_args", {}).as_dict() if optimizer else {})
+        self.trainer.callbacks.insert(0, RunGuard(self._command_config().get("run_dir")))
+        if type(self.trainer.strategy.checkpoint_io) is TorchCheckpointIO:
+            self.trainer.strategy.checkpoint_io = AtomicCheckpointIO()

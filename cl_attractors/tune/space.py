@@ -147,10 +147,10 @@ def _parse_choice(field: str, spec: dict, when: tuple[tuple[str, Any], ...]) -> 
 def _probe_values(name: str, param: Param) -> list[tuple[str, Any]]:
     if isinstance(param, Fixed):
         return [(f"search.space.{name}", param.value)]
-    if isinstance(param, Choice):
-        return [(f"search.space.{name}.choices[{i}]", c) for i, c in enumerate(param.choices)]
-    ends = (int(param.low), int(param.high)) if param.int else (param.low, param.high)
-    return [(f"search.space.{name}.low", ends[0]), (f"search.space.{name}.high", ends[1])]
+    dist = param.distribution
+    if isinstance(dist, CategoricalDistribution):
+        return [(f"search.space.{name}.choices[{i}]", c) for i, c in enumerate(dist.choices)]
+    return [(f"search.space.{name}.low", dist.low), (f"search.space.{name}.high", dist.high)]
 
 
 def check_space_values(space: dict[str, Param], cls: type, base: dict[str, Any]) -> None:

@@ -35,6 +35,7 @@ test-fast: setup
 lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
 
 test-all: setup
 	$(PY) -m pytest -q -m ""

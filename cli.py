@@ -16,6 +16,7 @@ import sys
 from argparse import ArgumentError
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from cl_attractors.errors import ConfigError, one_line
 
@@ -80,7 +81,7 @@ def _fit(args: Sequence[str]) -> None:
         print_outcome(cli)
 
 
-def print_outcome(cli: object) -> None:
+def print_outcome(cli: Any) -> None:
     """Print the end-of-fit summary: final metrics, the accuracy matrix, where the outputs are."""
     from callbacks.terminal import fit_report
 

@@ -21,7 +21,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from cl_attractors.errors import ConfigError, one_line
 from cl_attractors.grid.cluster import DaskRunner, check_address
@@ -37,7 +37,7 @@ Probe = Callable[[list[str]], object]  # builds a fit from its arguments without
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one line, no usage dump
+    def error(self, message: str) -> NoReturn:  # one line, no usage dump
         raise ConfigError(f"{self.prog}: {message}")
 
 

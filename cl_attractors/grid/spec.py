@@ -27,6 +27,7 @@ import json
 import math
 import os
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -107,7 +108,7 @@ class ExperimentSpec:
                 out[f"{name}_{key}{value}"] = (name, float(value), [*args, sweep["flag"], str(value)])
         return out
 
-    def runs(self, extra: list[str] = ()) -> list[Run]:
+    def runs(self, extra: Sequence[str] = ()) -> list[Run]:
         """The grid: every variant at every seed, ``extra`` passed through to every fit."""
         out = []
         for variant, (group, x, args) in self.variant_args().items():
@@ -283,7 +284,7 @@ def _check_sweep(where: str, sweep: Any) -> None:
         )
 
 
-def validate(spec: ExperimentSpec, extra: list[str] = ()) -> None:
+def validate(spec: ExperimentSpec, extra: Sequence[str] = ()) -> None:
     """Every check that must pass before any run starts (one-line :class:`ConfigError`)."""
     if len(set(spec.seeds)) != len(spec.seeds):
         raise ConfigError(f"seeds={spec.seeds} is not allowed; seeds must be unique")

@@ -190,8 +190,13 @@ class PermutedMNIST(pl.LightningDataModule):
             load_torchvision(self.source, self.data_dir, True, self.val_size, self.split_seed)
 
     def setup(self, stage: str | None = None) -> None:
+        self.loaded()
+
+    def loaded(self) -> Splits:
+        """The splits, read from the source on first use."""
         if self.splits is None:
             self.splits = self.load()
+        return self.splits
 
     def load(self) -> Splits:
         """Read the configured source (raises :class:`ConfigError` with a one-line reason)."""
@@ -221,7 +226,7 @@ class PermutedMNIST(pl.LightningDataModule):
     @property
     def num_train(self) -> int:
         self.setup()
-        return len(self.splits.y_train)
+        return len(self.loaded().y_train)
 
     # ---- batches ------------------------------------------------------------------------
     def shuffle_order(self, task: int, epoch: int) -> Tensor:
@@ -231,16 +236,16 @@ class PermutedMNIST(pl.LightningDataModule):
         return torch.randperm(self.num_train, generator=g)
 
     def train_batches(self, task: int, epoch: int = 0) -> TaskBatches:
-        x, y = self.splits.split("train")
+        x, y = self.loaded().split("train")
         return TaskBatches(x, y, self.permutations[task], self.batch_size, self.shuffle_order(task, epoch))
 
     def eval_batches(self, task: int, split: str | None = None) -> TaskBatches:
-        x, y = self.splits.split(split or self.eval_split)
+        x, y = self.loaded().split(split or self.eval_split)
         return TaskBatches(x, y, self.permutations[task], self.eval_batch_size)
 
     def train_sample(self, task: int, n: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
         """``n`` random training examples of ``task`` (permuted inputs, labels), on the CPU."""
-        x, y = self.splits.split("train")
+        x, y = self.loaded().split("train")
         idx = torch.randperm(len(y), generator=generator)[:n]
         return x[idx].index_select(1, self.permutations[task]), y[idx]
 

@@ -282,7 +282,7 @@ class GuardedCLI(LightningCLI):
     def instantiate_classes(self) -> None:
         with lightning_refusals():
             super().instantiate_classes()
-        if self.checkpoint is not None:
+        if self.checkpoint is not None and self.checkpoint_path is not None:
             check_state_fits(self.checkpoint, self.model, self.checkpoint_path)
             self.checkpoint = None  # Lightning reads the file again when it resumes
         optimizer = self._command_config().model.get("optimizer")

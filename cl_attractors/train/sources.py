@@ -9,6 +9,7 @@ from __future__ import annotations
 import codecs
 import gzip
 import hashlib
+import importlib
 import importlib.util
 import io
 import pickle
@@ -44,12 +45,15 @@ class Splits:
         return getattr(self, f"x_{name}"), getattr(self, f"y_{name}")
 
 
+_reconstruct = importlib.import_module("numpy._core.multiarray")._reconstruct  # numpy >= 2
+
+
 class NumpyOnlyUnpickler(pickle.Unpickler):
     """An unpickler that reconstructs numpy arrays and nothing else: no code can run."""
 
     _ALLOWED: ClassVar[dict[tuple[str, str], object]] = {
-        ("numpy.core.multiarray", "_reconstruct"): np._core.multiarray._reconstruct,
-        ("numpy._core.multiarray", "_reconstruct"): np._core.multiarray._reconstruct,
+        ("numpy.core.multiarray", "_reconstruct"): _reconstruct,
+        ("numpy._core.multiarray", "_reconstruct"): _reconstruct,
         ("numpy", "ndarray"): np.ndarray,
         ("numpy", "dtype"): np.dtype,
         ("_codecs", "encode"): codecs.encode,  # bytes inside protocol-2 pickles written by Python 3
@@ -157,10 +161,12 @@ def _read_idx(path: Path) -> Tensor:
 
 def _read_idx_pair(folder: Path, images: str, labels: str) -> tuple[Tensor, Tensor]:
     """Images ``[n, rows, cols]`` and labels ``[n]`` in 0..9 from two IDX files of ``folder``."""
-    paths = [_idx_file(folder, stem) for stem in (images, labels)]
-    for stem, path in zip((images, labels), paths):
+    paths: list[Path] = []
+    for stem in (images, labels):
+        path = _idx_file(folder, stem)
         if path is None:
             raise ConfigError(f"data.data_dir={str(folder)!r} lacks {stem}[.gz] next to the other IDX files")
+        paths.append(path)
     x, y = _read_idx(paths[0]), _read_idx(paths[1]).long()
     if x.ndim != 3 or y.ndim != 1:
         raise ConfigError(

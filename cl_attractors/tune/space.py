@@ -150,6 +150,7 @@ def _probe_values(name: str, param: Param) -> list[tuple[str, Any]]:
     dist = param.distribution
     if isinstance(dist, CategoricalDistribution):
         return [(f"search.space.{name}.choices[{i}]", c) for i, c in enumerate(dist.choices)]
+    assert isinstance(dist, FloatDistribution | IntDistribution)
     return [(f"search.space.{name}.low", dist.low), (f"search.space.{name}.high", dist.high)]
 
 

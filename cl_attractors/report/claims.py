@@ -250,8 +250,8 @@ def check_claims(claims: list, variants: set[str], groups: set[str]) -> None:
             named = claim.get(key, [])
             if any(name not in names for name in (named if isinstance(named, list) else [named])):
                 raise ConfigError(
-                    f"{field}.{key}={named!r} is not allowed; use a variant of the grid "
-                    f"(or a list of them): {', '.join(sorted(names))}"
+                    f"{field}.{key}={named!r} is not allowed; use a variant of the grid: "
+                    f"{', '.join(sorted(names))} (or a list of them)"
                 )
         if claim.get("metric", FINALS[0]) not in FINALS:
             raise ConfigError(

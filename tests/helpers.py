@@ -140,6 +140,8 @@ def write_spec(tmp: Path, **changes: object) -> Path:
         "claims": [{"text": "fast beats slow", "type": "gap", "better": "fast", "worse": "slow"}],
     }
     spec.update(changes)
+    if "claims" not in changes and not {"fast", "slow"} <= set(spec["variants"] or {}):
+        spec["claims"] = []  # the default claim names the default variants
     path = tmp / f"{spec['name']}.yaml"
     path.write_text(yaml.safe_dump(spec))
     return path
@@ -227,7 +229,9 @@ BAD_YAML = {
     "list.yaml": "- 1\n- 2\n",
     "defaults_mapping.yaml": "defaults:\n  - {a: b}\n",
     "data_scalar.yaml": "data: 3\n",
-    "a1_inf.yaml": "class_path: cl_attractors.methods.sticky.StickyGradient\ninit_args:\n  a1: .inf\n",
+    "a1_inf.yaml": "class_path: cl_attractors.methods.sticky.StickyGradient\ninit_args:\n  a1: .inf\n"
+    "  mu: 0.00363\n  sigma: 0.0204\n  gamma: 4.7\n  zeta: 0.000574\n  lam: 4.12\n"
+    "  sticky: true\n  l1: true\n  smart_init: true\n",
     "lr_inf.yaml": "model:\n  optimizer:\n    init_args:\n      lr: .inf\n",
 }
 

@@ -93,10 +93,11 @@ def check_best(claim: dict, agg: dict) -> dict:
     order = ", ".join(
         f"{label(agg, k)} {100 * agg['variants'][k]['final'][metric]['mean']:.2f}%" for k in ranking[:3]
     )
-    rival = ranking[1] if ranking[0] == claim["variant"] else ranking[0]
+    rivals = [k for k in ranking if k != claim["variant"]]
     measured = f"top 3 by {metric}: {order}"
     stat = None
-    if rival != claim["variant"]:
+    if rivals:  # against the best of the others (a grid of one variant has nothing to rank)
+        rival = rivals[0]
         stat = paired_gap(agg, claim["variant"], rival, metric)
         measured += f"; {label(agg, claim['variant'])} − {label(agg, rival)}: {_gap_text(stat)}"
     verdict = "holds" if ranking[0] == claim["variant"] else "does not hold"

@@ -24,8 +24,8 @@ from typing import Any
 
 import yaml
 
-from cl_attractors.errors import ConfigError
-from cl_attractors.io import read_yaml
+from cl_attractors.errors import ConfigError, require
+from cl_attractors.io import read_yaml_mapping
 from cl_attractors.paths import is_config_path, resolve_relative
 
 GROUPS = ("data", "model", "trainer")
@@ -34,11 +34,10 @@ SEED_ALIASES = ("--seed_everything", "--data.seed")
 
 def read_config(path: Path, flag: str = "--config") -> dict[str, Any]:
     """The mapping held by the YAML file ``path`` (a one-line ConfigError otherwise)."""
-    if not path.is_file():
-        raise ConfigError(f"{flag} {path} does not exist")
-    content = read_yaml(path, flag) or {}
-    if not isinstance(content, dict):
-        raise ConfigError(f"{flag} {path} must hold a mapping, got {type(content).__name__}")
+    content = read_yaml_mapping(path, flag)
+    for group in GROUPS:
+        value = content.get(group)
+        require(value is None or isinstance(value, dict), group, value, "a mapping of its fields")
     return content
 
 

@@ -78,14 +78,14 @@ FIT_CASES: list[tuple[tuple[str, ...], str]] = [
     (("--no_such_flag", "1"), "unrecognized arguments: --no_such_flag"),
     (("--config", "configs/nope.yaml"), "--config configs/nope.yaml does not exist"),
     (("--ckpt_path", "/nonexistent.ckpt"), "/nonexistent.ckpt"),
-    (("test",), "subcommand 'test' is not supported; use fit"),
-    (("predict",), "subcommand 'predict' is not supported"),
+    (("test",), "command 'test' is not allowed; use one of fit, validate"),
+    (("predict",), "command 'predict' is not allowed; use one of fit, validate"),
     # malformed YAML ({tmp}: the folder of tests/helpers.py's write_bad_files)
     (("--config", "{tmp}/syntax.yaml"), "syntax.yaml line 2 column 1: expected ',' or ']'"),
     (("--config", "{tmp}/tab.yaml"), "tab.yaml line 2 column 1: found character '\\t'"),
     (("--config", "{tmp}/tag.yaml"), "tag.yaml line 1 column 7: could not determine a constructor"),
     (("--config", "{tmp}/list.yaml"), "list.yaml must hold a mapping (key: value), got a list"),
-    (("--config", "{tmp}/defaults_mapping.yaml"), "defaults=[{'a': 'b'}] in --config"),
+    (("--config", "{tmp}/defaults_mapping.yaml"), "defaults=[{'a': 'b'}] is not allowed; use a list"),
     (("--config", "{tmp}/data_scalar.yaml"), "data=3 is not allowed; use a mapping of its fields"),
     (("--config", "{tmp}"), "is a directory; give a YAML file"),
     # values from a file get the same checks as typed ones

@@ -30,11 +30,14 @@ def require(ok: bool, field: str, value: object, allowed: str) -> None:
         raise ConfigError(f"{field}={value!r} is not allowed; use {allowed}")
 
 
+FLOAT32_MAX = 3.4028234663852886e38  # training runs in float32: a larger number turns inf there
+
+
 def require_finite(tree: Any, field: str) -> None:
-    """Raise :class:`ConfigError` naming the first NaN or infinite number anywhere in ``tree``
-    (nested mappings and lists; ``field`` is the dotted name of ``tree`` itself)."""
-    if isinstance(tree, float) and not math.isfinite(tree):
-        require(False, field, tree, "a finite number")
+    """Raise :class:`ConfigError` naming the first NaN, infinite or beyond-float32 number anywhere
+    in ``tree`` (nested mappings and lists; ``field`` is the dotted name of ``tree`` itself)."""
+    if isinstance(tree, float) and not (math.isfinite(tree) and abs(tree) <= FLOAT32_MAX):
+        require(False, field, tree, "a finite number (|x| <= 3.4e38, float32's range)")
     elif isinstance(tree, dict):
         for key, value in tree.items():
             require_finite(value, f"{field}.{key}" if field else str(key))

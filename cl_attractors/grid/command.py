@@ -13,6 +13,7 @@ their last checkpoint, failed ones are reported (exit status 1) without stopping
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
@@ -48,10 +49,11 @@ def _parser(prog: str, running: bool) -> argparse.ArgumentParser:
     return parser
 
 
-def _spec(args: argparse.Namespace) -> ExperimentSpec:
+def _spec(args: argparse.Namespace, extra: list[str]) -> ExperimentSpec:
+    """The spec with the command line applied, validated (claims too, against every variant of
+    the YAML: ``--variants`` may leave some out)."""
     spec = load_spec(args.config)
-    groups = set(spec.variants)
-    check_claims(spec.claims, set(spec.variant_args()) | groups, groups)
+    everything = dict(spec.variants)
     select_variants(spec, args.variants)
     if args.seeds is not None:
         spec.seeds = list(args.seeds)
@@ -59,6 +61,9 @@ def _spec(args: argparse.Namespace) -> ExperimentSpec:
         spec.out_dir = Path(args.out_dir)
     if args.results_dir:
         spec.results_dir = Path(args.results_dir)
+    validate(spec, extra)
+    names = set(dataclasses.replace(spec, variants=everything).variant_args())
+    check_claims(spec.claims, names | set(everything), set(everything))
     return spec
 
 
@@ -131,8 +136,7 @@ def main(argv: Sequence[str], probe: Probe | None = None) -> None:
     """``cli.py experiment``: validate (and with ``probe``, build each variant's fit once), run
     what is missing, aggregate and render."""
     args, extra = _parser("cli.py experiment", running=True).parse_known_args(list(argv))
-    spec = _spec(args)
-    validate(spec, extra)
+    spec = _spec(args, extra)
     if probe is not None and spec.needs_runs:
         probe_variants(spec, extra, probe)
     failed = run_experiment(spec, extra, args.workers) if spec.needs_runs else 0
@@ -145,8 +149,7 @@ def main(argv: Sequence[str], probe: Probe | None = None) -> None:
 def report_main(argv: Sequence[str]) -> None:
     """``cli.py report``: re-render the tables, figures and results.md from finished runs only."""
     args, extra = _parser("cli.py report", running=False).parse_known_args(list(argv))
-    spec = _spec(args)
-    validate(spec, extra)
+    spec = _spec(args, extra)
     recorded = spec.out_dir / "experiment.json"
     if not extra and recorded.is_file():
         saved = _read_json(recorded, {})

@@ -8,6 +8,7 @@ gives the ``configs/{trainer,data,model,method,experiment,search}`` groups their
 from __future__ import annotations
 
 import logging
+import re
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -22,6 +23,8 @@ from cl_attractors.io import ensure_writable, read_yaml_mapping
 from cl_attractors.train.data import PermutedMNIST
 from cl_attractors.train.guard import GuardedCLI
 from cl_attractors.train.module import CLModule
+
+NEGATIVE_NUMBER = re.compile(r"-(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?|-\.?inf", re.IGNORECASE)
 
 
 def expand_defaults(path: str | Path, _seen: tuple[Path, ...] = ()) -> list[str]:
@@ -42,7 +45,8 @@ def expand_defaults(path: str | Path, _seen: tuple[Path, ...] = ()) -> list[str]
 
 
 def expand_argv(argv: Sequence[str]) -> list[str]:
-    """Replace each ``--config FILE`` (or ``--config=FILE``) by its expanded defaults chain."""
+    """Replace each ``--config FILE`` (or ``--config=FILE``) by its expanded defaults chain, and
+    write ``--flag -1e-3`` as ``--flag=-1e-3`` (argparse takes ``-1e-3`` for an option)."""
     out: list[str] = []
     it = iter(argv)
     for arg in it:
@@ -50,6 +54,8 @@ def expand_argv(argv: Sequence[str]) -> list[str]:
             out += expand_defaults(next(it, ""))
         elif arg.startswith("--config="):
             out += expand_defaults(arg.split("=", 1)[1])
+        elif out and NEGATIVE_NUMBER.fullmatch(arg) and out[-1].startswith("--") and "=" not in out[-1]:
+            out[-1] += f"={arg}"
         else:
             out.append(arg)
     return out

@@ -333,7 +333,7 @@ def test_experiment_any_spec_value_works_or_is_one_line(
     names = {
         "variant": ("variant",),
         "lr": ("lr",),
-        "sweep.values": ("sweep",),
+        "sweep.values": ("sweep", "shared_fraction"),
         "claims.better": ("claims[0]",),
     }
     assert_kept_the_promise(code, err, names.get(field, (field,)))

@@ -30,11 +30,14 @@ def require(ok: bool, field: str, value: object, allowed: str) -> None:
         raise ConfigError(f"{field}={value!r} is not allowed; use {allowed}")
 
 
+FLOAT32_MAX = 3.4028234663852886e38  # training runs in float32: a larger number turns inf there
+
+
 def require_finite(tree: Any, field: str) -> None:
-    """Raise :class:`ConfigError` naming the first NaN or infinite number anywhere in ``tree``
-    (nested mappings and lists; ``field`` is the dotted name of ``tree`` itself)."""
-    if isinstance(tree, float) and not math.isfinite(tree):
-        require(False, field, tree, "a finite number")
+    """Raise :class:`ConfigError` naming the first NaN, infinite or beyond-float32 number anywhere
+    in ``tree`` (nested mappings and lists; ``field`` is the dotted name of ``tree`` itself)."""
+    if isinstance(tree, float) and not (math.isfinite(tree) and abs(tree) <= FLOAT32_MAX):
+        require(False, field, tree, "a finite number (|x| <= 3.4e38, float32's range)")
     elif isinstance(tree, dict):
         for key, value in tree.items():
             require_finite(value, f"{field}.{key}" if field else str(key))
@@ -45,6 +48,10 @@ def require_finite(tree: Any, field: str) -> None:
 
 OURS = re.compile(r"[\w.\[\]]+=\S.*? is not allowed; use .*?(?= - |$)")
 PARSER_KEY = re.compile(r'Parser key "([^"]+)":\s*')
+REQUIRED = re.compile(
+    r'Parser key "([^"]+)":.*?Problem with given class_path \'[^\']+\': '
+    r"the following arguments are required: ([\w, ]+?)(?= - |$)"
+)
 
 
 def one_line(err: BaseException) -> str:
@@ -54,6 +61,11 @@ def one_line(err: BaseException) -> str:
     ours = OURS.search(text)
     if ours:
         return ours.group(0)
+    required = REQUIRED.search(text)
+    if required:  # a method argument without a default left out, or given as null
+        key, names = required.groups()
+        fields = ", ".join(f"{key}.init_args.{n.strip()}" for n in names.split(","))
+        return f"{fields}: required (null or missing); give a value (see configs/method/*.yaml)"
     keys = PARSER_KEY.findall(text)
     if len(keys) > 1:
         inner = PARSER_KEY.split(text)[-1].split(" - ")[0].strip()

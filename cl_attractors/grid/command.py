@@ -16,6 +16,7 @@ Runs go to the local pool (``grid/runner.py``), or with ``--scheduler`` to a Das
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
@@ -64,10 +65,11 @@ def _parser(prog: str, running: bool) -> argparse.ArgumentParser:
     return parser
 
 
-def _spec(args: argparse.Namespace) -> ExperimentSpec:
+def _spec(args: argparse.Namespace, extra: list[str]) -> ExperimentSpec:
+    """The spec with the command line applied, validated (claims too, against every variant of
+    the YAML: ``--variants`` may leave some out)."""
     spec = load_spec(args.config)
-    groups = set(spec.variants)
-    check_claims(spec.claims, set(spec.variant_args()) | groups, groups)
+    everything = dict(spec.variants)
     select_variants(spec, args.variants)
     if args.seeds is not None:
         spec.seeds = list(args.seeds)
@@ -75,6 +77,9 @@ def _spec(args: argparse.Namespace) -> ExperimentSpec:
         spec.out_dir = Path(args.out_dir)
     if args.results_dir:
         spec.results_dir = Path(args.results_dir)
+    validate(spec, extra)
+    names = set(dataclasses.replace(spec, variants=everything).variant_args())
+    check_claims(spec.claims, names | set(everything), set(everything))
     return spec
 
 
@@ -186,8 +191,7 @@ def main(argv: Sequence[str], probe: Probe | None = None) -> None:
     what is missing, aggregate and render."""
     started = time.time()
     args, extra = _parser("cli.py experiment", running=True).parse_known_args(list(argv))
-    spec = _spec(args)
-    validate(spec, extra)
+    spec = _spec(args, extra)
     if probe is not None and spec.needs_runs:
         probe_variants(spec, extra, probe)
     failed = (
@@ -206,8 +210,7 @@ def main(argv: Sequence[str], probe: Probe | None = None) -> None:
 def report_main(argv: Sequence[str]) -> None:
     """``cli.py report``: re-render the tables, figures and results.md from finished runs only."""
     args, extra = _parser("cli.py report", running=False).parse_known_args(list(argv))
-    spec = _spec(args)
-    validate(spec, extra)
+    spec = _spec(args, extra)
     recorded = spec.out_dir / "experiment.json"
     if not extra and recorded.is_file():
         saved = _read_json(recorded, {})

@@ -10,9 +10,11 @@ once training started (clipping, accumulation), or sizes whose tensors cannot fi
 
 from __future__ import annotations
 
+import importlib
 import itertools
 import json
 import os
+import typing
 from typing import Any
 
 from cl_attractors.errors import ConfigError, require, require_finite
@@ -45,6 +47,8 @@ def check_config(cfg: dict[str, Any]) -> None:
         value = cfg.get(section)
         require(value is None or isinstance(value, dict), section, value, "a mapping of its fields")
     require_finite(cfg, "")
+    for field in ("model.method", "model.optimizer"):
+        check_nulls(cfg, field)
     check_seeds(cfg)
     check_trainer(cfg.get("trainer") or {})
     check_memory(cfg, available_bytes())
@@ -52,6 +56,27 @@ def check_config(cfg: dict[str, Any]) -> None:
 
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
+
+
+def check_nulls(cfg: dict[str, Any], field: str) -> None:
+    """Refuse ``null`` for an ``init_args`` entry of the class configured at ``field`` whose type
+    does not admit None (the parser lets a null through to a subclass's arguments)."""
+    section: Any = cfg
+    for key in field.split("."):
+        section = section.get(key) if isinstance(section, dict) else None
+    if not isinstance(section, dict) or not isinstance(section.get("class_path"), str):
+        return
+    module, _, name = section["class_path"].rpartition(".")
+    try:
+        hints = typing.get_type_hints(getattr(importlib.import_module(module), name).__init__)
+    except (ImportError, AttributeError, NameError, TypeError):  # the parser names a bad class
+        return
+    for arg, value in (section.get("init_args") or {}).items():
+        hint = hints.get(arg)
+        if value is None and hint is not None and hint is not Any and type(None) not in typing.get_args(hint):
+            require(
+                False, f"{field}.init_args.{arg}", value, f"a {getattr(hint, '__name__', hint)}, not null"
+            )
 
 
 def check_seeds(cfg: dict[str, Any], field: str = "") -> None:

@@ -18,6 +18,7 @@ Each file becomes an inline ``--config <yaml>`` argument with its paths already 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,7 @@ from cl_attractors.io import read_yaml_mapping
 from cl_attractors.paths import is_config_path, resolve_relative
 
 GROUPS = ("data", "model", "trainer")
+NEGATIVE_NUMBER = re.compile(r"-(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?|-\.?inf", re.IGNORECASE)
 SEED_ALIASES = ("--seed_everything", "--data.seed")
 
 
@@ -106,9 +108,14 @@ def _split(argv: Sequence[str]) -> Iterator[tuple[str, str | None]]:
 
 
 def expand_argv(argv: Sequence[str]) -> list[str]:
-    """The ``fit`` arguments with config and group files expanded and the seed aliases read."""
+    """The ``fit`` arguments with config and group files expanded and the seed aliases read, and
+    ``--flag -1e-3`` written as ``--flag=-1e-3`` (argparse takes ``-1e-3`` for an option)."""
     out: list[str] = []
     for flag, value in _split(argv):
+        glued = out and out[-1].startswith("--") and "=" not in out[-1]
+        if value is None and glued and NEGATIVE_NUMBER.fullmatch(flag):
+            out[-1] += f"={flag}"
+            continue
         if value is None:
             out.append(flag)
         elif flag in ("--config", "-c"):

@@ -37,7 +37,7 @@ SPECIAL_CKPT = ("best", "hpc", "registry")
 SUBCOMMANDS = ("fit", "validate")
 UNSUPPORTED = ("test", "predict")
 # what a constructor raises when it refuses a value
-REFUSALS = (MisconfigurationException, ValueError, TypeError)
+REFUSALS = (MisconfigurationException, ValueError, TypeError, OverflowError)
 # words of torch.optim's refusals -> the argument they are about
 OPTIMIZER_WORDS = {
     "learning rate": "lr",
@@ -140,14 +140,12 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 # ---- the optimizer, the data ------------------------------------------------------------------
 def check_optimizer(model: Any, init_args: dict[str, Any]) -> None:
     """Build the configured optimizer once: its own checks (lr, betas, eps, ...) run now. The
-    error names the argument its message is about, else one set to null, else all of them."""
+    error names the argument its message is about, else all of them."""
     try:
         model.optimizer_factory(model.parameters())
     except (ValueError, TypeError) as err:
         text = one_line(err)
         arg = next((a for word, a in OPTIMIZER_WORDS.items() if word in text.lower()), None)
-        if arg is None and "NoneType" in text:
-            arg = next((f"{k}=null" for k, v in init_args.items() if v is None), None)
         raise ConfigError(
             f"model.optimizer.init_args{'.' + arg if arg else f'={init_args}'}: {text}"
         ) from None

@@ -109,7 +109,7 @@ CASES: list[tuple[str, str, dict[str, Any], list[str], str]] = [
         "experiment",
         {"variants": {"a": ["--model.optimizer.init_args.lr", ".nan"]}},
         [],
-        "lr=nan is not allowed; use a finite number (in the fit arguments of variants.a)",
+        "float32's range) (in the fit arguments of variants.a)",
     ),
     (
         "experiment: variant --no_such 1",

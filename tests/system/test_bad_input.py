@@ -99,6 +99,14 @@ FIT_CASES: list[tuple[tuple[str, ...], str]] = [
     (("--data.shared_fraction", ".nan"), "data.shared_fraction=nan is not allowed"),
     (("--model.optimizer.init_args.lr", ".nan"), "model.optimizer.init_args.lr=nan is not allowed"),
     (("--model.optimizer.init_args.lr", "-1"), "model.optimizer.init_args.lr: Invalid learning rate: -1.0"),
+    (("--model.optimizer.init_args.lr", "null"), "model.optimizer.init_args.lr=None is not allowed"),
+    ((*STICKY, "--model.method.init_args.zeta", "-1e-3"), "method.zeta=-0.001 is not allowed"),
+    (("--model.optimizer.init_args.lr", "1e300"), "model.optimizer.init_args.lr=1e+300 is not allowed"),
+    (
+        (*STICKY, "--model.method.init_args.a1", "null"),
+        "model.method.init_args.a1: required (null or missing); give a value",
+    ),
+    ((*SI, "--model.method.init_args.c", "1e300"), "model.method.init_args.c=1e+300 is not allowed"),
     (
         ("--model.optimizer.init_args.betas", "[2, 0.9]"),
         "model.optimizer.init_args.betas: Invalid beta parameter",
@@ -128,6 +136,7 @@ FIT_CASES: list[tuple[tuple[str, ...], str]] = [
     (("--trainer.gradient_clip_val", "1.0"), "trainer.gradient_clip_val=1.0 is not allowed"),
     (("--trainer.accumulate_grad_batches", "2"), "trainer.accumulate_grad_batches=2 is not allowed"),
     (("--trainer.devices", "abc"), "`devices` selected with `CPUAccelerator` should be an int > 0"),
+    (("--trainer.devices", "1" + "0" * 30), "cannot fit 'int' into an index-sized integer"),
     (("--trainer.accelerator", "mps"), "trainer (accelerator='mps'"),
     # checkpoints
     (("--ckpt_path", "{tmp}"), "is a directory; give a .ckpt file written by fit"),

@@ -152,7 +152,7 @@ def test_grid_runs_resumes_and_reports(
 
 
 def test_failed_run_is_reported_and_others_finish(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    path = write_spec(tmp_path, variants={"broken": ["--model.hidden_sizes", "[0]"]}, seeds=[0])
+    path = write_spec(tmp_path, variants={"broken": ["--model.hidden_sizes", "[0]"]}, seeds=[0], claims=[])
     with pytest.raises(SystemExit) as exit_info:
         experiment.main(["--config", str(path), "--workers", "1"])
     assert exit_info.value.code == 1

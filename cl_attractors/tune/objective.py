@@ -24,6 +24,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from optuna_integration import PyTorchLightningPruningCallback
 from torch import Tensor
 
+from callbacks import dashboard
 from callbacks.task_sequence import TaskSequence
 from cl_attractors import metrics
 from cl_attractors.errors import ConfigError, one_line
@@ -31,6 +32,10 @@ from cl_attractors.train.cli import make_cli
 from cl_attractors.tune.space import Param, fit_overrides, suggest
 
 MONITOR = "tune/eq2_so_far"
+
+
+def finite_or_none(value: float) -> float | None:
+    return value if math.isfinite(value) else None
 
 
 class Eq2SoFar(pl.Callback):
@@ -156,10 +161,10 @@ class Objective:
         try:
             trainer.fit(cli.model, datamodule=cli.datamodule)
         except optuna.TrialPruned as err:
-            self._record(trial, seq, prune_reason=str(err))
+            self._hparams_row(trainer, self._record(trial, seq, prune_reason=str(err)))
             raise
         except Exception as err:
-            self._record(trial, seq, fail_reason=describe(err))
+            self._hparams_row(trainer, self._record(trial, seq, fail_reason=describe(err)))
             raise
         summary = self._record(trial, seq)
         value = summary.get("eq2")
@@ -168,6 +173,15 @@ class Objective:
             trial.set_user_attr("fail_reason", reason)
             raise FloatingPointError(reason)
         return value
+
+    @staticmethod
+    def _hparams_row(trainer: pl.Trainer, partial: dict[str, Any]) -> None:
+        """A pruned or failed trial's HParams row, with the metrics of the tasks it evaluated
+        (a complete trial gets its row from the task-sequence callback)."""
+        if partial["tasks_done"]:
+            dashboard.log_final(trainer, partial)
+            for logger in trainer.loggers:  # Lightning finalised them when fit raised
+                logger.finalize("failed")
 
     @staticmethod
     def _record(trial: optuna.Trial, seq: TaskSequence, **reason: str) -> dict[str, Any]:
@@ -186,6 +200,8 @@ class Objective:
                 eq2=metrics.eq2(part),
                 eq2_weighted_mean=metrics.eq2_weighted_mean(part),
                 final_avg_acc=float(metrics.avg_acc_seen(part)[-1]),
+                bwt=finite_or_none(metrics.bwt(part)),  # undefined (None) after one task
+                forgetting=finite_or_none(metrics.forgetting(part)),
             )
         for key, value in {**matrix_as_rows(seq.A), **out, **reason}.items():
             if key != "complete":

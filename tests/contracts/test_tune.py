@@ -11,6 +11,8 @@ import pytest
 import torch
 import yaml
 from optuna.trial import TrialState
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from tensorboard.plugins.hparams import plugin_data_pb2
 
 import cli
 from cl_attractors import metrics
@@ -138,6 +140,13 @@ def test_a_pruned_trial_keeps_its_partial_matrix(tmp_path: Path) -> None:
     assert pruned.state == TrialState.PRUNED and list(pruned.intermediate_values) == [0]
     assert pruned.user_attrs["tasks_done"] == 1 and "pruned at epoch 0" in pruned.user_attrs["prune_reason"]
     assert pruned.user_attrs["A_row_00"][0] is not None and pruned.user_attrs["A_row_00"][1] is None
+    events = EventAccumulator(pruned.user_attrs["run_dir"])
+    events.Reload()  # its HParams row, with the metrics of the one task it finished
+    content = events.PluginTagToContent("hparams")
+    start = plugin_data_pb2.HParamsPluginData.FromString(content["_hparams_/session_start_info"])
+    assert start.session_start_info.hparams["method.a1"].number_value == pytest.approx(pruned.params["a1"])
+    (avg_acc,) = events.Scalars("cl/avg_acc")
+    assert avg_acc.step == 0 and avg_acc.value == pytest.approx(pruned.user_attrs["final_avg_acc"])
 
 
 @pytest.mark.parametrize(

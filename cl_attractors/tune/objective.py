@@ -20,6 +20,7 @@ from typing import Any
 
 import lightning.pytorch as pl
 import optuna
+import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from optuna_integration import PyTorchLightningPruningCallback
 from torch import Tensor
@@ -39,15 +40,21 @@ def finite_or_none(value: float) -> float | None:
 
 
 class Eq2SoFar(pl.Callback):
-    """Logs :func:`eq2_so_far` as ``tune/eq2_so_far`` after each task's evaluation (the pruning
-    monitor; it runs after the task-sequence callback has filled the column)."""
+    """Puts :func:`eq2_so_far` in ``trainer.callback_metrics["tune/eq2_so_far"]`` after each
+    task's evaluation (the pruning monitor; it runs after the task-sequence callback has filled the
+    column) and logs it on the task axis, like every ``cl/*`` scalar (``self.log`` would add an
+    ``epoch`` curve and use the step axis)."""
 
     def __init__(self, seq: TaskSequence) -> None:
         self.seq = seq
 
     def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if not trainer.sanity_checking and self.seq.A is not None:
-            pl_module.log(MONITOR, metrics.eq2_so_far(self.seq.A), on_epoch=True)
+        if trainer.sanity_checking or self.seq.A is None or self.seq.position is None:
+            return
+        value = metrics.eq2_so_far(self.seq.A)
+        trainer.callback_metrics[MONITOR] = torch.tensor(value)
+        for logger in trainer.loggers:
+            logger.log_metrics({MONITOR: value}, step=self.seq.position.task)
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from cl_attractors.metrics import eq2_so_far
 from cl_attractors.train.cli import make_cli
 from cl_attractors.tune import storage as tune_storage
 from cl_attractors.tune import study as tune
-from cl_attractors.tune.objective import Objective, matrix_as_rows, matrix_from_attrs, probe_method
+from cl_attractors.tune.objective import MONITOR, Objective, matrix_as_rows, matrix_from_attrs, probe_method
 from cl_attractors.tune.space import parse_space
 from tests.helpers import SPACE, fit_args, tiny_args, write_search
 
@@ -145,6 +145,7 @@ def test_a_pruned_trial_keeps_its_partial_matrix(tmp_path: Path) -> None:
     content = events.PluginTagToContent("hparams")
     start = plugin_data_pb2.HParamsPluginData.FromString(content["_hparams_/session_start_info"])
     assert start.session_start_info.hparams["method.a1"].number_value == pytest.approx(pruned.params["a1"])
+    assert [e.step for e in events.Scalars(MONITOR)] == [0] and "epoch" not in events.Tags()["scalars"]
     (avg_acc,) = events.Scalars("cl/avg_acc")
     assert avg_acc.step == 0 and avg_acc.value == pytest.approx(pruned.user_attrs["final_avg_acc"])
 

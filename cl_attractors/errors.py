@@ -30,13 +30,27 @@ def require(ok: bool, field: str, value: object, allowed: str) -> None:
         raise ConfigError(f"{field}={value!r} is not allowed; use {allowed}")
 
 
+GENERATOR_SEED_MAX = 2**63 - 1  # torch.Generator.manual_seed takes < 2**64: room for seed + task
+
+
+def require_seed(value: object, field: str) -> None:
+    """A seed that a generator takes: null (none given) or an integer in [0, 2**63 - 1]."""
+    integer = isinstance(value, int) and not isinstance(value, bool)
+    ok = value is None or (integer and 0 <= value <= GENERATOR_SEED_MAX)  # type: ignore[operator]
+    require(ok, field, value, f"an integer in [0, {GENERATOR_SEED_MAX}]")
+
+
 FLOAT32_MAX = 3.4028234663852886e38  # training runs in float32: a larger number turns inf there
+
+
+def _in_float32(x: float) -> bool:
+    return abs(x) <= FLOAT32_MAX if isinstance(x, int) else math.isfinite(x) and abs(x) <= FLOAT32_MAX
 
 
 def require_finite(tree: Any, field: str) -> None:
     """Raise :class:`ConfigError` naming the first NaN, infinite or beyond-float32 number anywhere
     in ``tree`` (nested mappings and lists; ``field`` is the dotted name of ``tree`` itself)."""
-    if isinstance(tree, float) and not (math.isfinite(tree) and abs(tree) <= FLOAT32_MAX):
+    if isinstance(tree, float | int) and not isinstance(tree, bool) and not _in_float32(tree):
         require(False, field, tree, "a finite number (|x| <= 3.4e38, float32's range)")
     elif isinstance(tree, dict):
         for key, value in tree.items():

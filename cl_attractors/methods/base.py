@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Literal, cast
 import torch
 from torch import Tensor, nn
 
-from cl_attractors.errors import require
+from cl_attractors.errors import ConfigError, require
 
 if TYPE_CHECKING:
     import lightning.pytorch as pl
@@ -53,7 +53,7 @@ class CLMethod(nn.Module):
         """Select the target parameters of ``net`` and allocate state; called once at construction."""
         linears = [m for m in net.modules() if isinstance(m, nn.Linear)]
         if self.layers is not None and max(self.layers, default=-1) >= len(linears):
-            raise ValueError(
+            raise ConfigError(
                 f"method.layers={self.layers} is not allowed; the model has {len(linears)} linear "
                 f"layers (indices 0..{len(linears) - 1})"
             )

@@ -6,7 +6,7 @@ from typing import Any
 
 from torch import Tensor
 
-from cl_attractors.errors import require
+from cl_attractors.errors import require, require_finite, require_seed
 from cl_attractors.methods.base import ParamSelection
 from cl_attractors.methods.formulas import FISHER_ESTIMATORS, FisherEstimator, fisher_diagonal
 from cl_attractors.methods.kernels import Compile
@@ -55,10 +55,14 @@ class EWC(QuadraticPenalty):
         layers: list[int] | None = None,
     ) -> None:
         super().__init__(lam, mode, gamma_online, compile, params, layers)
+        require_finite({"lam": lam, "gamma_online": gamma_online}, "method")
         require(lam >= 0, "method.lam", lam, "a number >= 0")
+        require_seed(seed, "method.seed")
         require(fisher in FISHER_ESTIMATORS, "method.fisher", fisher, f"one of {list(FISHER_ESTIMATORS)}")
         require(fisher_samples >= 1, "method.fisher_samples", fisher_samples, "an integer >= 1")
         require(fisher_chunk >= 1, "method.fisher_chunk", fisher_chunk, "an integer >= 1")
+        batched = fisher != "batched" or fisher_samples >= fisher_chunk  # one full mini-batch at least
+        require(batched, "method.fisher_samples", fisher_samples, f"at least fisher_chunk={fisher_chunk}")
         self.lam, self.fisher, self.gamma_online = lam, fisher, gamma_online
         self.fisher_samples, self.fisher_chunk, self.seed = fisher_samples, fisher_chunk, seed
 

@@ -6,7 +6,7 @@ from typing import Any
 
 from torch import Tensor
 
-from cl_attractors.errors import require
+from cl_attractors.errors import require, require_finite, require_seed
 from cl_attractors.methods.base import ParamSelection
 from cl_attractors.methods.formulas import mas_importance
 from cl_attractors.methods.kernels import Compile
@@ -41,7 +41,9 @@ class MAS(QuadraticPenalty):
         layers: list[int] | None = None,
     ) -> None:
         super().__init__(2.0 * lam, "online", 1.0, compile, params, layers)
+        require_finite(lam, "method.lam")
         require(lam >= 0, "method.lam", lam, "a number >= 0")
+        require_seed(seed, "method.seed")
         require(samples >= 1, "method.samples", samples, "an integer >= 1")
         require(chunk >= 1, "method.chunk", chunk, "an integer >= 1")
         self.lam, self.samples, self.chunk, self.seed = lam, samples, chunk, seed

@@ -7,7 +7,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from cl_attractors.errors import require
+from cl_attractors.errors import require, require_finite
 from cl_attractors.methods import formulas
 from cl_attractors.methods.base import ParamSelection
 from cl_attractors.methods.kernels import Compile, Kernel
@@ -65,6 +65,7 @@ class SI(QuadraticPenalty):
         layers: list[int] | None = None,
     ) -> None:
         super().__init__(2.0 * c, "online", 1.0, compile, params, layers)
+        require_finite({"c": c, "xi": xi}, "method")
         require(c >= 0, "method.c", c, "a number >= 0")
         require(xi > 0, "method.xi", xi, "a number > 0")
         self.c, self.xi = c, xi

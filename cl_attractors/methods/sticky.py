@@ -9,7 +9,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
-from cl_attractors.errors import require
+from cl_attractors.errors import require, require_finite
 from cl_attractors.methods.base import CLMethod, ParamSelection
 from cl_attractors.methods.formulas import Dip, add_l1_, gate, gate_, l1_grad, l1_grad_, toward
 from cl_attractors.methods.kernels import Compile, Kernel, check_compile, compile_wanted
@@ -119,6 +119,8 @@ class StickyGradient(CLMethod):
         layers: list[int] | None = None,
     ) -> None:
         super().__init__(params=params, layers=layers)
+        phi = {"a1": a1, "mu": mu, "sigma": sigma, "gamma": gamma, "zeta": zeta, "lam": lam, "f_min": f_min}
+        require_finite(phi, "method")
         require(lam >= 0, "method.lam", lam, "a number >= 0")
         require(gamma > 0, "method.gamma", gamma, "a number > 0")
         require(sigma > 0, "method.sigma", sigma, "a number > 0")

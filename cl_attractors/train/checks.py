@@ -17,10 +17,9 @@ import os
 import typing
 from typing import Any
 
-from cl_attractors.errors import ConfigError, require, require_finite
+from cl_attractors.errors import ConfigError, require, require_finite, require_seed
 
 SEED_MAX = 2**32 - 1  # Lightning's seed_everything (numpy's range)
-GENERATOR_SEED_MAX = 2**63 - 1  # torch.Generator.manual_seed takes < 2**64: room for seed + task
 BYTES_PER_PARAMETER = 16  # float32 weights, their gradients and Adam's two moments
 WHOLE = "each task is trained and evaluated whole (fewer examples: data.train_size)"
 ONCE = "the task sequence evaluates every task once, after each task"
@@ -95,12 +94,7 @@ def check_seeds(cfg: dict[str, Any], field: str = "") -> None:
                 f"true, false or an integer in [0, {SEED_MAX}]",
             )
         elif key == "seed" or str(key).endswith("_seed"):
-            require(
-                value is None or (_is_int(value) and 0 <= value <= GENERATOR_SEED_MAX),
-                name,
-                value,
-                f"an integer in [0, {GENERATOR_SEED_MAX}]",
-            )
+            require_seed(value, name)
 
 
 def check_trainer(trainer: dict[str, Any]) -> None:

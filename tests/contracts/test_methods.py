@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from cl_attractors.errors import ConfigError
 from cl_attractors.methods import kernels
 from cl_attractors.methods.base import CLMethod, Vanilla
 from cl_attractors.methods.ewc import EWC
@@ -322,10 +323,24 @@ def test_sticky_stats_report_dip_and_gating() -> None:
         (lambda: paper_method("si", xi=0.0), "xi"),
         (lambda: paper_method("mas", lam=-1.0), "lam"),
         (lambda: paper_method("mas", samples=0), "samples"),
+        # direct Python use, past the CLI's generic checks: every number finite and in float32's range
+        (lambda: paper_method("sticky", a1=float("nan")), "a1"),
+        (lambda: paper_method("sticky", mu=float("-inf")), "mu"),
+        (lambda: paper_method("sticky", lam=float("inf")), "lam"),
+        (lambda: paper_method("sticky", sigma=1e39), "sigma"),
+        (lambda: paper_method("ewc", lam=float("inf")), "lam"),
+        (lambda: paper_method("ewc", lam=10**40), "lam"),
+        (lambda: paper_method("ewc", seed=2**64), "seed"),
+        (lambda: paper_method("ewc", seed=-1), "seed"),
+        (lambda: paper_method("ewc", fisher="batched", fisher_samples=8, fisher_chunk=32), "fisher_samples"),
+        (lambda: paper_method("si", c=float("inf")), "c"),
+        (lambda: paper_method("si", xi=float("nan")), "xi"),
+        (lambda: paper_method("mas", lam=float("nan")), "lam"),
+        (lambda: paper_method("mas", seed=2**63), "seed"),
     ],
 )
 def test_bad_inputs_raise_one_line_errors_naming_the_field(factory: Any, field: str) -> None:
-    with pytest.raises(ValueError, match=rf"^method\.{field}=.+ is not allowed; use ") as info:
+    with pytest.raises(ConfigError, match=rf"^method\.{field}=.+ is not allowed; use ") as info:
         factory()
     assert "\n" not in str(info.value)
 

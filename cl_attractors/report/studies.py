@@ -18,11 +18,12 @@ def load_trials(path: Path) -> pd.DataFrame | None:
 
 
 def trials_to_reach(trials: pd.DataFrame, fraction: float) -> dict:
-    """Over the trials in number order: the 1-based trial count at which the best Eq. 2 of the
-    COMPLETE trials so far first reached ``fraction`` of the study's final best, that best, and
-    the number of finished (COMPLETE + PRUNED) trials."""
-    ordered = trials.sort_values("number")
-    finished = int(ordered["state"].isin(FINISHED).sum())
+    """Over the finished (COMPLETE + PRUNED) trials in number order, the ones the budget counts:
+    the 1-based count at which the best Eq. 2 of the COMPLETE trials so far first reached
+    ``fraction`` of the study's final best, that best, and the number of finished trials. A
+    FAIL trial (e.g. a killed worker's, re-queued) is not counted."""
+    ordered = trials[trials["state"].isin(FINISHED)].sort_values("number")
+    finished = len(ordered)
     scores = ordered["eq2"].where(ordered["state"] == "COMPLETE")
     best_so_far = scores.cummax()
     if best_so_far.isna().all():

@@ -119,6 +119,11 @@ def test_trials_to_reach_a_fraction_of_the_best() -> None:
     assert check_trials(claim, None)["verdict"] == "not run yet"
 
 
+def test_failed_trials_do_not_count_towards_the_trial_that_reached_the_fraction() -> None:
+    t = _trials(["COMPLETE", "FAIL", "FAIL", "PRUNED", "COMPLETE"], [0.10, None, None, 0.30, 0.20])
+    assert trials_to_reach(t, 0.95) == {"finished": 3, "reached_at": 3, "best": pytest.approx(0.20)}
+
+
 def test_substitute_and_marked_blocks() -> None:
     check = {"better": "$method", "worse": ["control", "$ewc"], "paper": 0.19}
     assert substitute(check, {"method": "s", "ewc": "e"}) == {

@@ -7,7 +7,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 RUN_GRID ?= configs/grid/main.yaml
 
-.PHONY: setup run test test-fast lint test-all bench searches
+.PHONY: setup run test test-fast lint test-all bench searches results
 
 setup: $(VENV)/.installed
 
@@ -58,3 +58,13 @@ searches: setup
 	      --sampler_seed $$((10000 + 1000 * (w - 1))) > runs/tune-$$s-$$w.log 2>&1 & \
 	  done; wait; echo "$$(date -u +%FT%TZ) end $$s"; \
 	done
+
+# Every result in results/ with one command (about a day on 2 cores; re-running continues where it
+# stopped): the four searches (each copies itself to results/tune/<name>/ once finished), every
+# figure's grid with $(WORKERS) one-thread workers, then the scoreboard of results/README.md.
+FIGURES ?= fig1b fig2 sensitivity fig3 fig4 fig5
+results: searches
+	@for f in $(FIGURES); do \
+	  nice -n 10 $(PY) cli.py experiment --config configs/grid/$$f.yaml --workers $(WORKERS) || exit 1; \
+	done
+	$(PY) cli.py report --config configs/grid/scoreboard.yaml

@@ -6,6 +6,8 @@ rewrites these files without training anything.
 
 from __future__ import annotations
 
+import shutil
+import sqlite3
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -21,6 +23,7 @@ from cl_attractors.tune.objective import ROW, MethodInfo, matrix_from_attrs
 
 ATTRS = ("eq2", "eq2_weighted_mean", "final_avg_acc", "tasks_done", "worker")
 COLUMNS = ["number", "state", *ATTRS, "duration_s"]
+PUBLISHED = ("best_method.yaml", "trials.csv", "trials.json", "top_trials.md", "*.png", "study.db")
 STATE_WORDS = {"COMPLETE": "complete", "PRUNED": "pruned", "FAIL": "failed", "RUNNING": "running"}
 
 
@@ -131,3 +134,21 @@ def write_plots(study: optuna.Study, out_dir: Path) -> list[str]:
         fig.savefig(out_dir / f"{name}.png", dpi=110, bbox_inches="tight")
         plt.close(fig)
     return notes
+
+
+def publish(out_dir: Path, results_dir: Path) -> list[str]:
+    """Copy a finished study's outputs from ``out_dir`` to ``results_dir`` (where the grids read
+    ``best_method.yaml``): tables, best method, plots, and the SQLite study when it lives in
+    ``out_dir`` (through SQLite's backup API: a consistent copy). Other files there, such as a
+    hand-written ``summary.md``, are kept. Returns the names copied."""
+    results_dir.mkdir(parents=True, exist_ok=True)
+    copied = []
+    for pattern in PUBLISHED:
+        for src in sorted(out_dir.glob(pattern)):
+            if src.suffix == ".db":
+                with sqlite3.connect(src) as source, sqlite3.connect(results_dir / src.name) as target:
+                    source.backup(target)
+            else:
+                shutil.copyfile(src, results_dir / src.name)
+            copied.append(src.name)
+    return copied

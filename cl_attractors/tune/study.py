@@ -28,7 +28,7 @@ from optuna.trial import TrialState
 from cl_attractors.errors import ConfigError, one_line
 from cl_attractors.io import read_yaml_mapping
 from cl_attractors.paths import resolve_args
-from cl_attractors.tune.export import write_plots, write_tables
+from cl_attractors.tune.export import publish, write_plots, write_tables
 from cl_attractors.tune.objective import Objective, probe_method
 from cl_attractors.tune.space import Fixed, check_space_values, fit_overrides, parse_space
 from cl_attractors.tune.storage import open_storage, shown
@@ -39,7 +39,18 @@ SAMPLER_KEYS = {"seed", "n_startup_trials", "n_ei_candidates", *BOOL_KEYS}
 PRUNERS = {"median": optuna.pruners.MedianPruner, "none": optuna.pruners.NopPruner}
 METRIC = "Eq. 2"
 MAX_POLL_S = 10
-TOP_KEYS = {"fit", "space", "sampler", "pruner", "heartbeat", "n_trials", "study_name", "storage", "out_dir"}
+TOP_KEYS = {
+    "fit",
+    "space",
+    "sampler",
+    "pruner",
+    "heartbeat",
+    "n_trials",
+    "study_name",
+    "storage",
+    "out_dir",
+    "results_dir",
+}
 
 
 @dataclass
@@ -56,6 +67,7 @@ class Search:
     sampler: dict[str, Any] = field(default_factory=dict)
     pruner: dict[str, Any] = field(default_factory=lambda: {"type": "median"})
     heartbeat: dict[str, int] = field(default_factory=dict)
+    results_dir: Path | None = None  # where a finished study's outputs are copied
 
 
 class _Parser(argparse.ArgumentParser):
@@ -76,6 +88,7 @@ def parse_args(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
         "(default sqlite:///<out_dir>/study.db)",
     )
     p.add_argument("--out_dir", help="trial runs, study.db, tables, plots and best_method.yaml")
+    p.add_argument("--results_dir", help="copy the outputs there once the study has finished")
     p.add_argument("--sampler_seed", type=int, help="override sampler.seed (give workers distinct seeds)")
     return p.parse_known_args(list(argv))
 
@@ -108,12 +121,19 @@ def load_search(argv: Sequence[str]) -> Search:
         sampler=dict(raw.get("sampler") or {}),
         pruner=dict(raw.get("pruner") or {"type": "median"}),
         heartbeat=dict(raw.get("heartbeat") or {}),
+        results_dir=_optional_path(args.results_dir or raw.get("results_dir"), "results_dir"),
     )
     if args.sampler_seed is not None:
         search.sampler["seed"] = args.sampler_seed
     _check_int("n_trials", search.n_trials)
     _check_int("n_jobs", search.n_jobs)
     return search
+
+
+def _optional_path(value: Any, name: str) -> Path | None:
+    if value is not None and not isinstance(value, str):
+        raise ConfigError(f"search.{name}={value!r} is not allowed; use a folder path or null")
+    return None if value is None else Path(value)
 
 
 def _check_int(name: str, value: Any, minimum: int = 1) -> None:
@@ -236,6 +256,22 @@ def main(argv: Sequence[str]) -> None:
     write_tables(study, search.out_dir, method)
     notes = write_plots(study, search.out_dir)
     _print_outcome(study, search, notes)
+    if search.results_dir is not None:
+        _publish(study, search, search.results_dir)
+
+
+def _publish(study: optuna.Study, search: Search, results_dir: Path) -> None:
+    """Copy the outputs to ``results_dir`` only when the study has finished (its budget counted and
+    no trial running), so a grid never reads the best φ of a partial search."""
+    running = len(study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
+    if counted(study) < search.n_trials or running:
+        print(
+            f"not copied to {results_dir}: the study holds {counted(study)} of {search.n_trials} "
+            f"counted trials, {running} running; re-run this command to finish it"
+        )
+        return
+    copied = publish(search.out_dir, results_dir)
+    print(f"finished study copied to {results_dir}: {', '.join(copied)}")
 
 
 def _print_outcome(study: optuna.Study, search: Search, notes: list[str]) -> None:

@@ -1,4 +1,5 @@
-"""Shared test helpers: tiny synthetic runs through the real CLI, search and grid YAMLs."""
+"""Shared test helpers: tiny synthetic runs through the real CLI, search and grid YAMLs, a bare
+harness for the methods' hooks."""
 
 from __future__ import annotations
 
@@ -12,9 +13,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
+import torch.nn.functional as F
 import yaml
+from torch import Tensor, nn
 
 from cl_attractors.methods import load_method
+from cl_attractors.methods.base import CLMethod
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -164,6 +169,51 @@ def paper_method(name: str, **overrides: object) -> Any:
     return load_method(ROOT / "configs" / "method" / f"{name}.yaml", **overrides)
 
 
+class FakeModule:
+    """The two things methods use from CLModule: ``net`` and ``batch_to_device``."""
+
+    def __init__(self, net: nn.Module) -> None:
+        self.net = net
+
+    def batch_to_device(self, batch: Any) -> Any:
+        return batch
+
+
+class FakeData:
+    """``train_sample`` of a fixed random classification set."""
+
+    def __init__(self, seed: int = 0) -> None:
+        gen = torch.Generator().manual_seed(seed)
+        self.x, self.y = torch.randn(64, 4, generator=gen), torch.randint(0, 3, (64,), generator=gen)
+
+    def train_sample(self, task: int, n: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+        idx = torch.randperm(len(self.y), generator=generator)[:n]
+        return self.x[idx], self.y[idx]
+
+
+def tiny_net(method: CLMethod, seed: int = 0, lr: float = 1e-2) -> tuple[nn.Module, torch.optim.Optimizer]:
+    """A Linear(4, 8)-ReLU-Linear(8, 3) net with ``method`` attached, and its Adam."""
+    torch.manual_seed(seed)
+    net = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3))
+    method.attach(net)
+    return net, torch.optim.Adam(net.parameters(), lr=lr)
+
+
+def train_steps(
+    method: CLMethod, net: nn.Module, opt: torch.optim.Optimizer, steps: int, seed: int = 1
+) -> None:
+    """``steps`` optimizer steps on random batches shaped as :class:`FakeData`'s, through the hooks."""
+    gen = torch.Generator().manual_seed(seed)
+    module = FakeModule(net)
+    for _ in range(steps):
+        x, y = torch.randn(16, 4, generator=gen), torch.randint(0, 3, (16,), generator=gen)
+        opt.zero_grad()
+        F.cross_entropy(net(x), y).backward()
+        method.on_before_optimizer_step(module, opt)
+        opt.step()
+        method.on_after_optimizer_step(module, opt)
+
+
 def start(*args: str) -> subprocess.Popen:
     """``cli.py args`` in the background; its stderr goes to a temporary file (see :func:`finish`)."""
     err = tempfile.TemporaryFile()
@@ -242,8 +292,6 @@ def write_bad_files(folder: Path, checkpoint: Path) -> Path:
     MNIST folders (truncated, empty, a label out of range, counts that differ, a torn .gz)."""
     import gzip
     import shutil
-
-    import torch
 
     for name, text in BAD_YAML.items():
         (folder / name).write_text(text)

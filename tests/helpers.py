@@ -214,31 +214,44 @@ def train_steps(
         method.on_after_optimizer_step(module, opt)
 
 
-def start(*args: str) -> subprocess.Popen:
-    """``cli.py args`` in the background; its stderr goes to a temporary file (see :func:`finish`)."""
+def start(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen:
+    """``cli.py args`` in the background, with faulthandler on (SIGABRT dumps its threads' stacks);
+    its stderr goes to a temporary file (see :func:`stderr_of`)."""
     err = tempfile.TemporaryFile()
     proc = subprocess.Popen(
-        [sys.executable, str(ROOT / "cli.py"), *args], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=err
+        [sys.executable, "-X", "faulthandler", str(ROOT / "cli.py"), *args],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=err,
+        env=env,
     )
     proc.err = err  # type: ignore[attr-defined]
     return proc
 
 
+def stderr_of(proc: subprocess.Popen) -> str:
+    """What ``proc`` (from :func:`start`) has written to stderr so far ('' for any other process)."""
+    err = getattr(proc, "err", None)
+    if err is None:
+        return ""
+    err.seek(0)
+    return err.read().decode(errors="replace")
+
+
 def finish(proc: subprocess.Popen, timeout: float = 600) -> None:
     """Wait for ``proc`` and fail with the end of its stderr unless it exited 0."""
     if proc.wait(timeout=timeout) != 0:
-        proc.err.seek(0)  # type: ignore[attr-defined]
-        tail = proc.err.read().decode(errors="replace")[-3000:]  # type: ignore[attr-defined]
-        pytest.fail(f"exit {proc.returncode}: {tail}")
+        pytest.fail(f"exit {proc.returncode}: {stderr_of(proc)[-3000:]}")
 
 
 def wait_for(condition: Callable[[], object], proc: subprocess.Popen, timeout: float = 240) -> None:
-    """Poll ``condition`` until it holds; fail if ``proc`` ends first or after ``timeout`` seconds."""
+    """Poll ``condition`` until it holds; fail if ``proc`` ends first (with the end of its stderr)
+    or after ``timeout`` seconds."""
     deadline = time.time() + timeout
     while time.time() < deadline:
         if condition():
             return
-        assert proc.poll() is None, "the process ended before the fault could be injected"
+        assert proc.poll() is None, f"the process ended first: {stderr_of(proc)[-2000:]}"
         time.sleep(0.05)
     pytest.fail("timed out waiting for the process")
 

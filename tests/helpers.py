@@ -1,4 +1,5 @@
-"""Shared test helpers: tiny synthetic runs through the real CLI, search and grid YAMLs."""
+"""Shared test helpers: tiny synthetic runs through the real CLI, search and grid YAMLs, a bare
+harness for the methods' hooks."""
 
 from __future__ import annotations
 
@@ -12,9 +13,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
+import torch.nn.functional as F
 import yaml
+from torch import Tensor, nn
 
 from cl_attractors.methods import load_method
+from cl_attractors.methods.base import CLMethod
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -164,31 +169,89 @@ def paper_method(name: str, **overrides: object) -> Any:
     return load_method(ROOT / "configs" / "method" / f"{name}.yaml", **overrides)
 
 
-def start(*args: str) -> subprocess.Popen:
-    """``cli.py args`` in the background; its stderr goes to a temporary file (see :func:`finish`)."""
+class FakeModule:
+    """The two things methods use from CLModule: ``net`` and ``batch_to_device``."""
+
+    def __init__(self, net: nn.Module) -> None:
+        self.net = net
+
+    def batch_to_device(self, batch: Any) -> Any:
+        return batch
+
+
+class FakeData:
+    """``train_sample`` of a fixed random classification set."""
+
+    def __init__(self, seed: int = 0) -> None:
+        gen = torch.Generator().manual_seed(seed)
+        self.x, self.y = torch.randn(64, 4, generator=gen), torch.randint(0, 3, (64,), generator=gen)
+
+    def train_sample(self, task: int, n: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+        idx = torch.randperm(len(self.y), generator=generator)[:n]
+        return self.x[idx], self.y[idx]
+
+
+def tiny_net(method: CLMethod, seed: int = 0, lr: float = 1e-2) -> tuple[nn.Module, torch.optim.Optimizer]:
+    """A Linear(4, 8)-ReLU-Linear(8, 3) net with ``method`` attached, and its Adam."""
+    torch.manual_seed(seed)
+    net = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3))
+    method.attach(net)
+    return net, torch.optim.Adam(net.parameters(), lr=lr)
+
+
+def train_steps(
+    method: CLMethod, net: nn.Module, opt: torch.optim.Optimizer, steps: int, seed: int = 1
+) -> None:
+    """``steps`` optimizer steps on random batches shaped as :class:`FakeData`'s, through the hooks."""
+    gen = torch.Generator().manual_seed(seed)
+    module = FakeModule(net)
+    for _ in range(steps):
+        x, y = torch.randn(16, 4, generator=gen), torch.randint(0, 3, (16,), generator=gen)
+        opt.zero_grad()
+        F.cross_entropy(net(x), y).backward()
+        method.on_before_optimizer_step(module, opt)
+        opt.step()
+        method.on_after_optimizer_step(module, opt)
+
+
+def start(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen:
+    """``cli.py args`` in the background, with faulthandler on (SIGABRT dumps its threads' stacks);
+    its stderr goes to a temporary file (see :func:`stderr_of`)."""
     err = tempfile.TemporaryFile()
     proc = subprocess.Popen(
-        [sys.executable, str(ROOT / "cli.py"), *args], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=err
+        [sys.executable, "-X", "faulthandler", str(ROOT / "cli.py"), *args],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=err,
+        env=env,
     )
     proc.err = err  # type: ignore[attr-defined]
     return proc
 
 
+def stderr_of(proc: subprocess.Popen) -> str:
+    """What ``proc`` (from :func:`start`) has written to stderr so far ('' for any other process)."""
+    err = getattr(proc, "err", None)
+    if err is None:
+        return ""
+    err.seek(0)
+    return err.read().decode(errors="replace")
+
+
 def finish(proc: subprocess.Popen, timeout: float = 600) -> None:
     """Wait for ``proc`` and fail with the end of its stderr unless it exited 0."""
     if proc.wait(timeout=timeout) != 0:
-        proc.err.seek(0)  # type: ignore[attr-defined]
-        tail = proc.err.read().decode(errors="replace")[-3000:]  # type: ignore[attr-defined]
-        pytest.fail(f"exit {proc.returncode}: {tail}")
+        pytest.fail(f"exit {proc.returncode}: {stderr_of(proc)[-3000:]}")
 
 
 def wait_for(condition: Callable[[], object], proc: subprocess.Popen, timeout: float = 240) -> None:
-    """Poll ``condition`` until it holds; fail if ``proc`` ends first or after ``timeout`` seconds."""
+    """Poll ``condition`` until it holds; fail if ``proc`` ends first (with the end of its stderr)
+    or after ``timeout`` seconds."""
     deadline = time.time() + timeout
     while time.time() < deadline:
         if condition():
             return
-        assert proc.poll() is None, "the process ended before the fault could be injected"
+        assert proc.poll() is None, f"the process ended first: {stderr_of(proc)[-2000:]}"
         time.sleep(0.05)
     pytest.fail("timed out waiting for the process")
 
@@ -198,65 +261,3 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-
-
-def idx_file(shape: tuple[int, ...], data: bytes) -> bytes:
-    """An IDX file of unsigned bytes (MNIST's format)."""
-    return b"\x00\x00\x08" + bytes([len(shape)]) + b"".join(s.to_bytes(4, "big") for s in shape) + data
-
-
-def write_idx_dir(folder: Path, **replace: bytes) -> Path:
-    """A tiny MNIST-format folder (60 train, 20 test images) with some files ``replace``d."""
-    files = {
-        "train-images-idx3-ubyte": idx_file((60, 28, 28), bytes(i % 251 for i in range(60 * 784))),
-        "train-labels-idx1-ubyte": idx_file((60,), bytes(i % 10 for i in range(60))),
-        "t10k-images-idx3-ubyte": idx_file((20, 28, 28), bytes(i % 241 for i in range(20 * 784))),
-        "t10k-labels-idx1-ubyte": idx_file((20,), bytes(i % 10 for i in range(20))),
-    }
-    for name, content in replace.items():
-        files.pop(name.removesuffix(".gz"), None)
-        files[name] = content
-    folder.mkdir(parents=True)
-    for name, content in files.items():
-        (folder / name).write_bytes(content)
-    return folder
-
-
-BAD_YAML = {
-    "syntax.yaml": "data: [1, 2\n",
-    "tab.yaml": "data:\n\tnum_tasks: 2\n",
-    "tag.yaml": "data: !!python/object/apply:os.system ['true']\n",
-    "list.yaml": "- 1\n- 2\n",
-    "defaults_mapping.yaml": "defaults:\n  - {a: b}\n",
-    "data_scalar.yaml": "data: 3\n",
-    "a1_inf.yaml": "class_path: cl_attractors.methods.sticky.StickyGradient\ninit_args:\n  a1: .inf\n"
-    "  mu: 0.00363\n  sigma: 0.0204\n  gamma: 4.7\n  zeta: 0.000574\n  lam: 4.12\n"
-    "  sticky: true\n  l1: true\n  smart_init: true\n",
-    "lr_inf.yaml": "model:\n  optimizer:\n    init_args:\n      lr: .inf\n",
-}
-
-
-def write_bad_files(folder: Path, checkpoint: Path) -> Path:
-    """Malformed inputs in ``folder``: the YAML files of ``BAD_YAML``, checkpoints (random bytes,
-    empty, truncated, foreign, another model's: ``checkpoint``, a 16-unit-incompatible one) and
-    MNIST folders (truncated, empty, a label out of range, counts that differ, a torn .gz)."""
-    import gzip
-    import shutil
-
-    import torch
-
-    for name, text in BAD_YAML.items():
-        (folder / name).write_text(text)
-    raw = checkpoint.read_bytes()
-    (folder / "random.ckpt").write_bytes(bytes((i * 7919) % 256 for i in range(4096)))
-    (folder / "empty.ckpt").write_bytes(b"")
-    (folder / "truncated.ckpt").write_bytes(raw[: len(raw) // 2])
-    torch.save({"a": 1}, folder / "foreign.ckpt")
-    shutil.copy(checkpoint, folder / "other_model.ckpt")
-    images = idx_file((60, 28, 28), bytes(60 * 784))
-    write_idx_dir(folder / "idx_truncated", **{"train-images-idx3-ubyte": images[:1000]})
-    write_idx_dir(folder / "idx_empty", **{"train-images-idx3-ubyte": b""})
-    write_idx_dir(folder / "idx_label_12", **{"train-labels-idx1-ubyte": idx_file((60,), bytes([12] * 60))})
-    write_idx_dir(folder / "idx_counts", **{"train-labels-idx1-ubyte": idx_file((50,), bytes(50))})
-    write_idx_dir(folder / "idx_gz_truncated", **{"train-images-idx3-ubyte.gz": gzip.compress(images)[:-10]})
-    return folder

@@ -25,9 +25,10 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from cl_attractors.errors import ConfigError, one_line
+from cl_attractors.grid.checks import validate
 from cl_attractors.grid.cluster import DaskRunner, check_address
 from cl_attractors.grid.runner import GridRunner, gpu_slots
-from cl_attractors.grid.spec import ExperimentSpec, Run, default_workers, load_spec, select_variants, validate
+from cl_attractors.grid.spec import ExperimentSpec, Run, default_workers, load_spec, select_variants
 from cl_attractors.io import write_json
 from cl_attractors.report.claims import check_claims
 from cl_attractors.report.provenance import record_invocation

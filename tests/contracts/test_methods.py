@@ -10,60 +10,17 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from cl_attractors.errors import ConfigError
-from cl_attractors.methods import kernels
 from cl_attractors.methods.base import CLMethod, Vanilla
 from cl_attractors.methods.ewc import EWC
 from cl_attractors.methods.formulas import fisher_diagonal, mas_importance
 from cl_attractors.methods.mas import MAS
 from cl_attractors.methods.si import SI
 from cl_attractors.methods.sticky import StickyGradient
-from tests.helpers import paper_method
+from tests.helpers import FakeData, FakeModule, paper_method, tiny_net, train_steps
 from tests.reference import sticky_multiplier
 
 A1 = 0.279
 OFF = {"sticky": False, "l1": False, "smart_init": False}
-
-
-class FakeModule:
-    """The two things methods use from CLModule: ``net`` and ``batch_to_device``."""
-
-    def __init__(self, net: nn.Module) -> None:
-        self.net = net
-
-    def batch_to_device(self, batch: Any) -> Any:
-        return batch
-
-
-class FakeData:
-    """``train_sample`` of a fixed random classification set."""
-
-    def __init__(self, seed: int = 0) -> None:
-        gen = torch.Generator().manual_seed(seed)
-        self.x, self.y = torch.randn(64, 4, generator=gen), torch.randint(0, 3, (64,), generator=gen)
-
-    def train_sample(self, task: int, n: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
-        idx = torch.randperm(len(self.y), generator=generator)[:n]
-        return self.x[idx], self.y[idx]
-
-
-def make(method: CLMethod, seed: int = 0, lr: float = 1e-2) -> tuple[nn.Module, torch.optim.Optimizer]:
-    torch.manual_seed(seed)
-    net = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3))
-    method.attach(net)
-    return net, torch.optim.Adam(net.parameters(), lr=lr)
-
-
-def train(method: CLMethod, net: nn.Module, opt: torch.optim.Optimizer, steps: int, seed: int = 1) -> None:
-    gen = torch.Generator().manual_seed(seed)
-    module = FakeModule(net)
-    for _ in range(steps):
-        x, y = torch.randn(16, 4, generator=gen), torch.randint(0, 3, (16,), generator=gen)
-        opt.zero_grad()
-        F.cross_entropy(net(x), y).backward()
-        method.on_before_optimizer_step(module, opt)
-        opt.step()
-        method.on_after_optimizer_step(module, opt)
 
 
 def processed_grads(method: CLMethod, net: nn.Module, raw: list[Tensor]) -> list[Tensor]:
@@ -76,8 +33,8 @@ def processed_grads(method: CLMethod, net: nn.Module, raw: list[Tensor]) -> list
 @pytest.mark.parametrize("switch", ["sticky", "l1", "smart_init"])
 def test_each_ablation_switch_changes_exactly_one_thing(switch: str) -> None:
     base, on = paper_method("sticky", **OFF), paper_method("sticky", **{**OFF, switch: True})
-    net_base, _ = make(base)
-    net_on, _ = make(on)
+    net_base, _ = tiny_net(base)
+    net_on, _ = tiny_net(on)
     params_differ = any(not torch.equal(a, b) for a, b in zip(net_base.parameters(), net_on.parameters()))
     assert params_differ == (switch == "smart_init")
     if switch == "smart_init":
@@ -99,7 +56,7 @@ def test_each_ablation_switch_changes_exactly_one_thing(switch: str) -> None:
 
 def test_ewc_pull_is_zero_on_task_0_then_hand_value() -> None:
     method = paper_method("ewc", lam=100.0, fisher_samples=32)
-    net, opt = make(method)
+    net, opt = tiny_net(method)
     raw = [torch.zeros_like(p) for p in net.parameters()]
     assert all(torch.equal(g, torch.zeros_like(g)) for g in processed_grads(method, net, raw))
     data = FakeData()
@@ -108,7 +65,7 @@ def test_ewc_pull_is_zero_on_task_0_then_hand_value() -> None:
     fisher = fisher_diagonal(net, dict(net.named_parameters()), x, y, "empirical")
     stats = method.on_task_end(FakeModule(net), 0, data)
     assert stats["fisher_max"] == pytest.approx(max(f.max().item() for f in fisher.values()))
-    train(Vanilla(), net, opt, 5)
+    train_steps(Vanilla(), net, opt, 5)
     got = processed_grads(method, net, raw)
     for g, p, a, f in zip(got, net.parameters(), anchor, fisher.values()):
         assert torch.allclose(g, 100.0 * f * (p.detach() - a), rtol=1e-4, atol=1e-7)
@@ -117,20 +74,20 @@ def test_ewc_pull_is_zero_on_task_0_then_hand_value() -> None:
 
 def test_ewc_lambda_zero_is_vanilla_bit_for_bit() -> None:
     ewc = paper_method("ewc", lam=0.0, fisher_samples=16)
-    net_ewc, opt_ewc = make(ewc)
-    net_van, opt_van = make(Vanilla())
+    net_ewc, opt_ewc = tiny_net(ewc)
+    net_van, opt_van = tiny_net(Vanilla())
     ewc.on_task_end(FakeModule(net_ewc), 0, FakeData())
-    train(ewc, net_ewc, opt_ewc, 10)
-    train(Vanilla(), net_van, opt_van, 10)
+    train_steps(ewc, net_ewc, opt_ewc, 10)
+    train_steps(Vanilla(), net_van, opt_van, 10)
     assert all(torch.equal(a, b) for a, b in zip(net_ewc.parameters(), net_van.parameters()))
 
 
 def test_online_ewc_keeps_decayed_fisher_and_one_anchor() -> None:
     method = paper_method("ewc", mode="online", gamma_online=0.5, fisher_samples=16)
-    net, opt = make(method)
+    net, opt = tiny_net(method)
     method.on_task_end(FakeModule(net), 0, FakeData())
     first = [b.clone() for b in method.per_target("fisher_sum")]
-    train(Vanilla(), net, opt, 3)
+    train_steps(Vanilla(), net, opt, 3)
     method.on_task_end(FakeModule(net), 1, FakeData())
     x, y = FakeData().train_sample(1, 16, torch.Generator().manual_seed(1))
     new = fisher_diagonal(net, dict(net.named_parameters()), x, y, "empirical").values()
@@ -143,7 +100,7 @@ def test_online_ewc_keeps_decayed_fisher_and_one_anchor() -> None:
 
 def test_mas_accumulates_its_importance_with_one_anchor_and_pulls_back() -> None:
     method = paper_method("mas", lam=0.5, samples=32)
-    net, opt = make(method)
+    net, opt = tiny_net(method)
     data, importance = FakeData(), [torch.zeros_like(p) for p in net.parameters()]
     for task in range(2):
         x, _ = data.train_sample(task, 32, torch.Generator().manual_seed(task))
@@ -152,7 +109,7 @@ def test_mas_accumulates_its_importance_with_one_anchor_and_pulls_back() -> None
         stats = method.on_task_end(FakeModule(net), task, data)
         assert stats["importance_max"] == pytest.approx(max(n.max().item() for n in new))
         anchor = [p.detach().clone() for p in net.parameters()]  # online: the latest task's end
-        train(Vanilla(), net, opt, 3)
+        train_steps(Vanilla(), net, opt, 3)
     got = processed_grads(method, net, [torch.zeros_like(p) for p in net.parameters()])
     sums = zip(method.per_target("importance"), method.per_target("anchor_sum"))
     for g, imp, p, a, (w_sum, a_sum) in zip(got, importance, net.parameters(), anchor, sums):
@@ -217,14 +174,14 @@ def test_gating_keeps_a_weight_at_the_attractor(apply_to: str, sticky: bool) -> 
 def _clone_and_continue(
     method: CLMethod, fresh: CLMethod, net: nn.Module, opt: torch.optim.Optimizer
 ) -> nn.Module:
-    net2, opt2 = make(fresh, seed=99)
+    net2, opt2 = tiny_net(fresh, seed=99)
     net2.load_state_dict(net.state_dict())
     opt2.load_state_dict(copy.deepcopy(opt.state_dict()))
     fresh.load_state_dict(method.state_dict())
     for (k, a), b in zip(method.state_dict().items(), fresh.state_dict().values()):
         assert k == "_extra_state" or torch.equal(a, b), k
-    train(method, net, opt, 4, seed=7)
-    train(fresh, net2, opt2, 4, seed=7)
+    train_steps(method, net, opt, 4, seed=7)
+    train_steps(fresh, net2, opt2, 4, seed=7)
     return net2
 
 
@@ -239,10 +196,10 @@ def _clone_and_continue(
 )
 def test_state_dict_round_trip_continues_identically(factory: Any) -> None:
     method = factory()
-    net, opt = make(method)
-    train(method, net, opt, 5)
+    net, opt = tiny_net(method)
+    train_steps(method, net, opt, 5)
     method.on_task_end(FakeModule(net), 0, FakeData())
-    train(method, net, opt, 5, seed=2)
+    train_steps(method, net, opt, 5, seed=2)
     assert len(method.state_dict()) > 1
     fresh = factory()
     net2 = _clone_and_continue(method, fresh, net, opt)
@@ -273,7 +230,7 @@ def _si_task_by_hand(
 
 def test_si_importance_is_the_path_integral_of_the_actual_steps_and_pulls_back() -> None:
     method = paper_method("si", c=0.5, xi=0.1)
-    net, opt = make(method)
+    net, opt = tiny_net(method)
     importance = [torch.zeros_like(p) for p in net.parameters()]
     for task, steps in enumerate((6, 4)):  # task 1 runs with the pull on: omega must ignore it
         start = [p.detach().clone() for p in net.parameters()]
@@ -287,7 +244,7 @@ def test_si_importance_is_the_path_integral_of_the_actual_steps_and_pulls_back()
             assert torch.allclose(got, want, rtol=1e-4, atol=1e-9)
     assert all(o.abs().sum() == 0 for o in method.per_target("omega"))  # restarted
     anchor = [p.detach().clone() for p in net.parameters()]
-    train(Vanilla(), net, opt, 2)
+    train_steps(Vanilla(), net, opt, 2)
     got = processed_grads(method, net, [torch.zeros_like(p) for p in net.parameters()])
     for g, imp, p, a in zip(got, importance, net.parameters(), anchor):
         assert torch.allclose(g, 2 * 0.5 * imp * (p.detach() - a), rtol=1e-4, atol=1e-7)
@@ -295,116 +252,14 @@ def test_si_importance_is_the_path_integral_of_the_actual_steps_and_pulls_back()
 
 def test_sticky_stats_report_dip_and_gating() -> None:
     method = paper_method("sticky", **{**OFF, "sticky": True}, stats_every=1)
-    net, opt = make(method)
-    train(method, net, opt, 3)
+    net, opt = tiny_net(method)
+    train_steps(method, net, opt, 3)
     stats = method.on_task_end(FakeModule(net), 0, FakeData())
     ws = torch.cat([p.detach().flatten() for p in net.parameters()])
     assert stats["dip_fraction"] == pytest.approx(((ws - A1).abs() < 4.70**-0.5).float().mean().item())
     assert 0.2 < stats["gated_fraction"] < 0.8
     assert 0.0 < stats["mean_f"] < 4.12
     assert method.gate_stats.sum() == 0
-
-
-@pytest.mark.parametrize(
-    ("factory", "field"),
-    [
-        (lambda: paper_method("sticky", lam=-1.0), "lam"),
-        (lambda: paper_method("sticky", gamma=0.0), "gamma"),
-        (lambda: paper_method("sticky", sigma=-0.1), "sigma"),
-        (lambda: paper_method("sticky", zeta=-1e-3), "zeta"),
-        (lambda: paper_method("sticky", f_min=5.0), "f_min"),
-        (lambda: paper_method("sticky", apply_to="both"), "apply_to"),
-        (lambda: paper_method("sticky", l1_apply_to="x"), "l1_apply_to"),
-        (lambda: paper_method("ewc", lam=-1.0), "lam"),
-        (lambda: paper_method("ewc", fisher="exact"), "fisher"),
-        (lambda: paper_method("ewc", mode="sum"), "mode"),
-        (lambda: paper_method("ewc", fisher_samples=0), "fisher_samples"),
-        (lambda: paper_method("si", c=-0.1), "c"),
-        (lambda: paper_method("si", xi=0.0), "xi"),
-        (lambda: paper_method("mas", lam=-1.0), "lam"),
-        (lambda: paper_method("mas", samples=0), "samples"),
-        # direct Python use, past the CLI's generic checks: every number finite and in float32's range
-        (lambda: paper_method("sticky", a1=float("nan")), "a1"),
-        (lambda: paper_method("sticky", mu=float("-inf")), "mu"),
-        (lambda: paper_method("sticky", lam=float("inf")), "lam"),
-        (lambda: paper_method("sticky", sigma=1e39), "sigma"),
-        (lambda: paper_method("ewc", lam=float("inf")), "lam"),
-        (lambda: paper_method("ewc", lam=10**40), "lam"),
-        (lambda: paper_method("ewc", seed=2**64), "seed"),
-        (lambda: paper_method("ewc", seed=-1), "seed"),
-        (lambda: paper_method("ewc", fisher="batched", fisher_samples=8, fisher_chunk=32), "fisher_samples"),
-        (lambda: paper_method("si", c=float("inf")), "c"),
-        (lambda: paper_method("si", xi=float("nan")), "xi"),
-        (lambda: paper_method("mas", lam=float("nan")), "lam"),
-        (lambda: paper_method("mas", seed=2**63), "seed"),
-    ],
-)
-def test_bad_inputs_raise_one_line_errors_naming_the_field(factory: Any, field: str) -> None:
-    with pytest.raises(ConfigError, match=rf"^method\.{field}=.+ is not allowed; use ") as info:
-        factory()
-    assert "\n" not in str(info.value)
-
-
-@pytest.mark.parametrize(
-    "factory",
-    [
-        lambda c: paper_method("sticky", compile=c),
-        lambda c: paper_method("sticky", apply_to="update", compile=c),
-        lambda c: paper_method("sticky", l1_apply_to="update", compile=c),
-        lambda c: paper_method("si", compile=c),
-        lambda c: paper_method("ewc", fisher_samples=16, compile=c),
-        lambda c: paper_method("mas", samples=16, compile=c),
-    ],
-)
-def test_compiled_kernels_match_eager(factory: Any) -> None:
-    eager, compiled = factory(False), factory(True)
-    nets = [make(m) for m in (eager, compiled)]
-    for m, (net, opt) in zip((eager, compiled), nets):
-        m.stats_every = 2
-        train(m, net, opt, 3)
-        m.on_task_end(FakeModule(net), 0, FakeData())
-        train(m, net, opt, 3, seed=5)
-        m.on_task_end(FakeModule(net), 1, FakeData())
-    for a, b in zip(nets[0][0].parameters(), nets[1][0].parameters()):
-        assert torch.allclose(a, b, rtol=1e-5, atol=1e-6)
-    for name, a in eager.state_dict().items():  # importances, anchors, Fisher (stats: below)
-        if isinstance(a, Tensor):
-            assert torch.allclose(a, compiled.state_dict()[name], rtol=1e-4, atol=1e-6), name
-    if isinstance(eager, StickyGradient):  # reset by on_task_end: compare the sampled steps
-        train(eager, *nets[0], 2)
-        train(compiled, *nets[1], 2)
-        assert eager.gate_stats[0] > 0
-        assert torch.allclose(eager.gate_stats, compiled.gate_stats, rtol=1e-4)
-
-
-def test_a_kernel_that_cannot_compile_warns_once_and_runs_eagerly(monkeypatch: pytest.MonkeyPatch) -> None:
-    import torch._inductor.config as inductor_config
-
-    monkeypatch.setattr(inductor_config.cpp, "cxx", ("/nonexistent/g++",))
-    monkeypatch.setattr(inductor_config, "fx_graph_cache", False)
-    kernel = kernels.Kernel(lambda t: t.mul_(3.0), lambda t: t.mul_(2.0), compiled=True)
-    x = torch.ones(4)
-    with pytest.warns(RuntimeWarning, match=r"torch.compile failed \(.*C\+\+ compiler.*runs eagerly"):
-        kernel(x)
-    assert not kernel.compiled and torch.equal(x, torch.full((4,), 2.0))  # only the eager twin ran
-    kernel(x)
-    assert torch.equal(x, torch.full((4,), 4.0))
-
-
-@pytest.mark.parametrize(
-    ("compile", "hidden", "wanted"),
-    [("auto", 8, False), ("auto", 20000, True), (True, 8, True), (False, 20000, False)],
-)
-def test_compile_auto_fuses_only_large_targets(compile: Any, hidden: int, wanted: bool) -> None:
-    net = nn.Sequential(nn.Linear(4, hidden), nn.ReLU(), nn.Linear(hidden, 3))
-    for method in (
-        paper_method("sticky", compile=compile),
-        paper_method("ewc", compile=compile),
-        paper_method("si", compile=compile),
-    ):
-        method.attach(net)
-        kernel = getattr(method, "step_kernel", None) or method._grad_kernel
-        assert kernel.compiled == wanted
 
 
 def test_si_one_step_late_integral_stays_accurate_over_many_small_steps() -> None:

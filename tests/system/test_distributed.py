@@ -9,7 +9,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -24,7 +23,7 @@ import cli
 from cl_attractors.grid import cluster as dask_backend
 from cl_attractors.grid import command as experiment
 from cl_attractors.grid import runner
-from tests.helpers import ROOT, metrics_json, write_spec
+from tests.helpers import ROOT, free_port, metrics_json, start, stderr_of, wait_for, write_spec
 
 DASK = Path(sys.executable).parent / "dask"
 SLOW_FIT = {  # ~10-30 s per run here: long enough to kill one mid-run
@@ -139,19 +138,6 @@ def shared() -> Iterator[Cluster]:
         yield c
 
 
-def experiment_cli(*args: str) -> subprocess.Popen:
-    err = tempfile.TemporaryFile()
-    proc = subprocess.Popen(
-        [sys.executable, "-X", "faulthandler", str(ROOT / "cli.py"), "experiment", *args],
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=err,
-        env=dict(os.environ, OMP_NUM_THREADS="1"),
-    )
-    proc.err = err  # type: ignore[attr-defined]
-    return proc
-
-
 def exit_code(proc: subprocess.Popen, timeout: float) -> int:
     """``proc``'s exit status; past ``timeout``, fail with its threads' stacks (faulthandler)."""
     try:
@@ -160,21 +146,6 @@ def exit_code(proc: subprocess.Popen, timeout: float) -> int:
         proc.send_signal(signal.SIGABRT)
         proc.wait(timeout=30)
         pytest.fail(f"the experiment hung: {stderr_of(proc)[-6000:]}")
-
-
-def stderr_of(proc: subprocess.Popen) -> str:
-    proc.err.seek(0)  # type: ignore[attr-defined]
-    return proc.err.read().decode(errors="replace")  # type: ignore[attr-defined]
-
-
-def wait_until(condition: object, proc: subprocess.Popen, timeout: float = 300) -> None:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if condition():
-            return
-        assert proc.poll() is None, f"the experiment ended first: {stderr_of(proc)[-2000:]}"
-        time.sleep(0.1)
-    pytest.fail("timed out")
 
 
 def complete(runs: Path) -> list[Path]:
@@ -191,8 +162,8 @@ def test_worker_killed_mid_run_every_run_completes_once_as_locally(tmp_path: Pat
     spec = write_spec(tmp_path / "dask", overrides=SLOW)
     runs = tmp_path / "dask" / "runs"
     with dask_cluster() as c:
-        proc = experiment_cli("--config", str(spec), "--scheduler", c.address)
-        wait_until(lambda: mid_run(c, runs), proc)
+        proc = start("experiment", "--config", str(spec), "--scheduler", c.address, env=_env(True))
+        wait_for(lambda: mid_run(c, runs), proc, timeout=300)
         worker_pid, fit, killed = mid_run(c, runs)[0]
         os.kill(worker_pid, signal.SIGKILL)
         with contextlib.suppress(psutil.TimeoutExpired):
@@ -255,8 +226,8 @@ def test_a_run_held_by_another_client_is_not_started(
 
 def test_ctrl_c_cancels_the_tasks_and_ends_their_fits(shared: Cluster, tmp_path: Path) -> None:
     spec = write_spec(tmp_path, overrides=SLOW)
-    proc = experiment_cli("--config", str(spec), "--scheduler", shared.address)
-    wait_until(lambda: len(shared.fits()) == 2, proc)
+    proc = start("experiment", "--config", str(spec), "--scheduler", shared.address, env=_env(True))
+    wait_for(lambda: len(shared.fits()) == 2, proc, timeout=300)
     proc.send_signal(signal.SIGINT)
     assert exit_code(proc, 60) == 130, stderr_of(proc)[-2000:]
     assert "interrupted" in stderr_of(proc)
@@ -303,12 +274,8 @@ def test_an_unreachable_scheduler(
     tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(dask_backend, "CONNECT_TIMEOUT_S", 1.0)
-    with socket.socket() as free:  # a port nobody listens on
-        free.bind(("127.0.0.1", 0))
-        port = free.getsockname()[1]
-    _fails_before_any_run(
-        tmp_path, capsys, ["--scheduler", f"tcp://127.0.0.1:{port}"], "no Dask scheduler answers"
-    )
+    nobody = f"tcp://127.0.0.1:{free_port()}"  # a port nobody listens on
+    _fails_before_any_run(tmp_path, capsys, ["--scheduler", nobody], "no Dask scheduler answers")
 
 
 def test_workers_flags_with_a_scheduler(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

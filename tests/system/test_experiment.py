@@ -16,7 +16,8 @@ from lightning.pytorch import Callback, LightningModule, Trainer
 import cli
 from cl_attractors.grid import command as experiment
 from cl_attractors.grid import runner
-from cl_attractors.grid.spec import ConfigError, load_spec, validate
+from cl_attractors.grid.checks import validate
+from cl_attractors.grid.spec import ConfigError, load_spec
 from cl_attractors.train.cli import make_cli
 from tests.helpers import metrics_json, write_spec
 

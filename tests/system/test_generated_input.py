@@ -39,22 +39,9 @@ FAST = settings(  # no shrinking: an example is already small (a field, a value,
     phases=[Phase.explicit, Phase.reuse, Phase.generate],
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
+BIG = "1" + "0" * 30  # not drawn for fields where a huge valid value means a huge amount of work
 # values a user may type for any field; whether each is valid depends on the field
-ANY_TEXT = [
-    "abc",
-    "[1, 2]",
-    "{a: 1}",
-    "",
-    "null",
-    ".nan",
-    ".inf",
-    "-.inf",
-    "1e300",
-    "1" + "0" * 30,
-    "-1",
-    "0",
-]
-BIG = "1" + "0" * 30  # for fields where a huge valid value means a huge amount of work, not drawn
+ANY_TEXT = ["abc", "[1, 2]", "{a: 1}", "", "null", ".nan", ".inf", "-.inf", "1e300", BIG, "-1", "0"]
 
 
 def ints(lo: int, hi: int) -> st.SearchStrategy[str]:
@@ -136,14 +123,8 @@ FIT_FIELDS: dict[str, tuple[str | None, st.SearchStrategy[str]]] = {
     "trainer.log_every_n_steps": (None, ints(1, 100)),
 }
 WORK_FIELDS = {"data.epochs_per_task"}  # a huge valid value here is days of training, not bad input
-
-
+# on tiny_args: a fit of a few seconds (2 tasks of 64 synthetic examples, an 8-unit MLP, no heat maps)
 TINY_EXTRA = ("--data.synthetic_size", "64", "--model.hidden_sizes", "[8]", "--tasks.heatmaps", "false")
-
-
-def tiny_fit(run_dir: Path) -> list[str]:
-    """A fit of a few seconds: 2 tasks of 64 synthetic examples, an 8-unit MLP, no heat maps."""
-    return tiny_args(run_dir, *TINY_EXTRA, num_tasks=2)
 
 
 def run_forked(argv: list[str], workdir: Path) -> tuple[int, str]:
@@ -209,7 +190,7 @@ def test_fit_any_value_of_any_field_works_or_is_one_line(tmp_path_factory: Any, 
     field, text, route = drawn
     work = tmp_path_factory.mktemp("fit")
     method = FIT_FIELDS[field][0]
-    argv = tiny_fit(work / "run") + (["--model.method", method] if method else [])
+    argv = tiny_args(work / "run", *TINY_EXTRA, num_tasks=2) + (["--model.method", method] if method else [])
     if route == "typed":
         argv += [f"--{field}", text]
     elif field.startswith("model.method."):  # a method file holding the value

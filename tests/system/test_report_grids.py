@@ -13,7 +13,8 @@ import yaml
 import cli
 from cl_attractors.grid import command as experiment
 from cl_attractors.grid import runner
-from cl_attractors.grid.spec import load_spec, select_variants, validate
+from cl_attractors.grid.checks import validate
+from cl_attractors.grid.spec import load_spec, select_variants
 from cl_attractors.report.provenance import record_invocation
 from tests.helpers import ROOT, metrics_json, write_spec
 

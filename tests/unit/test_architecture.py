@@ -7,8 +7,8 @@ Layers, lowest first; a module may import its own layer and the layers below, ne
                                                paths, saved runs as pandas tables
     1  cl_attractors.methods, callbacks           CL methods (gradient space) and Lightning callbacks
     2  cl_attractors.train                        LightningModule, datamodule, sources, LightningCLI
-    3  cl_attractors.grid.spec, .grid.runner,     experiment specs and the runners of `fit` processes
-       .grid.cluster                          (the local pool; the Dask backend)
+    3  cl_attractors.grid.spec, .grid.checks,     experiment specs, their checks before any run, and
+       .grid.runner, .grid.cluster            the runners of `fit` processes (the local pool; Dask)
     4  cl_attractors.report                       from saved runs only: aggregate, stats, claims, plots
     5  cl_attractors.tune, .grid.command          the `tune`, `experiment` and `report` commands
     6  cli                                        the command line (nothing imports it)
@@ -37,6 +37,7 @@ LAYERS = {
     "callbacks": 1,
     "cl_attractors.train": 2,
     "cl_attractors.grid.spec": 3,
+    "cl_attractors.grid.checks": 3,
     "cl_attractors.grid.runner": 3,
     "cl_attractors.grid.cluster": 3,
     "cl_attractors.report": 4,

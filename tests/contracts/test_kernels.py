@@ -1,0 +1,77 @@
+"""The per-step kernels (methods/kernels.py): a method's fused ``torch.compile`` kernels give what
+its eager twins give, a kernel that cannot compile warns once and runs eagerly, and ``compile:
+auto`` fuses only large targets."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import torch
+from torch import Tensor, nn
+
+from cl_attractors.methods import kernels
+from cl_attractors.methods.sticky import StickyGradient
+from tests.helpers import FakeData, FakeModule, paper_method, tiny_net, train_steps
+
+
+@pytest.mark.parametrize(
+    "factory",
+    [
+        lambda c: paper_method("sticky", compile=c),
+        lambda c: paper_method("sticky", apply_to="update", compile=c),
+        lambda c: paper_method("sticky", l1_apply_to="update", compile=c),
+        lambda c: paper_method("si", compile=c),
+        lambda c: paper_method("ewc", fisher_samples=16, compile=c),
+        lambda c: paper_method("mas", samples=16, compile=c),
+    ],
+)
+def test_compiled_kernels_match_eager(factory: Any) -> None:
+    eager, compiled = factory(False), factory(True)
+    nets = [tiny_net(m) for m in (eager, compiled)]
+    for m, (net, opt) in zip((eager, compiled), nets):
+        m.stats_every = 2
+        train_steps(m, net, opt, 3)
+        m.on_task_end(FakeModule(net), 0, FakeData())
+        train_steps(m, net, opt, 3, seed=5)
+        m.on_task_end(FakeModule(net), 1, FakeData())
+    for a, b in zip(nets[0][0].parameters(), nets[1][0].parameters()):
+        assert torch.allclose(a, b, rtol=1e-5, atol=1e-6)
+    for name, a in eager.state_dict().items():  # importances, anchors, Fisher (stats: below)
+        if isinstance(a, Tensor):
+            assert torch.allclose(a, compiled.state_dict()[name], rtol=1e-4, atol=1e-6), name
+    if isinstance(eager, StickyGradient):  # reset by on_task_end: compare the sampled steps
+        train_steps(eager, *nets[0], 2)
+        train_steps(compiled, *nets[1], 2)
+        assert eager.gate_stats[0] > 0
+        assert torch.allclose(eager.gate_stats, compiled.gate_stats, rtol=1e-4)
+
+
+def test_a_kernel_that_cannot_compile_warns_once_and_runs_eagerly(monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch._inductor.config as inductor_config
+
+    monkeypatch.setattr(inductor_config.cpp, "cxx", ("/nonexistent/g++",))
+    monkeypatch.setattr(inductor_config, "fx_graph_cache", False)
+    kernel = kernels.Kernel(lambda t: t.mul_(3.0), lambda t: t.mul_(2.0), compiled=True)
+    x = torch.ones(4)
+    with pytest.warns(RuntimeWarning, match=r"torch.compile failed \(.*C\+\+ compiler.*runs eagerly"):
+        kernel(x)
+    assert not kernel.compiled and torch.equal(x, torch.full((4,), 2.0))  # only the eager twin ran
+    kernel(x)
+    assert torch.equal(x, torch.full((4,), 4.0))
+
+
+@pytest.mark.parametrize(
+    ("compile", "hidden", "wanted"),
+    [("auto", 8, False), ("auto", 20000, True), (True, 8, True), (False, 20000, False)],
+)
+def test_compile_auto_fuses_only_large_targets(compile: Any, hidden: int, wanted: bool) -> None:
+    net = nn.Sequential(nn.Linear(4, hidden), nn.ReLU(), nn.Linear(hidden, 3))
+    for method in (
+        paper_method("sticky", compile=compile),
+        paper_method("ewc", compile=compile),
+        paper_method("si", compile=compile),
+    ):
+        method.attach(net)
+        kernel = getattr(method, "step_kernel", None) or method._grad_kernel
+        assert kernel.compiled == wanted

@@ -85,13 +85,16 @@ class Cluster:
         return worker
 
     def fits(self) -> dict[int, psutil.Process]:
-        """The fit processes running under each live worker, by worker pid."""
+        """The fit processes running under each live worker, by worker pid (a process whose
+        command line does not name its run yet, e.g. one still starting, is left out)."""
         out = {}
         for worker in self.workers:
             with contextlib.suppress(psutil.NoSuchProcess):
                 for child in psutil.Process(worker.pid).children(recursive=True):
-                    if "fit" in child.cmdline():
-                        out[worker.pid] = child
+                    with contextlib.suppress(psutil.NoSuchProcess):
+                        args = child.cmdline()
+                        if "fit" in args and "--run_dir" in args:
+                            out.setdefault(worker.pid, child)  # the outermost one
         return out
 
     def close(self) -> None:

@@ -88,10 +88,12 @@ def test_the_four_searches_share_one_budget_and_protocol() -> None:
     def shared(raw: dict) -> dict:
         fit = list(raw["fit"])
         fit[fit.index("--model.method") + 1] = "<method>"
-        return {**{k: v for k, v in raw.items() if k not in ("space", "study_name", "out_dir")}, "fit": fit}
+        own = ("space", "study_name", "out_dir", "results_dir")
+        return {**{k: v for k, v in raw.items() if k not in own}, "fit": fit}
 
     first, *rest = [shared(raw) for raw in studies.values()]
     assert all(other == first for other in rest)
     assert first["n_trials"] == 30 and first["pruner"]["type"] == "median"
+    assert all(raw["results_dir"] == f"results/tune/{name}" for name, raw in studies.items())
     assert studies["sticky_decoupled"]["space"]["f_min"] == {"low": 0.0, "high": 1.0, "log": False}
     assert studies["ewc"]["space"]["fisher"] == {"choices": ["empirical", "true"]}

@@ -34,10 +34,12 @@ def made_by(path: str) -> str:
     if p.name != "best_method.yaml" or not search.is_file():
         return ""
     raw = read_yaml_mapping(search, "search config")
-    out_dir = raw.get("out_dir", f"runs/tune/{p.parent.name}") if isinstance(raw, dict) else "its out_dir"
+    command = f"`python cli.py tune --config {search}`"
+    if Path(str(raw.get("results_dir"))).resolve() == p.parent.resolve():
+        return f": the {p.parent.name} search has not finished ({command} writes it there once finished)"
+    out_dir = raw.get("out_dir", f"runs/tune/{p.parent.name}")
     return (
-        f": the {p.parent.name} search has not finished (`python cli.py tune --config {search}` "
-        f"writes {out_dir}/; copy it to {p.parent}/)"
+        f": the {p.parent.name} search has not finished ({command} writes {out_dir}/; copy it to {p.parent}/)"
     )
 
 
@@ -98,6 +100,17 @@ def _check_sweep(where: str, sweep: Any) -> None:
         )
 
 
+def _check_tuned(spec: ExperimentSpec) -> None:
+    """A sweep's ``tuned`` method file must exist (a missing one names the search that makes it)."""
+    named = {"sweep": spec.sweep, **{f"sweeps.{v}": s for v, s in spec.sweeps.items()}}
+    for where, sweep in named.items():
+        tuned = (sweep or {}).get("tuned")
+        if tuned is not None and not isinstance(tuned, str):
+            raise ConfigError(f"{where}.tuned={tuned!r} is not allowed; use a study's best_method.yaml")
+        if tuned is not None and not Path(tuned).is_file():
+            raise ConfigError(f"{where}.tuned: config {tuned} does not exist{made_by(tuned)}")
+
+
 def validate(spec: ExperimentSpec, extra: Sequence[str] = ()) -> None:
     """Every check that must pass before any run starts (one-line :class:`ConfigError`)."""
     if len(set(spec.seeds)) != len(spec.seeds):
@@ -119,6 +132,7 @@ def validate(spec: ExperimentSpec, extra: Sequence[str] = ()) -> None:
         _check_paths("overrides", spec.overrides)
         _check_paths("pass-through arguments", list(extra))
         _check_variant_paths(spec.variants)
+        _check_tuned(spec)
         _check_writable(spec.out_dir, "out_dir")
     method = spec.options.get("method_config")
     if method is not None and not Path(method).is_file():

@@ -11,11 +11,13 @@ variants:                 # name -> fit arguments of that variant
   ewc: [--model.method, configs/method/ewc.yaml]
 sweep: {flag: --data.shared_fraction, values: [0.0, 0.5]}   # optional: variants x values
 sweeps: {ewc: {flag: --model.method.init_args.lam, values: [1.0, 1000.0]}}  # optional, per variant
+# a sweep may add a study's tuned value: tuned: results/tune/ewc/best_method.yaml (its init_args.lam)
 labels: {ewc: "EWC, λ = 1000 (paper)"}   # optional: human names in legends and tables
 out_dir: runs/fig2        # default runs/<name>; run dirs <out_dir>/<variant>/seed_<s>
 claims: [...]             # the paper's statements, checked by cl_attractors.report.claims
 ```
-Input paths (``base``, config files in ``overrides``/``variants``, ``method_config``) are relative to
+Input paths (``base``, config files in ``overrides``/``variants``, ``method_config``, a sweep's
+``tuned``) are relative to
 this file (:func:`cl_attractors.paths.resolve_relative`); ``out_dir`` and ``results_dir`` to the
 working directory. A variant's sweep (``sweeps``) replaces the grid's ``sweep`` for that variant;
 variants with neither run once.
@@ -100,7 +102,7 @@ class ExperimentSpec:
                 out[name] = (name, None, list(args))
                 continue
             key = sweep["flag"].lstrip("-").split(".")[-1]
-            for value in sweep["values"]:
+            for value in sweep_values(sweep):
                 out[f"{name}_{key}{value}"] = (name, float(value), [*args, sweep["flag"], str(value)])
         return out
 
@@ -128,6 +130,33 @@ class ExperimentSpec:
                 ]
                 out.append(Run(variant, group, x, seed, run_dir, tuple(fit)))
         return out
+
+
+def tuned_value(sweep: dict[str, Any]) -> float | None:
+    """The value a sweep's ``tuned`` method file gives its flag's argument (``init_args.<name>``);
+    None when the sweep names no such file or it does not exist yet (the checks refuse that)."""
+    path = sweep.get("tuned")
+    if not isinstance(path, str) or not Path(path).is_file():
+        return None
+    init_args = read_yaml_mapping(Path(path), "tuned").get("init_args") or {}
+    value = init_args.get(sweep["flag"].split(".")[-1]) if isinstance(init_args, dict) else None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ConfigError(f"tuned={path} has no number init_args.{sweep['flag'].split('.')[-1]}")
+    return float(value)
+
+
+def sweep_values(sweep: dict[str, Any]) -> list[Any]:
+    """The sweep's ``values``, and its tuned value when it names one (not twice)."""
+    values = list(sweep["values"])  # as written: they name the run folders
+    tuned = tuned_value(sweep)
+    return values if tuned is None or tuned in values else [*values, tuned]
+
+
+def _sweep(raw: Any, path: Path) -> Any:
+    """A sweep mapping with its ``tuned`` path made relative to the working directory."""
+    if isinstance(raw, dict) and isinstance(raw.get("tuned"), str):
+        return {**raw, "tuned": resolve_relative(raw["tuned"], path)}
+    return raw
 
 
 def _get(raw: dict, key: str, kind: type, default: Any) -> Any:
@@ -178,8 +207,8 @@ def load_spec(path: str | Path) -> ExperimentSpec:
         seeds=list(_get(raw, "seeds", list, []) or []),
         variants={k: resolve_args(v, path) for k, v in variants.items()},
         overrides=resolve_args(_get(raw, "overrides", list, []) or [], path),
-        sweep=_get(raw, "sweep", dict, None),
-        sweeps=_get(raw, "sweeps", dict, {}) or {},
+        sweep=_sweep(_get(raw, "sweep", dict, None), path),
+        sweeps={k: _sweep(v, path) for k, v in (_get(raw, "sweeps", dict, {}) or {}).items()},
         out_dir=Path(_get(raw, "out_dir", str, f"runs/{name}")),
         results_dir=Path(_get(raw, "results_dir", str, f"results/{name}")),
         claims=list(_get(raw, "claims", list, []) or []),

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pandas as pd
 
 from cl_attractors import plots
-from cl_attractors.grid.spec import ExperimentSpec
+from cl_attractors.grid.spec import ExperimentSpec, tuned_value
 from cl_attractors.io import write_text
 from cl_attractors.report.aggregate import fmt, paired_gap, variant_cell
 from cl_attractors.report.claims import significant
@@ -51,6 +51,18 @@ def _table(agg: dict, gap: dict[str, dict], metric: str) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=cols)
 
 
+def sweep_marks(spec: ExperimentSpec) -> dict[str, dict[float, str]]:
+    """The YAML's labelled vertical lines per panel, plus each sweep's tuned value."""
+    marks = {
+        g: {float(x): str(label) for x, label in m.items()} for g, m in spec.options.get("marks", {}).items()
+    }
+    for group, sweep in spec.sweeps.items():
+        tuned = tuned_value(sweep)
+        if tuned is not None:
+            marks.setdefault(group, {})[tuned] = str(sweep.get("tuned_label", f"tuned: {tuned:.3g}"))
+    return marks
+
+
 def render_sensitivity(spec: ExperimentSpec, agg: dict) -> str:
     """The figure and its data; returns the results.md section."""
     o = spec.options
@@ -61,7 +73,7 @@ def render_sensitivity(spec: ExperimentSpec, agg: dict) -> str:
     beats = {name for name, s in gap.items() if significant(s)}
     if panels:
         title = str(o.get("title", spec.name))
-        fig = plots.sensitivity_plot(agg, panels, metric, o.get("marks", {}), beats, title)
+        fig = plots.sensitivity_plot(agg, panels, metric, sweep_marks(spec), beats, title)
         plots.save_figure(fig, spec.results_dir / f"{spec.name}.png")
     table = _table(agg, gap, metric)
     write_text(spec.results_dir / f"{spec.name}_gaps.csv", to_csv(table))

@@ -50,6 +50,11 @@ def test_missing_tuned_method_names_its_search_and_the_runnable_variants(
     assert "results/tune/mine/best_method.yaml does not exist: the mine search has not finished" in err
     assert "`python cli.py tune --config configs/search/mine.yaml` writes runs/tune/mine/" in err
     assert err.endswith("run the others with --variants control ewc")
+    (tmp_path / "configs/search/mine.yaml").write_text(
+        "out_dir: runs/tune/mine\nresults_dir: results/tune/mine\n"
+    )
+    assert cli.main(["experiment", "--config", str(path)]) == 2
+    assert "configs/search/mine.yaml` writes it there once finished); run" in capsys.readouterr().err
     spec = load_spec(path)
     select_variants(spec, ["control", "ewc"])
     validate(spec)  # the others pass

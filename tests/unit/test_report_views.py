@@ -7,14 +7,17 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import yaml
 
 from cl_attractors.errors import ConfigError
+from cl_attractors.grid.checks import validate
 from cl_attractors.grid.spec import load_spec
 from cl_attractors.plots import ci_note
 from cl_attractors.report.claims import evaluate
 from cl_attractors.report.fig_weights import attractors, seeds_text
 from cl_attractors.report.params import variant_param
 from cl_attractors.report.scoreboard import replace_block, substitute
+from cl_attractors.report.sensitivity import sweep_marks
 from cl_attractors.report.stats import mean_ci
 from cl_attractors.report.studies import check_trials, trials_to_reach
 from tests.helpers import write_spec
@@ -102,6 +105,28 @@ def test_per_variant_sweeps_and_references(tmp_path: Path) -> None:
     )
     with pytest.raises(ConfigError, match="sweeps.si: 'si' is not a variant"):
         load_spec(write_spec(tmp_path, sweeps={"si": {"flag": "--x", "values": [1.0]}}))
+
+
+def test_a_sweep_adds_its_studys_tuned_value_and_marks_it(tmp_path: Path) -> None:
+    tuned = tmp_path / "tune" / "ewc" / "best_method.yaml"
+    sweep = {
+        "flag": "--model.method.init_args.lam",
+        "values": [1.0, 1000.0],
+        "tuned": "tune/ewc/best_method.yaml",
+    }
+    variants = {"control": [], "ewc": ["--model.method", "configs/method/ewc.yaml"]}
+    path = write_spec(tmp_path, variants=variants, sweeps={"ewc": sweep}, marks={"ewc": {1000.0: "paper"}})
+    spec = load_spec(path)
+    assert spec.sweeps["ewc"]["tuned"] == str(tuned)  # relative to the grid's YAML
+    with pytest.raises(ConfigError, match=r"sweeps.ewc.tuned: config .*best_method.yaml does not exist"):
+        validate(spec)
+    tuned.parent.mkdir(parents=True)
+    tuned.write_text(yaml.safe_dump({"class_path": "x.EWC", "init_args": {"lam": 52.5, "fisher": "true"}}))
+    assert list(spec.variant_args()) == ["control", "ewc_lam1.0", "ewc_lam1000.0", "ewc_lam52.5"]
+    assert sweep_marks(spec) == {"ewc": {1000.0: "paper", 52.5: "tuned: 52.5"}}
+    tuned.write_text(yaml.safe_dump({"init_args": {"fisher": "true"}}))
+    with pytest.raises(ConfigError, match=r"has no number init_args.lam"):
+        spec.variant_args()
 
 
 def _trials(states: list[str], eq2: list[float | None]) -> pd.DataFrame:

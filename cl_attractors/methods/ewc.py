@@ -8,7 +8,7 @@ from torch import Tensor
 
 from cl_attractors.errors import require, require_finite, require_seed
 from cl_attractors.methods.base import ParamSelection
-from cl_attractors.methods.formulas import FISHER_ESTIMATORS, FisherEstimator, fisher_diagonal
+from cl_attractors.methods.importance import FISHER_ESTIMATORS, FisherEstimator, fisher_diagonal
 from cl_attractors.methods.kernels import Compile
 from cl_attractors.methods.penalty import Mode, QuadraticPenalty
 
@@ -24,7 +24,7 @@ class EWC(QuadraticPenalty):
 
     Args:
         lam: penalty strength (the paper: 1000).
-        fisher: ``"empirical"``, ``"true"`` or ``"batched"`` (see ``formulas.fisher_diagonal``).
+        fisher: ``"empirical"``, ``"true"`` or ``"batched"`` (see ``importance.fisher_diagonal``).
         mode: ``"separate"`` (one penalty per task) or ``"online"``.
         gamma_online: decay of the old Fisher in online mode.
         fisher_samples: training examples per Fisher estimate.

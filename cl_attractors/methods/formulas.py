@@ -3,22 +3,18 @@
 Every per-step kernel derives from them: a method's fused kernel (``torch.compile``, one pass per
 tensor) calls the pure expression, and where a formula runs every step its eager in-place twin
 (``name_``, same result up to float rounding, writing only into preallocated scratch) sits right
-below it. The importance estimators (Fisher, MAS) run once per task. Reference implementations
-written for clarity, which the tests compare these against, live in ``tests/reference.py``.
-No Lightning here.
+below it. The importance estimators (Fisher, MAS), run once per task, are in ``importance.py``.
+Reference implementations written for clarity, which the tests compare these against, live in
+``tests/reference.py``. No Lightning here.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
 
 import torch
-import torch.nn.functional as F
-from torch import Tensor, nn
-from torch.func import functional_call, grad, vmap
+from torch import Tensor
 
 LOG2E = math.log2(math.e)
 
@@ -185,121 +181,3 @@ def si_importance(omega: Tensor, task_delta: Tensor, xi: float) -> Tensor:
         xi: damping (keeps the ratio bounded when a parameter barely moved).
     """
     return omega / (task_delta**2 + xi)
-
-
-# ---- importance estimators: Fisher diagonals (EWC), output sensitivity (MAS) -------------------
-
-FisherEstimator = Literal["empirical", "true", "batched"]
-FISHER_ESTIMATORS: tuple[str, ...] = ("empirical", "true", "batched")
-
-
-def fisher_diagonal(
-    model: nn.Module,
-    params: dict[str, Tensor],
-    x: Tensor,
-    y: Tensor,
-    estimator: FisherEstimator,
-    chunk_size: int = 32,
-    batch_size: int = 50,
-) -> dict[str, Tensor]:
-    """Diagonal Fisher information of a classifier (cross-entropy on its logits).
-
-    * ``empirical``: mean over samples of the squared per-sample gradient at the true label.
-    * ``true``: mean over samples of ``sum_c p_c(x) g_c(x)^2``, exact over the classes.
-    * ``batched``: mean over mini-batches of ``batch_size`` of the squared *mini-batch* gradient.
-      Its scale differs: ``E[g_B^2] = mean(g)^2 + Var(g)/B``, roughly ``1/B`` of the empirical
-      Fisher when per-sample gradients are noise-dominated (so EWC's lambda must grow by ~B).
-
-    Per-sample gradients come from ``vmap(grad(...))`` over chunks of ``chunk_size`` rows (the
-    loop is over chunks, bounding memory to ``chunk_size`` copies of the parameters).
-
-    Args:
-        model: the network (logits out).
-        params: name -> parameter of ``model`` for the parameters to estimate (others stay fixed).
-        x: inputs ``[n, ...]``.
-        y: integer labels ``[n]``.
-        estimator: ``empirical``, ``true`` or ``batched``.
-        chunk_size: rows per vmap chunk.
-        batch_size: mini-batch size of the ``batched`` estimator (the remainder is dropped).
-    """
-    detached = {k: v.detach() for k, v in params.items()}
-    if estimator == "batched":
-        return _batched_fisher(model, detached, x, y, batch_size)
-    n = len(y)
-    if estimator == "true":
-        with torch.no_grad():
-            probs = torch.softmax(functional_call(model, detached, (x,)), dim=-1)
-        classes = probs.shape[1]
-        x = x.repeat_interleave(classes, dim=0)
-        y = torch.arange(classes, device=y.device).repeat(n)
-        weights = probs.reshape(-1) / n
-    elif estimator == "empirical":
-        weights = torch.full((n,), 1.0 / n, device=x.device, dtype=x.dtype)
-    else:
-        raise ValueError(f"method.fisher={estimator!r} is not allowed; use one of {FISHER_ESTIMATORS}")
-
-    def loss(p: dict[str, Tensor], xi: Tensor, yi: Tensor) -> Tensor:
-        return F.cross_entropy(functional_call(model, p, (xi.unsqueeze(0),)), yi.unsqueeze(0))
-
-    return _weighted_grads(loss, detached, (x, y), weights, chunk_size, torch.square)
-
-
-def mas_importance(
-    model: nn.Module, params: dict[str, Tensor], x: Tensor, chunk_size: int = 32
-) -> dict[str, Tensor]:
-    """MAS's importance (Aljundi et al., 2018): ``mean_i |d ||f(x_i)||_2^2 / d theta|``.
-
-    How much the squared norm of the network's output moves with each parameter, per sample,
-    averaged over the samples ``x``; no labels.
-
-    Args:
-        model: the network (its output ``f(x)``: the logits).
-        params: name -> parameter of ``model`` for the parameters to estimate (others stay fixed).
-        x: inputs ``[n, ...]``.
-        chunk_size: rows per vmap chunk of per-sample gradients.
-    """
-
-    def squared_norm(p: dict[str, Tensor], xi: Tensor) -> Tensor:
-        return functional_call(model, p, (xi.unsqueeze(0),)).square().sum()
-
-    weights = torch.full((len(x),), 1.0 / len(x), device=x.device, dtype=x.dtype)
-    detached = {k: v.detach() for k, v in params.items()}
-    return _weighted_grads(squared_norm, detached, (x,), weights, chunk_size, torch.abs)
-
-
-def _weighted_grads(
-    loss: Callable[..., Tensor],
-    params: dict[str, Tensor],
-    rows: tuple[Tensor, ...],
-    weights: Tensor,
-    chunk_size: int,
-    reduce: Callable[[Tensor], Tensor],
-) -> dict[str, Tensor]:
-    """``sum_i weights_i * reduce(g_i)`` over the per-sample gradients ``g_i`` of
-    ``loss(params, *rows[:][i])``, in vmap chunks of ``chunk_size`` rows."""
-    per_sample = vmap(grad(loss), in_dims=(None, *(0 for _ in rows)))
-    out = {k: torch.zeros_like(v) for k, v in params.items()}
-    for *chunk, ws in zip(*(t.split(chunk_size) for t in rows), weights.split(chunk_size)):
-        for k, g in per_sample(params, *chunk).items():
-            out[k] += torch.tensordot(ws, reduce(g), dims=1)
-    return out
-
-
-def _batched_fisher(
-    model: nn.Module, params: dict[str, Tensor], x: Tensor, y: Tensor, batch_size: int
-) -> dict[str, Tensor]:
-    """Mean over full mini-batches of the squared mini-batch gradient."""
-    batches = len(y) // batch_size
-    if batches < 1:
-        raise ValueError(
-            f"method.fisher_samples={len(y)} is not allowed with the batched Fisher; "
-            f"use at least one batch ({batch_size})"
-        )
-
-    def batch_loss(p: dict[str, Tensor], xb: Tensor, yb: Tensor) -> Tensor:
-        return F.cross_entropy(functional_call(model, p, (xb,)), yb)
-
-    xb = x[: batches * batch_size].reshape(batches, batch_size, *x.shape[1:])
-    yb = y[: batches * batch_size].reshape(batches, batch_size)
-    grads = vmap(grad(batch_loss), in_dims=(None, 0, 0))(params, xb, yb)
-    return {k: g.square().mean(0) for k, g in grads.items()}

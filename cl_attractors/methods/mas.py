@@ -8,7 +8,7 @@ from torch import Tensor
 
 from cl_attractors.errors import require, require_finite, require_seed
 from cl_attractors.methods.base import ParamSelection
-from cl_attractors.methods.formulas import mas_importance
+from cl_attractors.methods.importance import mas_importance
 from cl_attractors.methods.kernels import Compile
 from cl_attractors.methods.penalty import QuadraticPenalty
 
@@ -17,7 +17,7 @@ class MAS(QuadraticPenalty):
     """MAS: the penalty ``lam * sum Omega (theta - theta*)^2`` with an unsupervised importance.
 
     ``Omega`` of a finished task is ``mean_x |d ||f(x)||_2^2 / d theta|`` over ``samples`` of its
-    training inputs (no labels; ``formulas.mas_importance``), accumulated over tasks with one
+    training inputs (no labels; ``importance.mas_importance``), accumulated over tasks with one
     anchor at the latest parameters, as in the paper. Logs ``importance_mean`` / ``_max``.
 
     Args:

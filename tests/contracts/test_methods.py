@@ -12,7 +12,7 @@ from torch import Tensor, nn
 
 from cl_attractors.methods.base import CLMethod, Vanilla
 from cl_attractors.methods.ewc import EWC
-from cl_attractors.methods.formulas import fisher_diagonal, mas_importance
+from cl_attractors.methods.importance import fisher_diagonal, mas_importance
 from cl_attractors.methods.mas import MAS
 from cl_attractors.methods.si import SI
 from cl_attractors.methods.sticky import StickyGradient

@@ -11,12 +11,11 @@ from torch import nn
 
 from cl_attractors.methods import formulas
 from cl_attractors.methods.formulas import (
-    fisher_diagonal,
-    mas_importance,
     plasticity,
     quadratic_pull_grad,
     si_importance,
 )
+from cl_attractors.methods.importance import _linear_weighted_grads, fisher_diagonal, mas_importance
 from cl_attractors.methods.si import si_step_expr
 from tests.reference import away_mask, si_path_step, si_penalty_grad, sticky_multiplier
 
@@ -124,20 +123,24 @@ def _hand_grads(x: float, label: int) -> torch.Tensor:
     return (p - F.one_hot(torch.tensor(label), 2).float()) * x
 
 
-def test_empirical_fisher_is_mean_of_squared_per_sample_grads() -> None:
+# fast=True: the Linear-layer identity; fast=False: the definition (vmap of per-sample gradients)
+@pytest.mark.parametrize("fast", [True, False])
+def test_empirical_fisher_is_mean_of_squared_per_sample_grads(fast: bool) -> None:
     model = _two_param_model()
     x, y = torch.tensor([[1.0], [2.0], [-1.5]]), torch.tensor([0, 1, 1])
-    fisher = fisher_diagonal(model, dict(model.named_parameters()), x, y, "empirical", chunk_size=2)
+    fisher = fisher_diagonal(
+        model, dict(model.named_parameters()), x, y, "empirical", chunk_size=2, fast=fast
+    )
     hand = sum(_hand_grads(xi, yi) ** 2 for xi, yi in zip([1.0, 2.0, -1.5], [0, 1, 1])) / 3
     assert torch.allclose(fisher["weight"].flatten(), hand, rtol=1e-5)
 
 
-def test_true_fisher_is_expectation_over_predicted_classes() -> None:
+@pytest.mark.parametrize("fast", [True, False])
+def test_true_fisher_is_expectation_over_predicted_classes(fast: bool) -> None:
     model = _two_param_model()
     xs = [1.0, 2.0, -1.5]
-    fisher = fisher_diagonal(
-        model, dict(model.named_parameters()), torch.tensor(xs).unsqueeze(1), torch.tensor([0, 0, 0]), "true"
-    )
+    x, y = torch.tensor(xs).unsqueeze(1), torch.tensor([0, 0, 0])
+    fisher = fisher_diagonal(model, dict(model.named_parameters()), x, y, "true", fast=fast)
     hand = torch.zeros(2)
     for xi in xs:
         p = torch.softmax(torch.tensor([0.5 * xi, -xi]), dim=0)
@@ -161,22 +164,25 @@ def test_batched_fisher_squares_minibatch_gradients() -> None:
     assert torch.allclose(fisher["weight"].flatten(), (b1**2 + b2**2) / 2, rtol=1e-5)
 
 
-def test_mas_importance_matches_hand_value() -> None:
+@pytest.mark.parametrize("fast", [True, False])
+def test_mas_importance_matches_hand_value(fast: bool) -> None:
     # ||f(x)||^2 = (w0 x)^2 + (w1 x)^2: d/dw = 2 w x^2 = (x^2, -2 x^2) at w = (0.5, -1)
     model = _two_param_model()
     xs = [1.0, 2.0, -1.5]
-    omega = mas_importance(model, dict(model.named_parameters()), torch.tensor(xs).unsqueeze(1), chunk_size=2)
+    x = torch.tensor(xs).unsqueeze(1)
+    omega = mas_importance(model, dict(model.named_parameters()), x, chunk_size=2, fast=fast)
     mean_x2 = sum(x * x for x in xs) / 3
     assert torch.allclose(omega["weight"].flatten(), torch.tensor([mean_x2, 2 * mean_x2]), rtol=1e-6)
 
 
-def test_mas_importance_is_the_mean_abs_gradient_of_the_squared_output_norm() -> None:
+@pytest.mark.parametrize("fast", [True, False])
+def test_mas_importance_is_the_mean_abs_gradient_of_the_squared_output_norm(fast: bool) -> None:
     torch.manual_seed(0)
     net = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 2))
     x = torch.randn(7, 3)
     per_sample = [torch.autograd.grad(net(xi.unsqueeze(0)).pow(2).sum(), list(net.parameters())) for xi in x]
     want = [sum(g[k].abs() for g in per_sample) / len(x) for k in range(4)]
-    got = mas_importance(net, dict(net.named_parameters()), x, chunk_size=3)  # chunks of 3, 3, 1
+    got = mas_importance(net, dict(net.named_parameters()), x, chunk_size=3, fast=fast)  # chunks of 3, 3, 1
     for g, w in zip(got.values(), want):
         assert torch.allclose(g, w, rtol=1e-5, atol=1e-7)
 
@@ -210,3 +216,54 @@ def test_si_one_step_late_kernel_integrates_the_hand_worked_trajectory(form: str
     formulas.si_flush_([torch.tensor([0.6, -0.6])], [prev], [omega])
     assert torch.allclose(omega, torch.tensor([0.9, 0.9]))
     assert torch.equal(prev, torch.zeros(2))
+
+
+class _Twice(nn.Module):
+    """One Linear layer applied twice: per-sample gradients are no longer one outer product."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = nn.Linear(3, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.lin(torch.relu(self.lin(x)))
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: nn.Sequential(nn.Linear(5, 6), nn.ReLU(), nn.Linear(6, 4), nn.ReLU(), nn.Linear(4, 3)),
+        lambda: _Twice(),  # falls back to the definition
+        lambda: nn.Sequential(nn.Linear(5, 6), nn.Dropout(0.0), nn.Linear(6, 3)),  # not row-wise: falls back
+    ],
+)
+@pytest.mark.parametrize("estimator", ["empirical", "true", "mas"])
+def test_the_fast_importance_equals_the_definition(make: object, estimator: str) -> None:
+    torch.manual_seed(0)
+    net = make()  # type: ignore[operator]
+    x = torch.randn(11, 5 if not isinstance(net, _Twice) else 3)
+    y = torch.randint(0, 3, (11,))
+    named = dict(net.named_parameters())
+    for params in (named, {k: v for k, v in named.items() if k.endswith("weight")}):
+        if estimator == "mas":
+            fast, slow = (mas_importance(net, params, x, chunk_size=4, fast=f) for f in (True, False))
+        else:
+            fast, slow = (
+                fisher_diagonal(net, params, x, y, estimator, chunk_size=4, fast=f) for f in (True, False)
+            )
+        assert fast.keys() == slow.keys() == params.keys()
+        for k in params:
+            assert torch.allclose(fast[k], slow[k], rtol=1e-4, atol=1e-7), k
+
+
+def test_the_fast_path_applies_to_row_wise_linear_networks_only() -> None:
+    x, w = torch.randn(4, 3), torch.full((4,), 0.25)
+    mlp = nn.Sequential(nn.Linear(3, 3), nn.ReLU(), nn.Linear(3, 2))
+    twice, dropout = _Twice(), nn.Sequential(nn.Linear(3, 3), nn.Dropout(0.0))
+
+    def fast(net: nn.Module, x: torch.Tensor = x) -> object:
+        return _linear_weighted_grads(net, dict(net.named_parameters()), x, (), lambda o: o.sum(), w, "abs")
+
+    assert fast(mlp) is not None
+    assert fast(twice) is None and fast(dropout) is None  # a layer run twice; a layer not row-wise
+    assert fast(mlp, torch.randn(4, 2, 3)) is None  # 3-D inputs: a sum over positions per sample

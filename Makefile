@@ -61,8 +61,8 @@ searches: setup
 
 # Every result in results/ with one command (about a day on 2 cores; re-running continues where it
 # stopped): the four searches (each copies itself to results/tune/<name>/ once finished), every
-# figure's grid with $(WORKERS) one-thread workers, then the scoreboard of results/README.md.
-FIGURES ?= fig1b fig2 sensitivity fig3 fig4 fig5
+# figure's grid with $(WORKERS) one-thread workers (Fig. 5 reads Fig. 2's runs), then the scoreboard.
+FIGURES ?= fig1b fig2 fig5 sensitivity fig3 fig4
 results: searches
 	@for f in $(FIGURES); do \
 	  nice -n 10 $(PY) cli.py experiment --config configs/grid/$$f.yaml --workers $(WORKERS) || exit 1; \

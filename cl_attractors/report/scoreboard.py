@@ -26,7 +26,7 @@ from cl_attractors.report import provenance
 from cl_attractors.report.aggregate import fmt, label_of
 from cl_attractors.report.claims import NOT_RUN, evaluate
 from cl_attractors.report.fig_weights import attractors, seeds_text
-from cl_attractors.report.studies import check_trials, load_trials, trials_to_reach
+from cl_attractors.report.studies import check_trials, load_trials, trials_to_reach, wall_time_s
 from cl_attractors.report.tables import to_markdown
 
 
@@ -161,7 +161,10 @@ def index_table(spec: ExperimentSpec, figures: dict[str, dict]) -> str:
             continue
         found = trials_to_reach(trials, 1.0)
         best = "no complete trial" if found["best"] is None else f"best Eq. 2 {found['best']:.4g}"
-        rows.append([f"[tune/{name}](tune/{name}/)", f"{found['finished']} trials, {best}", "", ""])
+        seconds = wall_time_s(trials)
+        spent = "not recorded" if seconds is None else f"{provenance.duration(seconds)} (trials running)"
+        command = f"`python cli.py tune --config configs/search/{name}.yaml`"
+        rows.append([f"[tune/{name}](tune/{name}/)", f"{found['finished']} trials, {best}", command, spent])
     return to_markdown(pd.DataFrame(rows, columns=["results", "seeds", "command (last)", "wall time"]))
 
 

@@ -33,6 +33,24 @@ def trials_to_reach(trials: pd.DataFrame, fraction: float) -> dict:
     return {"finished": finished, "reached_at": int(reached[0]) + 1, "best": best}
 
 
+def wall_time_s(trials: pd.DataFrame) -> float | None:
+    """The study's wall time: the union of its trials' [start, end] intervals (several workers
+    overlap; the time between sessions is not counted). A FAIL trial without a reason (a killed
+    worker's, failed later by the heartbeat rule) is left out: its end is when it was found
+    stale, not when it stopped. None for a table without start and end times."""
+    if not {"datetime_start", "datetime_complete"} <= set(trials.columns):
+        return None
+    kept = trials["state"].isin(FINISHED) | ((trials["state"] == "FAIL") & trials["reason"].fillna("").ne(""))
+    spans = trials[kept][["datetime_start", "datetime_complete"]].dropna().apply(pd.to_datetime)
+    total, end = 0.0, None
+    for start, stop in spans.sort_values("datetime_start").itertuples(index=False):
+        if end is None or start > end:
+            total, end = total + (stop - start).total_seconds(), stop
+        elif stop > end:
+            total, end = total + (stop - end).total_seconds(), stop
+    return total
+
+
 def check_trials(claim: dict, trials: pd.DataFrame | None) -> dict:
     """``trials`` claim: ``budget`` (the paper's 30), ``fraction`` (0.95), ``within``: holds when
     the study, run to its budget, reached ``fraction`` of its final best by trial ``within``."""

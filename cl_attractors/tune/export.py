@@ -22,15 +22,16 @@ from cl_attractors.io import write_json, write_text
 from cl_attractors.tune.objective import ROW, MethodInfo, matrix_from_attrs
 
 ATTRS = ("eq2", "eq2_weighted_mean", "final_avg_acc", "tasks_done", "worker")
-COLUMNS = ["number", "state", *ATTRS, "duration_s"]
+COLUMNS = ["number", "state", *ATTRS, "duration_s", "datetime_start", "datetime_complete"]
 PUBLISHED = ("best_method.yaml", "trials.csv", "trials.json", "top_trials.md", "*.png", "study.db")
 STATE_WORDS = {"COMPLETE": "complete", "PRUNED": "pruned", "FAIL": "failed", "RUNNING": "running"}
 
 
 def trials_table(study: optuna.Study) -> pd.DataFrame:
     """One row per trial from ``study.trials_dataframe()``: state, (partial) Eq. 2 and the other
-    scores, worker, duration, the sampled φ and the fail/prune reason."""
-    df = study.trials_dataframe(attrs=("number", "state", "duration", "params", "user_attrs"))
+    scores, worker, duration, start and end, the sampled φ and the fail/prune reason."""
+    wanted = ("number", "state", "duration", "datetime_start", "datetime_complete", "params", "user_attrs")
+    df = study.trials_dataframe(attrs=wanted)
     if df.empty:
         return pd.DataFrame(columns=[*COLUMNS, "reason"])
     attrs = df.reindex(columns=[f"user_attrs_{k}" for k in (*ATTRS, "fail_reason", "prune_reason")])
@@ -38,6 +39,8 @@ def trials_table(study: optuna.Study) -> pd.DataFrame:
     for key in ATTRS:
         table[key] = attrs[f"user_attrs_{key}"]
     table["duration_s"] = pd.to_timedelta(df["duration"]).dt.total_seconds().round(1)
+    for when in ("datetime_start", "datetime_complete"):  # ISO, to the second
+        table[when] = pd.to_datetime(df[when]).dt.strftime("%Y-%m-%dT%H:%M:%S")
     params = df.filter(regex="^params_").rename(columns=lambda c: c.removeprefix("params_"))
     table = pd.concat([table, params], axis=1)
     table["reason"] = attrs["user_attrs_fail_reason"].fillna(attrs["user_attrs_prune_reason"]).fillna("")
@@ -51,7 +54,8 @@ def top_table(table: pd.DataFrame, top: int = 10) -> str:
     complete = table[table["state"] == "COMPLETE"].dropna(subset=["eq2"])
     if complete.empty:
         return head + "no complete trial yet\n"
-    best = complete.astype({"eq2": float}).nlargest(top, "eq2").drop(columns=["state", "worker", "reason"])
+    hidden = ["state", "worker", "reason", "datetime_start", "datetime_complete"]
+    best = complete.astype({"eq2": float}).nlargest(top, "eq2").drop(columns=hidden, errors="ignore")
     return head + best.to_markdown(index=False, floatfmt=".4g") + "\n"
 
 

@@ -19,7 +19,7 @@ from cl_attractors.report.params import variant_param
 from cl_attractors.report.scoreboard import replace_block, substitute
 from cl_attractors.report.sensitivity import sweep_marks
 from cl_attractors.report.stats import mean_ci
-from cl_attractors.report.studies import check_trials, trials_to_reach
+from cl_attractors.report.studies import check_trials, trials_to_reach, wall_time_s
 from tests.helpers import write_spec
 
 
@@ -192,3 +192,28 @@ def test_grid_configs_meet_the_issue() -> None:
     assert len(specs["fig2"].variants) == 8 and set(specs["fig2"].options["labels"]) == set(
         specs["fig2"].variants
     )
+
+
+def test_a_studys_wall_time_is_the_union_of_its_trials_without_stale_ones() -> None:
+    t = pd.DataFrame(
+        {
+            "state": ["COMPLETE", "PRUNED", "FAIL", "COMPLETE", "FAIL"],
+            "reason": [None, "pruned at epoch 2", None, None, "training diverged"],
+            "datetime_start": [
+                "2026-01-01T10:00:00",
+                "2026-01-01T10:01:00",
+                "2026-01-01T10:05:00",
+                "2026-01-01T11:00:00",
+                "2026-01-01T11:02:00",
+            ],
+            "datetime_complete": [
+                "2026-01-01T10:03:00",
+                "2026-01-01T10:04:00",
+                "2026-01-01T10:59:00",
+                "2026-01-01T11:01:00",
+                "2026-01-01T11:03:00",
+            ],
+        }
+    )  # two overlapping workers (4 min), a stale FAIL found an hour later (left out), 1 + 1 min
+    assert wall_time_s(t) == 6 * 60
+    assert wall_time_s(t.drop(columns=["datetime_start"])) is None

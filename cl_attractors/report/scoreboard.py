@@ -162,7 +162,7 @@ def index_table(spec: ExperimentSpec, figures: dict[str, dict]) -> str:
         found = trials_to_reach(trials, 1.0)
         best = "no complete trial" if found["best"] is None else f"best Eq. 2 {found['best']:.4g}"
         seconds = wall_time_s(trials)
-        spent = "not recorded" if seconds is None else f"{provenance.duration(seconds)} (trials running)"
+        spent = "not recorded" if seconds is None else f"{provenance.duration(seconds)} (trials' union)"
         command = f"`python cli.py tune --config configs/search/{name}.yaml`"
         rows.append([f"[tune/{name}](tune/{name}/)", f"{found['finished']} trials, {best}", command, spent])
     return to_markdown(pd.DataFrame(rows, columns=["results", "seeds", "command (last)", "wall time"]))

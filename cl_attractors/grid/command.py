@@ -164,7 +164,9 @@ def run_experiment(
     """Run the grid's unfinished runs, then render; returns the number of failed runs."""
     runs = spec.runs(extra)
     check_reuse(runs)
-    todo = [r for r in runs if not r.complete]
+    # seed by seed (every variant of the first seed, then the next): an interrupted grid leaves
+    # whole seeds, which pair across variants
+    todo = sorted((r for r in runs if not r.complete), key=lambda r: spec.seeds.index(r.seed))
     runner = make_runner(spec, len(todo), workers, per_gpu, scheduler)
     write_json(spec.out_dir / "experiment.json", {"config": spec.name, "extra": extra})
     for run in todo:

@@ -53,6 +53,21 @@ def test_bad_input_is_one_line_before_any_run(
     assert err.startswith("error: ") and message in err and "\n" not in err
 
 
+def test_runs_go_seed_by_seed_so_an_interrupted_grid_leaves_whole_seeds(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    order: list[tuple[str, int]] = []
+
+    def record(self: runner.GridRunner, runs: list, desc: str = "") -> list:
+        order.extend((r.variant, r.seed) for r in runs)
+        return []
+
+    monkeypatch.setattr(runner.GridRunner, "run", record)
+    spec = load_spec(write_spec(tmp_path, seeds=[3, 1]))
+    experiment.run_experiment(spec, [], workers=1)
+    assert order == [("fast", 3), ("slow", 3), ("fast", 1), ("slow", 1)]
+
+
 def test_unwritable_out_dir(tmp_path: Path) -> None:
     (tmp_path / "file").write_text("")
     spec = load_spec(write_spec(tmp_path, out_dir=str(tmp_path / "file" / "runs")))

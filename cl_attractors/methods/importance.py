@@ -149,8 +149,8 @@ def _linear_weighted_grads(
     reduce: Literal["square", "abs"],
 ) -> dict[str, Tensor] | None:
     """What :func:`_weighted_grads` computes, by the outer-product identity: for ``params`` that
-    are all weights and biases of ``nn.Linear`` layers, in a network of row-wise layers only
-    (each sample's output depends on its own row), each layer run once on 2-D inputs.
+    are all weights and biases of ``nn.Linear`` layers, in an ``nn.Sequential`` of row-wise
+    layers only (each sample's output depends on its own row), each run once on 2-D inputs.
     ``summed_loss(output, *targets)`` is the sum of the per-sample losses. None where the
     identity does not apply (the caller then uses the definition)."""
     owners = _linear_owners(model, params)
@@ -176,8 +176,10 @@ def _linear_weighted_grads(
 
 def _linear_owners(model: nn.Module, params: dict[str, Tensor]) -> dict[nn.Module, dict[str, str]] | None:
     """Each Linear layer holding some of ``params``: its ``weight``/``bias`` -> the parameter's
-    name; None unless every parameter is a Linear layer's and every leaf module is row-wise."""
-    if not all(isinstance(m, ROWWISE) for m in model.modules() if not list(m.children())):
+    name; None unless every parameter is a Linear layer's and the network is ``nn.Sequential``
+    containers of row-wise layers only (another container's forward could mix the rows)."""
+    modules = list(model.modules())
+    if not all(isinstance(m, nn.Sequential if list(m.children()) else ROWWISE) for m in modules):
         return None
     owners: dict[nn.Module, dict[str, str]] = {}
     for prefix, module in model.named_modules():

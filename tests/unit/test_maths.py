@@ -234,6 +234,7 @@ class _Twice(nn.Module):
     [
         lambda: nn.Sequential(nn.Linear(5, 6), nn.ReLU(), nn.Linear(6, 4), nn.ReLU(), nn.Linear(4, 3)),
         lambda: _Twice(),  # falls back to the definition
+        lambda: (lambda lin: nn.Sequential(lin, nn.ReLU(), lin))(nn.Linear(5, 5)),  # one layer run twice
         lambda: nn.Sequential(nn.Linear(5, 6), nn.Dropout(0.0), nn.Linear(6, 3)),  # not row-wise: falls back
     ],
 )
@@ -260,10 +261,13 @@ def test_the_fast_path_applies_to_row_wise_linear_networks_only() -> None:
     x, w = torch.randn(4, 3), torch.full((4,), 0.25)
     mlp = nn.Sequential(nn.Linear(3, 3), nn.ReLU(), nn.Linear(3, 2))
     twice, dropout = _Twice(), nn.Sequential(nn.Linear(3, 3), nn.Dropout(0.0))
+    shared = nn.Linear(3, 3)
+    reused = nn.Sequential(shared, nn.ReLU(), shared)
 
     def fast(net: nn.Module, x: torch.Tensor = x) -> object:
         return _linear_weighted_grads(net, dict(net.named_parameters()), x, (), lambda o: o.sum(), w, "abs")
 
     assert fast(mlp) is not None
-    assert fast(twice) is None and fast(dropout) is None  # a layer run twice; a layer not row-wise
+    assert fast(twice) is None  # a container other than Sequential: its forward could mix rows
+    assert fast(dropout) is None and fast(reused) is None  # a layer not row-wise; a layer run twice
     assert fast(mlp, torch.randn(4, 2, 3)) is None  # 3-D inputs: a sum over positions per sample

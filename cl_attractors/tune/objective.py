@@ -35,10 +35,6 @@ from cl_attractors.tune.space import Param, fit_overrides, suggest
 MONITOR = "tune/eq2_so_far"
 
 
-def finite_or_none(value: float) -> float | None:
-    return value if math.isfinite(value) else None
-
-
 class Eq2SoFar(pl.Callback):
     """Puts :func:`eq2_so_far` in ``trainer.callback_metrics["tune/eq2_so_far"]`` after each
     task's evaluation (the pruning monitor; it runs after the task-sequence callback has filled the
@@ -202,13 +198,9 @@ class Objective:
             "eq2_weighted_mean": None,
         }
         if done and seq.A is not None:
-            part = seq.A[:done, :done]
+            summary = metrics.summarize(seq.A[:done, :done])  # bwt, forgetting: None after one task
             out.update(
-                eq2=metrics.eq2(part),
-                eq2_weighted_mean=metrics.eq2_weighted_mean(part),
-                final_avg_acc=float(metrics.avg_acc_seen(part)[-1]),
-                bwt=finite_or_none(metrics.bwt(part)),  # undefined (None) after one task
-                forgetting=finite_or_none(metrics.forgetting(part)),
+                {k: summary[k] for k in ("eq2", "eq2_weighted_mean", "final_avg_acc", "bwt", "forgetting")}
             )
         for key, value in {**matrix_as_rows(seq.A), **out, **reason}.items():
             if key != "complete":

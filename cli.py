@@ -12,7 +12,6 @@ Bad input ends with one line ``error: ...`` and exit status 2, never a traceback
 from __future__ import annotations
 
 import functools
-import logging
 import sys
 from argparse import ArgumentError
 from collections.abc import Callable, Sequence
@@ -67,19 +66,14 @@ def _command(name: str) -> Callable[[Sequence[str]], object]:
 def _probe_fit(args: Sequence[str]) -> None:
     """Build a fit from ``args`` without training: every check of its values runs, and Lightning's
     banners ("Seed set to", "GPU available") stay out of the terminal: the runs print their own."""
+    from callbacks.terminal import banners_off
     from cl_attractors.train.cli import make_cli
 
-    loggers = [logging.getLogger(name) for name in ("lightning.pytorch", "lightning.fabric")]
-    levels = [logger.level for logger in loggers]
     try:
-        for logger in loggers:
-            logger.setLevel(logging.WARNING)
-        make_cli(args, run=False)
+        with banners_off():
+            make_cli(args, run=False)
     except ArgumentError as err:
         raise ConfigError(one_line(err)) from None
-    finally:
-        for logger, level in zip(loggers, levels, strict=True):
-            logger.setLevel(level)
 
 
 def _fit(args: Sequence[str]) -> None:

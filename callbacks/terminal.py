@@ -13,6 +13,8 @@ import logging
 import sys
 import time
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import lightning.pytorch as pl
@@ -120,6 +122,21 @@ def quiet_lightning() -> None:
         if not any(isinstance(f, _NoTips) for f in log.filters):
             log.addFilter(_NoTips())
     warnings.filterwarnings("ignore", r"`isinstance\(treespec, LeafSpec\)` is deprecated", FutureWarning)
+
+
+@contextmanager
+def banners_off() -> Iterator[None]:
+    """Lightning's INFO banners ("Seed set to", "GPU available") off for the block: a probe that
+    builds a fit without running it, or a study whose every trial would print them."""
+    loggers = [logging.getLogger(name) for name in ("lightning.pytorch", "lightning.fabric")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
 
 
 def fit_report(trainer: pl.Trainer) -> str:

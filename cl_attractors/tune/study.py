@@ -13,7 +13,6 @@ trials; several processes may share one URL.
 from __future__ import annotations
 
 import argparse
-import logging
 import math
 import warnings
 from collections.abc import Sequence
@@ -25,6 +24,7 @@ import numpy as np
 import optuna
 from optuna.trial import TrialState
 
+from callbacks.terminal import banners_off
 from cl_attractors.errors import ConfigError, one_line
 from cl_attractors.io import read_yaml_mapping
 from cl_attractors.paths import resolve_args
@@ -236,8 +236,12 @@ def run_study(
 def main(argv: Sequence[str]) -> None:
     """``cli.py tune``: check the input, run or continue the study, export its results."""
     search = load_search(argv)
-    for name in ("lightning.pytorch", "lightning.fabric"):  # per-trial banners drown the study's log
-        logging.getLogger(name).setLevel(logging.WARNING)
+    with banners_off():  # per-trial banners would drown the study's log
+        _run(search)
+
+
+def _run(search: Search) -> None:
+    """Check the space and fixed values, run or continue the study, export (and publish) it."""
     method = probe_method(search.fit_args)
     space = parse_space(search.space, method.cls)
     check_space_values(space, method.cls, method.init_args)

@@ -8,13 +8,13 @@ loss diverge may also end with the one ``training diverged`` line (it cannot be 
 
 Each example runs in a forked child of this process (the imports are shared, the state is not)
 with a time limit. The example counts keep the file at about a minute on a small shared machine;
-hypothesis draws other examples on every run (its database replays the ones that failed).
+hypothesis draws other examples on every run (its database replays the ones that failed). The
+fields and their values: tests/system/input_space.py.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import os
 import signal
 import sys
@@ -30,7 +30,17 @@ from hypothesis import strategies as st
 
 import cli
 from cl_attractors.grid import runner
-from tests.helpers import ROOT, TINY, fit_args, tiny_args, write_search
+from tests.helpers import TINY, fit_args, tiny_args, write_search
+from tests.system.input_space import (
+    FIT_FIELDS,
+    SEARCH_FIELDS,
+    SPACE_DEFAULTS,
+    SPEC_FIELDS,
+    TINY_EXTRA,
+    fit_inputs,
+    set_dotted,
+    yaml_nest,
+)
 
 TIME_LIMIT_S = 240
 FAST = settings(  # no shrinking: an example is already small (a field, a value, a route) and slow
@@ -39,92 +49,6 @@ FAST = settings(  # no shrinking: an example is already small (a field, a value,
     phases=[Phase.explicit, Phase.reuse, Phase.generate],
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
-BIG = "1" + "0" * 30  # not drawn for fields where a huge valid value means a huge amount of work
-# values a user may type for any field; whether each is valid depends on the field
-ANY_TEXT = ["abc", "[1, 2]", "{a: 1}", "", "null", ".nan", ".inf", "-.inf", "1e300", BIG, "-1", "0"]
-
-
-def ints(lo: int, hi: int) -> st.SearchStrategy[str]:
-    return st.integers(lo, hi).map(str)
-
-
-def floats(lo: float, hi: float) -> st.SearchStrategy[str]:
-    return st.floats(lo, hi, allow_nan=False).map(repr)
-
-
-def choice(*values: str) -> st.SearchStrategy[str]:
-    return st.sampled_from(values)
-
-
-BOOL = choice("true", "false")
-SEEDS = st.one_of(st.integers(0, 2**63 - 1), st.sampled_from([0, 2**32 - 1, 2**32, 2**63 - 1])).map(str)
-STICKY = str(ROOT / "configs/method/sticky.yaml")
-EWC = str(ROOT / "configs/method/ewc.yaml")
-SI = str(ROOT / "configs/method/si.yaml")
-
-# field -> (method config it needs or None, its valid values (cheap to train), drawn with ANY_TEXT)
-FIT_FIELDS: dict[str, tuple[str | None, st.SearchStrategy[str]]] = {
-    "seed_everything": (None, st.one_of(SEEDS, BOOL)),
-    "data.num_tasks": (None, ints(1, 3)),
-    "data.epochs_per_task": (None, ints(1, 2)),
-    "data.seed": (None, SEEDS),
-    "data.split_seed": (None, SEEDS),
-    "data.identity_first": (None, BOOL),
-    "data.shared_fraction": (None, floats(0.0, 1.0)),
-    "data.batch_size": (None, ints(1, 64)),
-    "data.steps_per_batch": (None, ints(1, 8)),
-    "data.eval_batch_size": (None, ints(1, 64)),
-    "data.eval_split": (None, choice("val", "test")),
-    "data.train_size": (None, st.one_of(ints(1, 64), st.just("null"))),
-    "data.synthetic_size": (None, ints(1, 64)),
-    "data.source": (None, choice("synthetic", "embedded", "mnist", "cifar")),
-    "model.hidden_sizes": (None, st.lists(st.integers(1, 16), max_size=2).map(json.dumps)),
-    "model.input_size": (None, st.one_of(st.just("784"), ints(1, 1000))),
-    "model.num_classes": (None, ints(1, 20)),
-    "model.log_every_n_steps": (None, ints(1, 100)),
-    "model.check_finite_every_n_steps": (None, ints(1, 100)),
-    "model.optimizer.init_args.lr": (None, floats(1e-6, 1.0)),
-    "model.optimizer.init_args.betas": (
-        None,
-        st.lists(st.floats(0, 0.999), min_size=2, max_size=2).map(json.dumps),
-    ),
-    "model.optimizer.init_args.eps": (None, floats(0.0, 1.0)),
-    "model.optimizer.init_args.weight_decay": (None, floats(0.0, 1.0)),
-    "model.optimizer.init_args.amsgrad": (None, BOOL),
-    "model.method.init_args.a1": (STICKY, floats(-1.0, 1.0)),
-    "model.method.init_args.mu": (STICKY, floats(-1.0, 1.0)),
-    "model.method.init_args.sigma": (STICKY, floats(1e-4, 1.0)),
-    "model.method.init_args.gamma": (STICKY, floats(1e-3, 10.0)),
-    "model.method.init_args.zeta": (STICKY, floats(0.0, 1e-2)),
-    "model.method.init_args.lam": (STICKY, floats(0.0, 10.0)),
-    "model.method.init_args.f_min": (STICKY, floats(0.0, 4.0)),
-    "model.method.init_args.stats_every": (STICKY, ints(1, 100)),
-    "model.method.init_args.apply_to": (STICKY, choice("gradient", "update")),
-    "model.method.init_args.compile": (STICKY, choice("false", "auto")),
-    "model.method.init_args.layers": (STICKY, choice("[0]", "[1]", "[0, 1]", "null", "[2]")),
-    "model.method.init_args.params": (STICKY, choice("all", "weights")),
-    "model.method.init_args.fisher_samples": (EWC, ints(1, 64)),
-    "model.method.init_args.gamma_online": (EWC, floats(0.0, 1.0)),
-    "model.method.init_args.mode": (EWC, choice("separate", "online")),
-    "model.method.init_args.seed": (EWC, SEEDS),
-    "model.method.init_args.c": (SI, floats(0.0, 10.0)),
-    "model.method.init_args.xi": (SI, floats(1e-4, 1.0)),
-    "trainer.accelerator": (None, choice("cpu", "auto", "gpu")),
-    "trainer.devices": (None, choice("1", "auto")),  # (2 would start processes running argv)
-    "trainer.precision": (None, choice("32-true", "32", "64-true", "16-mixed")),
-    "trainer.gradient_clip_val": (None, floats(0.0, 10.0)),
-    "trainer.accumulate_grad_batches": (None, ints(1, 3)),
-    "trainer.limit_train_batches": (None, choice("1.0", "0.5", "2")),
-    "trainer.limit_val_batches": (None, choice("1.0", "0.5", "2")),
-    "trainer.max_steps": (None, choice("-1", "3", "100000")),
-    "trainer.max_time": (None, choice("null", "00:00:00:01")),
-    "trainer.enable_checkpointing": (None, BOOL),
-    "trainer.deterministic": (None, BOOL),
-    "trainer.log_every_n_steps": (None, ints(1, 100)),
-}
-WORK_FIELDS = {"data.epochs_per_task"}  # a huge valid value here is days of training, not bad input
-# on tiny_args: a fit of a few seconds (2 tasks of 64 synthetic examples, an 8-unit MLP, no heat maps)
-TINY_EXTRA = ("--data.synthetic_size", "64", "--model.hidden_sizes", "[8]", "--tasks.heatmaps", "false")
 
 
 def run_forked(argv: list[str], workdir: Path) -> tuple[int, str]:
@@ -168,22 +92,6 @@ def assert_kept_the_promise(code: int, err: str, names: tuple[str, ...]) -> bool
     return False
 
 
-def yaml_nest(dotted: str, text: str) -> str:
-    """``a.b.c`` and a YAML scalar text as a nested YAML mapping (the file route of a value)."""
-    keys = dotted.split(".")
-    lines = [f"{'  ' * i}{k}:" for i, k in enumerate(keys[:-1])]
-    scalar = text or "''"
-    return "\n".join([*lines, f"{'  ' * (len(keys) - 1)}{keys[-1]}: {scalar}"]) + "\n"
-
-
-@st.composite
-def fit_inputs(draw: st.DrawFn) -> tuple[str, str, str]:
-    field = draw(st.sampled_from(sorted(FIT_FIELDS)))
-    valid = FIT_FIELDS[field][1]
-    anything = [t for t in ANY_TEXT if not (field in WORK_FIELDS and t == BIG)]
-    return field, draw(st.one_of(valid, st.sampled_from(anything))), draw(st.sampled_from(["typed", "file"]))
-
-
 @settings(FAST, max_examples=10)
 @given(drawn=fit_inputs())
 def test_fit_any_value_of_any_field_works_or_is_one_line(tmp_path_factory: Any, drawn: tuple) -> None:
@@ -205,41 +113,6 @@ def test_fit_any_value_of_any_field_works_or_is_one_line(tmp_path_factory: Any, 
     code, err = run_forked(argv, work)
     if assert_kept_the_promise(code, err, (field.split(".")[-1],)):
         assert json.loads((work / "run" / "metrics.json").read_text())["complete"] is True
-
-
-# ---- tune: the search YAML --------------------------------------------------------------------
-NUMBERS = st.one_of(
-    st.floats(allow_nan=True, allow_infinity=True),
-    st.integers(-(2**70), 2**70),
-    st.sampled_from(["abc", None, []]),
-)
-SEARCH_FIELDS: dict[str, st.SearchStrategy[Any]] = {
-    "n_trials": st.sampled_from([1, 0, -1, 1.5, math.nan, "abc", None, []]),  # (a huge count is work)
-    "sampler.seed": st.one_of(st.integers(0, 2**32 - 1), NUMBERS),
-    "sampler.n_startup_trials": st.one_of(st.integers(0, 5), NUMBERS),
-    "pruner.n_startup_trials": st.one_of(st.integers(0, 5), NUMBERS),
-    "pruner.n_warmup_steps": st.one_of(st.integers(0, 5), NUMBERS),
-    "heartbeat.interval": st.one_of(st.integers(1, 60), NUMBERS),
-    "heartbeat.grace_period": st.one_of(st.integers(1, 600), NUMBERS),
-    "space.a1": st.one_of(st.floats(-1, 1), NUMBERS),
-    "space.lam": st.one_of(st.floats(0, 10), NUMBERS),
-    "space.a1.low": st.one_of(st.floats(0.01, 0.1), NUMBERS),
-    "space.gamma.high": st.one_of(st.floats(1.0, 10.0), NUMBERS),
-    "space.zeta.low": st.one_of(st.floats(1e-7, 1e-4), NUMBERS),
-    "space.apply_to.choices": st.lists(st.sampled_from(["gradient", "update", "nope", 3, None]), max_size=3),
-}
-SPACE_DEFAULTS = {
-    "a1": {"low": 0.01, "high": 1.0},
-    "gamma": {"low": 0.1, "high": 7.0},
-    "zeta": {"low": 1e-6, "high": 1e-3},
-}
-
-
-def set_dotted(tree: dict, dotted: str, value: Any) -> None:
-    *parents, leaf = dotted.split(".")
-    for key in parents:
-        tree = tree.setdefault(key, {})
-    tree[leaf] = value
 
 
 @settings(FAST, max_examples=4)
@@ -265,19 +138,6 @@ def test_tune_any_search_value_works_or_is_one_line(
         for trial in study.trials:
             reason = trial.user_attrs.get("fail_reason", "")
             assert trial.state != optuna.trial.TrialState.FAIL or "training diverged" in reason, reason
-
-
-# ---- experiment: the spec ---------------------------------------------------------------------
-SPEC_FIELDS: dict[str, st.SearchStrategy[Any]] = {
-    "seeds": st.one_of(
-        st.lists(st.integers(0, 3), min_size=1, max_size=2, unique=True), st.lists(NUMBERS, max_size=2)
-    ),
-    "name": st.one_of(st.just("tiny"), st.text(max_size=6)),
-    "variant": st.one_of(st.just("fast"), st.text(max_size=6)),
-    "lr": st.one_of(st.floats(1e-4, 0.1).map(repr), st.sampled_from(ANY_TEXT)),
-    "sweep.values": st.lists(st.one_of(st.floats(0, 1), NUMBERS), max_size=2),
-    "claims.better": st.one_of(st.just("fast"), st.text(max_size=4), NUMBERS),
-}
 
 
 def in_process_runs(self: runner.GridRunner, runs: list, desc: str = "") -> list[runner.Outcome]:

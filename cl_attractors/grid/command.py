@@ -31,7 +31,7 @@ from cl_attractors.grid.runner import GridRunner, gpu_slots
 from cl_attractors.grid.spec import ExperimentSpec, Run, default_workers, load_spec, select_variants
 from cl_attractors.io import write_json
 from cl_attractors.report.claims import check_claims
-from cl_attractors.report.provenance import record_invocation
+from cl_attractors.report.provenance import finish_invocation, start_invocation
 from cl_attractors.report.render import render
 
 ARGS_FILE = "experiment_args.json"
@@ -160,8 +160,11 @@ def run_experiment(
     workers: int | None,
     per_gpu: int | None = None,
     scheduler: str | None = None,
+    invocation: tuple[Sequence[str], float] | None = None,
 ) -> int:
-    """Run the grid's unfinished runs, then render; returns the number of failed runs."""
+    """Run the grid's unfinished runs; returns the number of failed runs. With ``invocation`` (the
+    command's arguments and start time), it is recorded before the first run and ended after the
+    last, in the grid's provenance."""
     runs = spec.runs(extra)
     check_reuse(runs)
     # seed by seed (every variant of the first seed, then the next): an interrupted grid leaves
@@ -177,6 +180,7 @@ def run_experiment(
         file=sys.stderr,
     )
     start = time.monotonic()
+    record = start_invocation(spec, *invocation) if invocation else None
     outcomes = runner.run(todo, desc=spec.name)
     failed = [o for o in outcomes if o.returncode]
     print(
@@ -186,6 +190,8 @@ def run_experiment(
     )
     for o in failed:
         print(f"  failed: {o.run.run_dir} (log: {o.run.run_dir / 'run.log'})", file=sys.stderr)
+    if record:
+        finish_invocation(spec, record, len(failed))
     return len(failed)
 
 
@@ -198,12 +204,10 @@ def main(argv: Sequence[str], probe: Probe | None = None) -> None:
     if probe is not None and spec.needs_runs:
         probe_variants(spec, extra, probe)
     failed = (
-        run_experiment(spec, extra, args.workers, args.workers_per_gpu, args.scheduler)
+        run_experiment(spec, extra, args.workers, args.workers_per_gpu, args.scheduler, (argv, started))
         if spec.needs_runs
         else 0
     )
-    if spec.needs_runs:
-        record_invocation(spec, argv, started, failed)
     path = render(spec, spec.runs(extra) if spec.needs_runs else [])
     print(f"results: {path}")
     if failed:

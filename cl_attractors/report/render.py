@@ -92,7 +92,8 @@ def render(spec: ExperimentSpec, runs: list[Run]) -> Path:
         write_text(out / "results.md", "\n".join(lines))
         return out / "results.md"
     agg = aggregate(runs, labels(spec))
-    invocations = provenance.load_invocations(spec)
+    finished = [r.run_dir / "metrics.json" for r in runs if r.complete]
+    invocations = provenance.settle(provenance.load_invocations(spec), finished)
     agg["provenance"] = invocations
     for directory in (out, spec.out_dir):
         write_tables(agg, directory)
@@ -152,8 +153,8 @@ def terminal_summary(spec: ExperimentSpec, agg: dict, invocations: list[dict]) -
     seeds = sorted({s for v in agg["variants"].values() for s in v["seeds"]})
     last = invocations[-1] if invocations else None
     wall = (
-        f"wall time {provenance.duration(last['wall_s'])} (`cli.py experiment` of {last['started']}; "
-        f"load average {last['load_avg_1min_at_end']} on {last['cpus']} CPUs at its end)"
+        f"wall time {provenance.wall_text(last)} (`cli.py experiment` of {last['started']}; "
+        f"load average {last.get('load_avg_1min_at_end', '—')} on {last['cpus']} CPUs at its end)"
         if last
         else "wall time not recorded"
     )

@@ -148,7 +148,7 @@ def index_table(spec: ExperimentSpec, figures: dict[str, dict]) -> str:
         runs = (agg or {}).get("provenance") or []
         seeds = sorted({s for v in (agg or {}).get("variants", {}).values() for s in v["seeds"]})
         command = f"`{runs[-1]['command']}`" if runs else "not recorded"
-        wall = provenance.duration(sum(r["wall_s"] for r in runs)) if runs else "not recorded"
+        wall = provenance.total_wall(runs) if runs else "not recorded"
         if not fig["spec"].needs_runs:
             command, wall = f"`python cli.py experiment --config {fig['spec'].source}`", "—"
         shown = seeds_text(seeds) if seeds else ("not run yet" if fig["spec"].needs_runs else "—")

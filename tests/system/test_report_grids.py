@@ -4,6 +4,7 @@ figure, the main job's terminal table and the claims scoreboard."""
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 
@@ -15,7 +16,7 @@ from cl_attractors.grid import command as experiment
 from cl_attractors.grid import runner
 from cl_attractors.grid.checks import validate
 from cl_attractors.grid.spec import load_spec, select_variants
-from cl_attractors.report.provenance import record_invocation
+from cl_attractors.report.provenance import finish_invocation, load_invocations, start_invocation
 from tests.helpers import ROOT, metrics_json, write_spec
 
 
@@ -105,7 +106,8 @@ def test_main_job_table_and_scoreboard(
     _finished(runs, "sticky", [0.20, 0.22, 0.21])
     _finished(runs, "best", [0.88, 0.89, 0.90])
     spec = load_spec(fig)
-    record_invocation(spec, ["--config", str(fig)], time.time() - 125, 0)
+    record = start_invocation(spec, ["--config", str(fig)], time.time() - 125)
+    finish_invocation(spec, record, 0)
     experiment.report_main(["--config", str(fig)])
     out = capsys.readouterr().out
     assert (
@@ -188,3 +190,34 @@ def test_main_job_table_and_scoreboard(
     table = readme.read_text()
     assert "| the control | 71.00 ± 2.48 (3 seeds) | — |" in table and "| si | not run yet | — |" in table
     assert "typed" not in table and table.startswith("intro\n") and table.endswith("end\n")
+
+
+def test_a_killed_invocation_keeps_its_record_and_a_lower_bound_of_its_wall_time(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A session that ends mid-grid kills ``cli.py experiment``: its record, written before the
+    first run, stays without an end; the report bounds its wall time by its last finished run."""
+    spec_path = write_spec(tmp_path, seeds=[0], results_dir=str(tmp_path / "results"), claims=[])
+    spec = load_spec(spec_path)
+    started = time.time() - 3600
+
+    def one_run_then_killed(self: runner.GridRunner, runs: list, desc: str = "") -> list:
+        (runs[0].run_dir / "metrics.json").write_text(json.dumps(metrics_json([0.9], [None], [0.9], 0.0)))
+        os.utime(runs[0].run_dir / "metrics.json", (started + 600, started + 600))
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(runner.GridRunner, "run", one_run_then_killed)
+    with pytest.raises(KeyboardInterrupt):
+        experiment.run_experiment(spec, [], workers=1, invocation=(["--config", str(spec_path)], started))
+    (record,) = load_invocations(spec)
+    assert record["ended"] is None and record["wall_s"] is None
+    experiment.report_main(["--config", str(spec_path)])
+    text = (tmp_path / "results" / "results.md").read_text()
+    bound = "≥ 10 min 00 s (no end recorded: interrupted or still running; to the last of its 1 finished"
+    assert f"{bound} runs)" in text
+    assert "Total wall time: ≥ 10 min 00 s over 1 invocation(s)." in text
+
+    monkeypatch.setattr(runner.GridRunner, "run", lambda self, runs, desc="": [])  # resumed: ends
+    experiment.run_experiment(spec, [], workers=1, invocation=(["--config", str(spec_path)], time.time()))
+    first, second = load_invocations(spec)
+    assert first["ended"] is None and second["ended"] is not None and second["failed_runs"] == 0

@@ -27,8 +27,12 @@ def invocations_path(spec: ExperimentSpec) -> Path:
 
 def load_invocations(spec: ExperimentSpec) -> list[dict]:
     """The recorded invocations of ``spec``'s grid (oldest first; [] when none or unreadable)."""
+    return _read(invocations_path(spec))
+
+
+def _read(path: Path) -> list[dict]:
     try:
-        data = json.loads(invocations_path(spec).read_text())
+        data = json.loads(path.read_text())
     except (OSError, ValueError):
         return []
     return data if isinstance(data, list) else []
@@ -74,44 +78,69 @@ def finish_invocation(spec: ExperimentSpec, record_id: str, failed: int, ended: 
 
 
 def _start_s(record: dict) -> float:
-    if "started_s" in record:
-        return float(record["started_s"])
-    started = datetime.datetime.strptime(record["started"], "%Y-%m-%d %H:%M:%S UTC")
-    return started.replace(tzinfo=datetime.UTC).timestamp()
+    return float(record["started_s"]) if "started_s" in record else _parse(record["started"])
 
 
-def settle(invocations: list[dict], finished: Sequence[Path]) -> list[dict]:
-    """The records with every unended invocation (killed, or still running) given a lower bound
-    of its wall time: from its start to the last of ``finished`` (the metrics.json of finished
-    runs) written before the next invocation started, and the number of those runs."""
-    starts = [_start_s(r) for r in invocations]
+def _parse(iso: str) -> float:
+    return datetime.datetime.strptime(iso, "%Y-%m-%d %H:%M:%S UTC").replace(tzinfo=datetime.UTC).timestamp()
+
+
+def _windows(records: list[dict]) -> list[tuple[float, float]]:
+    """Each record's span: start to end (to the next start of the same grid, or now, when it has
+    no end: killed, or still running); ends are written to the second."""
+    starts = [_start_s(r) for r in records] + [math.inf]
+    return [
+        (starts[i], _parse(r["ended"]) + 1.0 if r.get("ended") else starts[i + 1])
+        for i, r in enumerate(records)
+    ]
+
+
+def made_by(spec: ExperimentSpec, finished: Sequence[Path]) -> dict:
+    """What made the runs whose ``finished`` metrics.json files these are: every invocation of
+    this grid, and those of other grids sharing its out_dir (Fig. 5 and the sensitivity grid reuse
+    Fig. 2's runs) in which one of them finished, oldest first, each with ``runs_made``; an
+    unended one gets a lower bound of its wall time (to its last finished run) and
+    ``interrupted``. ``outside`` counts the runs that finished in no recorded invocation."""
     times = [p.stat().st_mtime for p in finished if p.exists()]
-    settled = []
-    for i, record in enumerate(invocations):
-        if record.get("ended") is not None:
-            settled.append(record)
-            continue
-        until = starts[i + 1] if i + 1 < len(starts) else math.inf
-        own = [t for t in times if starts[i] <= t < until]
-        wall = max(own) - starts[i] if own else 0.0
-        settled.append({**record, "wall_s": round(wall, 1), "runs_finished": len(own), "interrupted": True})
-    return settled
+    made: set[int] = set()
+    records = []
+    for path in sorted(spec.out_dir.glob("*.invocations.json")):
+        grid = path.name.removesuffix(".invocations.json")
+        own = load_invocations(spec) if grid == spec.name else _read(path)
+        for record, (start, end) in zip(own, _windows(own)):
+            inside = [i for i, t in enumerate(times) if start <= t <= end]
+            if grid != spec.name and not inside:
+                continue
+            made.update(inside)
+            record = {**record, "grid": grid, "runs_made": len(inside)}
+            if not record.get("ended"):
+                last = max((times[i] for i in inside), default=start)
+                record.update(wall_s=round(last - start, 1), interrupted=True)
+            records.append(record)
+    records.sort(key=_start_s)
+    return {"invocations": records, "finished_runs": len(times), "outside": len(times) - len(made)}
 
 
-def total_wall(invocations: list[dict]) -> str:
-    """The summed wall time, ``≥`` when an invocation has no recorded end."""
-    total = duration(sum(r["wall_s"] for r in invocations))
-    return f"≥ {total}" if any(r.get("interrupted") for r in invocations) else total
+def total_wall(provenance: dict) -> str:
+    """The summed wall time, ``≥`` when an invocation has no recorded end or some runs were made
+    outside every recorded invocation."""
+    total = duration(sum(r["wall_s"] for r in provenance["invocations"]))
+    partial = provenance["outside"] or any(r.get("interrupted") for r in provenance["invocations"])
+    return f"≥ {total}" if partial else total
 
 
 def wall_text(record: dict) -> str:
     """One invocation's wall time, ``≥`` (and why) when it has no recorded end."""
     if not record.get("interrupted"):
         return duration(record["wall_s"])
-    return (
-        f"≥ {duration(record['wall_s'])} (no end recorded: interrupted or still running; "
-        f"to the last of its {record['runs_finished']} finished runs)"
-    )
+    bound = duration(record["wall_s"])
+    return f"≥ {bound} (no end recorded: interrupted or still running; to its last finished run)"
+
+
+def last_command(provenance: dict, grid: str) -> str | None:
+    """The command line of ``grid``'s own last invocation."""
+    own = [r["command"] for r in provenance["invocations"] if r.get("grid") == grid]
+    return own[-1] if own else None
 
 
 def duration(seconds: float) -> str:
@@ -122,20 +151,28 @@ def duration(seconds: float) -> str:
     return f"{s // 60} min {s % 60:02d} s" if s >= 60 else f"{s} s"
 
 
-def markdown(invocations: list[dict]) -> str:
-    """The results.md section: each invocation's command and wall time, and the total."""
-    if not invocations:
-        return (
-            "No invocation recorded (the runs were made before `cli.py experiment` recorded its "
-            "command line and wall time, or by another out_dir).\n"
-        )
-    lines = ["| started | command | wall time | failed runs | load (1 min) at end |", "|---|---|---|---|---|"]
-    lines += [
-        f"| {r['started']} | `{r['command']}` | {wall_text(r)} | {_or_dash(r['failed_runs'])} "
-        f"| {_or_dash(r.get('load_avg_1min_at_end'))} on {r.get('cpus', '?')} CPUs |"
-        for r in invocations
-    ]
-    lines += ["", f"Total wall time: {total_wall(invocations)} over {len(invocations)} invocation(s)."]
+def markdown(provenance: dict) -> str:
+    """The results.md section: each invocation's command, runs made and wall time, and the total."""
+    rows, lines = provenance["invocations"], []
+    if rows:
+        lines += [
+            "| started | command | runs finished | wall time | failed runs | load (1 min) at end |",
+            "|---|---|---|---|---|---|",
+        ]
+        lines += [
+            f"| {r['started']} | `{r['command']}` | {r['runs_made']} | {wall_text(r)} | "
+            f"{_or_dash(r['failed_runs'])} | {_or_dash(r.get('load_avg_1min_at_end'))} "
+            f"on {r.get('cpus', '?')} CPUs |"
+            for r in rows
+        ]
+        lines += ["", f"Total wall time: {total_wall(provenance)} over {len(rows)} invocation(s)."]
+    if provenance["outside"]:
+        lines += [
+            "",
+            f"{provenance['outside']} of the {provenance['finished_runs']} finished runs finished outside "
+            "every recorded invocation (made before `cli.py experiment` recorded its invocations when "
+            "they start, or copied here): the total is a lower bound.",
+        ]
     return "\n".join(lines) + "\n"
 
 

@@ -93,8 +93,8 @@ def render(spec: ExperimentSpec, runs: list[Run]) -> Path:
         return out / "results.md"
     agg = aggregate(runs, labels(spec))
     finished = [r.run_dir / "metrics.json" for r in runs if r.complete]
-    invocations = provenance.settle(provenance.load_invocations(spec), finished)
-    agg["provenance"] = invocations
+    made = provenance.made_by(spec, finished)
+    agg["provenance"] = made
     for directory in (out, spec.out_dir):
         write_tables(agg, directory)
     modes, section = _figure(spec, runs, agg, title)
@@ -124,12 +124,12 @@ def render(spec: ExperimentSpec, runs: list[Run]) -> Path:
             CLAIM_RULES,
             "",
         ]
-    lines += ["## How these results were made", "", provenance.markdown(invocations)]
+    lines += ["## How these results were made", "", provenance.markdown(made)]
     if spec.options.get("notes"):
         lines += ["## Notes", "", str(spec.options["notes"]).strip(), ""]
     write_text(out / "results.md", "\n".join(lines))
     if spec.options.get("summary"):
-        print(terminal_summary(spec, agg, invocations))
+        print(terminal_summary(spec, agg, made))
     return out / "results.md"
 
 
@@ -141,7 +141,7 @@ SUMMARY = {
 }
 
 
-def terminal_summary(spec: ExperimentSpec, agg: dict, invocations: list[dict]) -> str:
+def terminal_summary(spec: ExperimentSpec, agg: dict, made: dict) -> str:
     """The table printed at the end of a grid (``summary: true``): one row per variant."""
     names = [v["label"] for v in agg["variants"].values()]
     width = max(map(len, ["variant", *names]))
@@ -151,7 +151,8 @@ def terminal_summary(spec: ExperimentSpec, agg: dict, invocations: list[dict]) -
     ]
     table = pd.DataFrame(rows, columns=["variant".ljust(width), *SUMMARY]).to_string(index=False)
     seeds = sorted({s for v in agg["variants"].values() for s in v["seeds"]})
-    last = invocations[-1] if invocations else None
+    own = [r for r in made["invocations"] if r["grid"] == spec.name]
+    last = own[-1] if own else None
     wall = (
         f"wall time {provenance.wall_text(last)} (`cli.py experiment` of {last['started']}; "
         f"load average {last.get('load_avg_1min_at_end', '—')} on {last['cpus']} CPUs at its end)"

@@ -145,10 +145,10 @@ def index_table(spec: ExperimentSpec, figures: dict[str, dict]) -> str:
     for name in spec.options.get("index", []):
         fig = figures[name]
         agg = fig["agg"]
-        runs = (agg or {}).get("provenance") or []
+        made = (agg or {}).get("provenance") or {}
         seeds = sorted({s for v in (agg or {}).get("variants", {}).values() for s in v["seeds"]})
-        command = f"`{runs[-1]['command']}`" if runs else "not recorded"
-        wall = provenance.total_wall(runs) if runs else "not recorded"
+        last = provenance.last_command(made, fig["spec"].name) if "invocations" in made else None
+        command, wall = (f"`{last}`", provenance.total_wall(made)) if last else ("not recorded",) * 2
         if not fig["spec"].needs_runs:
             command, wall = f"`python cli.py experiment --config {fig['spec'].source}`", "—"
         shown = seeds_text(seeds) if seeds else ("not run yet" if fig["spec"].needs_runs else "—")

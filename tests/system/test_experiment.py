@@ -147,8 +147,11 @@ def test_grid_runs_resumes_and_reports(
     again = json.loads((results / "aggregate.json").read_text())
     recorded = again.pop("provenance")
     assert again == {k: v for k, v in agg.items() if k != "provenance"}
-    assert [r["command"] for r in recorded] == [f"python cli.py experiment --config {path} --workers 2"] * 3
-    assert all(r["wall_s"] >= 0 and r["seeds"] == [0, 1] for r in recorded)
+    assert [r["command"] for r in recorded["invocations"]] == [
+        f"python cli.py experiment --config {path} --workers 2"
+    ] * 3
+    assert [r["runs_made"] for r in recorded["invocations"]] == [3, 0, 1] and recorded["outside"] == 0
+    assert all(r["wall_s"] >= 0 and r["seeds"] == [0, 1] for r in recorded["invocations"])
     assert f"python cli.py experiment --config {path} --workers 2" in (results / "results.md").read_text()
 
     weights = write_spec(

@@ -213,11 +213,37 @@ def test_a_killed_invocation_keeps_its_record_and_a_lower_bound_of_its_wall_time
     assert record["ended"] is None and record["wall_s"] is None
     experiment.report_main(["--config", str(spec_path)])
     text = (tmp_path / "results" / "results.md").read_text()
-    bound = "≥ 10 min 00 s (no end recorded: interrupted or still running; to the last of its 1 finished"
-    assert f"{bound} runs)" in text
+    bound = "≥ 10 min 00 s (no end recorded: interrupted or still running; to its last finished run)"
+    assert f"| 1 | {bound} |" in text
     assert "Total wall time: ≥ 10 min 00 s over 1 invocation(s)." in text
 
     monkeypatch.setattr(runner.GridRunner, "run", lambda self, runs, desc="": [])  # resumed: ends
     experiment.run_experiment(spec, [], workers=1, invocation=(["--config", str(spec_path)], time.time()))
     first, second = load_invocations(spec)
     assert first["ended"] is None and second["ended"] is not None and second["failed_runs"] == 0
+
+
+def test_the_runs_of_a_shared_out_dir_name_every_grid_that_made_them(tmp_path: Path) -> None:
+    """Fig. 5 reuses Fig. 2's runs: its results.md lists the Fig. 2 invocation in which they
+    finished beside its own, and runs made outside every recorded invocation make the total a
+    lower bound."""
+    runs = tmp_path / "runs"
+    _finished(runs, "control", [0.70, 0.72, 0.71])
+    now = time.time()
+    for seed, age in enumerate([7200, 1800, 1700]):  # seed 0 finished before any record
+        os.utime(runs / f"control/seed_{seed}/metrics.json", (now - age, now - age))
+    maker = load_spec(write_spec(tmp_path, name="maker", seeds=[0, 1, 2], variants={"control": []}))
+    record = start_invocation(maker, ["--config", "maker.yaml"], now - 2000)
+    finish_invocation(maker, record, 0, ended=now - 1600)
+    other = start_invocation(maker, ["--config", "maker.yaml", "--seeds", "9"], now - 100)
+    finish_invocation(maker, other, 0, ended=now - 90)  # made none of these runs: not listed
+    reader = write_spec(tmp_path, name="reader", seeds=[0, 1, 2], variants={"control": []})
+    spec = load_spec(reader)
+    own = start_invocation(spec, ["--config", str(reader)], now - 60)
+    finish_invocation(spec, own, 0, ended=now - 57)
+    experiment.report_main(["--config", str(reader)])
+    text = (tmp_path / "results" / "results.md").read_text()
+    assert "`python cli.py experiment --config maker.yaml` | 2 | 6 min 40 s |" in text
+    assert "--seeds 9" not in text and f"`python cli.py experiment --config {reader}` | 0 | 3 s |" in text
+    assert "Total wall time: ≥ 6 min 43 s over 2 invocation(s)." in text
+    assert "1 of the 3 finished runs finished outside every recorded invocation" in text

@@ -14,6 +14,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
+from cycler import cycler
+from matplotlib.colors import TABLEAU_COLORS
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
@@ -93,10 +95,15 @@ def _band(ax: plt.Axes, xs: list[float], stats: list[dict], label: str) -> None:
     )
 
 
+# matplotlib's ten colours, solid, then dashed: a grid of more than ten variants (Fig. 3 has 12)
+MANY_LINES = cycler(linestyle=["-", "--"]) * cycler(color=list(TABLEAU_COLORS.values()))
+
+
 def curve_panels(agg: dict, title: str = "") -> Figure:
     """Three panels (tasks seen, previous tasks, current task) vs tasks trained, one y-range."""
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.4), sharex=True, sharey=True)
     for ax, (curve, panel) in zip(axes, CURVE_TITLES.items()):
+        ax.set_prop_cycle(MANY_LINES)
         for v in agg["variants"].values():
             stats = v["curves"][curve]
             _band(ax, list(range(1, len(stats) + 1)), stats, f"{v['label']} (n={len(v['seeds'])})")

@@ -6,8 +6,9 @@ A claim is a mapping with ``text`` (the paper's words), ``type`` and its fields:
   ``paper`` (the stated gap). Holds when the 95% CI of the seed-paired difference ``better - worse``
   lies above 0, and the paper's value falls inside that CI ("direction holds, size does not" when
   only the sign agrees).
-- ``best``: ``variant``, ``metric``: holds when ``variant`` has the highest mean (the paired gap to
-  its closest competitor is reported with its CI).
+- ``best``: ``variant``, ``metric``, optional ``among`` (the variants ranked; default all): holds
+  when ``variant`` has the highest mean (the paired gap to its closest competitor is reported with
+  its CI).
 - ``benefit_until``: ``better``, ``worse`` (variant groups of a sweep), ``metric``, ``paper`` (the
   sweep value where the benefit ends): holds when the smallest value without a significant
   benefit equals ``paper`` (within ``tol``, default 1e-9) and every smaller value has one.
@@ -89,7 +90,10 @@ def check_gap(claim: dict, agg: dict) -> dict:
 def check_best(claim: dict, agg: dict) -> dict:
     metric = claim.get("metric", "final_avg_acc")
     _variant(agg, claim["variant"])
-    ranking = sorted(agg["variants"], key=lambda k: -(agg["variants"][k]["final"][metric]["mean"] or -1e9))
+    among = claim.get("among") or list(agg["variants"])
+    for name in among:
+        _variant(agg, name)
+    ranking = sorted(among, key=lambda k: -(agg["variants"][k]["final"][metric]["mean"] or -1e9))
     order = ", ".join(
         f"{label(agg, k)} {100 * agg['variants'][k]['final'][metric]['mean']:.2f}%" for k in ranking[:3]
     )
@@ -254,6 +258,17 @@ def check_claims(claims: list, variants: set[str], groups: set[str]) -> None:
                     f"{field}.{key}={named!r} is not allowed; use a variant of the grid: "
                     f"{', '.join(sorted(names))} (or a list of them)"
                 )
+        ranked = claim["variant"] if isinstance(claim.get("variant"), list) else [claim.get("variant")]
+        among = claim.get("among", ranked)
+        if kind == "best" and (
+            not isinstance(among, list)
+            or not all(isinstance(a, str) and a in variants for a in among)
+            or not set(ranked) <= set(among)
+        ):
+            raise ConfigError(
+                f"{field}.among={among!r} is not allowed; use a list of the grid's variants that "
+                f"holds {claim['variant']!r}: {', '.join(sorted(variants))}"
+            )
         if claim.get("metric", FINALS[0]) not in FINALS:
             raise ConfigError(
                 f"{field}.metric={claim['metric']!r} is not allowed; use one of {', '.join(FINALS)}"

@@ -126,9 +126,13 @@ def scoreboard_table(spec: ExperimentSpec, figures: dict[str, dict]) -> str:
     return to_markdown(pd.DataFrame(rows, columns=cols))
 
 
+def _shown(value: Any) -> str:
+    return " / ".join(f"`{v}`" for v in value) if isinstance(value, list) else f"`{value}`"
+
+
 def _legend(spec: ExperimentSpec) -> str:
     parts = [
-        f"**{c['label']}**: " + ", ".join(f"`${k}` = `{v}`" for k, v in c.get("vars", {}).items())
+        f"**{c['label']}**: " + ", ".join(f"`${k}` = {_shown(v)}" for k, v in c.get("vars", {}).items())
         for c in spec.options["columns"].values()
     ]
     return (

@@ -13,7 +13,7 @@ from cl_attractors.errors import ConfigError
 from cl_attractors.grid.checks import validate
 from cl_attractors.grid.spec import load_spec
 from cl_attractors.plots import ci_note
-from cl_attractors.report.claims import evaluate
+from cl_attractors.report.claims import check_claims, evaluate
 from cl_attractors.report.fig_weights import attractors, seeds_text
 from cl_attractors.report.params import variant_param
 from cl_attractors.report.scoreboard import replace_block, substitute
@@ -65,6 +65,20 @@ def test_best_claim_reports_leader_and_paired_gap() -> None:
         "A",
     )
     assert won["value"] == pytest.approx(-lost["value"]) and won["value"] > 0
+
+
+def test_best_claim_ranks_only_the_variants_among() -> None:
+    """Fig. 3 ranks the paper's 8 combinations and, apart, the 8 with L1 decoupled from Adam."""
+    agg = _agg({"a": [0.9, 0.91, 0.92], "b": [0.5, 0.52, 0.5], "c": [0.6, 0.6, 0.61]})
+    (among,) = evaluate([{"type": "best", "variant": "c", "among": ["b", "c"]}], agg)
+    assert (among["verdict"], among["leader"]) == ("holds", "C")
+    assert among["value"] == pytest.approx(0.0966667, abs=1e-6)  # against b, its only rival
+    (missing,) = evaluate([{"type": "best", "variant": "c", "among": ["c", "d"]}], agg)
+    assert missing["verdict"] == "not run yet"
+    for bad in (["a"], "c", [["c"]], ["c", "nope"]):
+        claim = {"text": "t", "type": "best", "variant": "c", "among": bad}
+        with pytest.raises(ConfigError, match=r"claims\[0\]\.among=.* is not allowed; use a list"):
+            check_claims([claim], {"a", "c"}, set())
 
 
 def test_modes_at_each_variants_own_attractor() -> None:

@@ -6,6 +6,8 @@ intervals only where some variant has two seeds or more; panels that compare sha
 
 from __future__ import annotations
 
+import itertools
+import math
 from pathlib import Path
 
 import matplotlib
@@ -183,42 +185,39 @@ def sensitivity_plot(
                 label=f"{pts[0][3]['label']} (n={n})",
             )
             ys += [m - h for m, h in zip(means, halves)] + [m + h for m, h in zip(means, halves)]
-            for p, m in zip(pts, means):
-                if p[2] in (beats or set()):
-                    ax.plot(
-                        p[0],
-                        m,
-                        marker="*",
-                        ms=15,
-                        color="gold",
-                        mec="k",
-                        zorder=5,
-                        ls="none",
-                        label="above the control (paired 95% CI > 0)",
-                    )
-        for x, text in (marks or {}).get(group, {}).items():
-            ax.axvline(float(x), color="gray", ls=":", lw=1)
-            ax.annotate(
-                text,
-                (float(x), 0.02),
-                xycoords=("data", "axes fraction"),
-                rotation=90,
-                fontsize=8,
-                color="gray",
-                ha="right",
-                va="bottom",
-            )
+            starred = [(p[0], m) for p, m in zip(pts, means) if p[2] in (beats or set())]
+            for i, (x, m) in enumerate(starred):
+                ax.plot(
+                    x,
+                    m,
+                    marker="*",
+                    ms=15,
+                    color="gold",
+                    mec="k",
+                    zorder=5,
+                    ls="none",
+                    label="above the control (paired 95% CI > 0)" if i == 0 else None,
+                )
+        _marks(ax, (marks or {}).get(group, {}))
         ax.set_xscale("log")
         ax.set(xlabel=xlabel)
         ax.grid(alpha=0.3, which="both")
-        _legend(ax, fontsize=8, loc="best")
     if ys:
         pad = 0.05 * (max(ys) - min(ys) or 1.0)
         axes[0][0].set_ylim(max(min(ys) - pad, 0.0), min(max(ys) + pad, 100.0))
     axes[0][0].set_ylabel(METRICS.get(metric, metric))
     fig.suptitle(" — ".join(t for t in (title, ci_note(_seeds(agg), "bars and bands")) if t))
-    fig.tight_layout()
+    handles = {label: h for ax in axes[0] for h, label in zip(*ax.get_legend_handles_labels())}
+    fig.legend(handles.values(), handles.keys(), loc="lower center", ncol=4, fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0.05 + 0.035 * math.ceil(len(handles) / 4), 1, 1))
     return fig
+
+
+def _marks(ax: plt.Axes, marks: dict[float, str]) -> None:
+    """A grey vertical line per marked value, each in its own dash style and named in the legend
+    (text along the lines would hide the points of close values)."""
+    for (x, text), style in zip(sorted(marks.items()), itertools.cycle([":", "--", "-."])):
+        ax.axvline(float(x), color="dimgray", ls=style, lw=1.2, label=text)
 
 
 def plasticity_plot(x: torch.Tensor, f: torch.Tensor, params: dict[str, float]) -> Figure:

@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 import cli
+from cl_attractors import plots
 from cl_attractors.grid import command as experiment
 from cl_attractors.grid import runner
 from cl_attractors.grid.checks import validate
@@ -86,7 +87,13 @@ def test_sensitivity_shows_settings_above_the_control(tmp_path: Path) -> None:
     gaps = (results / "sens_gaps.csv").read_text().splitlines()
     assert sum(line.endswith("**yes**") for line in gaps) == 1 and len(gaps) == 6
     assert (results / "sens.png").stat().st_size > 0
-    assert json.loads((results / "aggregate.json").read_text())["variants"]["ewc_lam1.0"]["label"] == "EWC"
+    agg = json.loads((results / "aggregate.json").read_text())
+    assert agg["variants"]["ewc_lam1.0"]["label"] == "EWC"
+    marks = {"ewc": {1000.0: "paper", 1000.0001: "tuned"}}
+    fig = plots.sensitivity_plot(agg, {"ewc": "λ"}, marks=marks, beats={"ewc_lam1.0", "ewc_lam1000.0"})
+    (legend,) = fig.legends  # one legend for the panels, each entry once, the marks named in it
+    labels = [t.get_text() for t in legend.get_texts()]
+    assert labels.count("above the control (paired 95% CI > 0)") == 1 and {"paper", "tuned"} <= set(labels)
 
 
 def test_main_job_table_and_scoreboard(

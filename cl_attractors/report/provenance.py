@@ -3,7 +3,7 @@
 ``cli.py experiment`` appends one record per invocation to ``<out_dir>/<name>.invocations.json``
 (a grid resumed three times has three) when it starts, and gives it its end when it ends; the
 report copies them into ``aggregate.json`` and states them in ``results.md``. An invocation that
-was killed has no end: its wall time is bounded below by its last finished run (``settle``).
+was killed has no end: its wall time is bounded below by its last finished run (``made_by``).
 """
 
 from __future__ import annotations
@@ -106,7 +106,7 @@ def made_by(spec: ExperimentSpec, finished: Sequence[Path]) -> dict:
     records = []
     for path in sorted(spec.out_dir.glob("*.invocations.json")):
         grid = path.name.removesuffix(".invocations.json")
-        own = load_invocations(spec) if grid == spec.name else _read(path)
+        own = _read(path)
         for record, (start, end) in zip(own, _windows(own)):
             inside = [i for i, t in enumerate(times) if start <= t <= end]
             if grid != spec.name and not inside:

@@ -235,6 +235,21 @@ CLAIM_FIELDS = {
 }
 
 
+def _check_among(field: str, claim: dict, variants: set[str]) -> None:
+    """A best claim's ``among``: a list of the grid's variants holding the claimed one(s)."""
+    ranked = claim["variant"] if isinstance(claim["variant"], list) else [claim["variant"]]
+    among = claim.get("among", ranked)
+    if (
+        not isinstance(among, list)
+        or not all(isinstance(a, str) and a in variants for a in among)
+        or not set(ranked) <= set(among)
+    ):
+        raise ConfigError(
+            f"{field}.among={among!r} is not allowed; use a list of the grid's variants that "
+            f"holds {claim['variant']!r}: {', '.join(sorted(variants))}"
+        )
+
+
 def check_claims(claims: list, variants: set[str], groups: set[str]) -> None:
     """Each claim's structure, checked before any run: a mapping of a known type with its fields,
     naming variants of the grid (``groups`` for ``benefit_until``) and a known metric."""
@@ -258,17 +273,8 @@ def check_claims(claims: list, variants: set[str], groups: set[str]) -> None:
                     f"{field}.{key}={named!r} is not allowed; use a variant of the grid: "
                     f"{', '.join(sorted(names))} (or a list of them)"
                 )
-        ranked = claim["variant"] if isinstance(claim.get("variant"), list) else [claim.get("variant")]
-        among = claim.get("among", ranked)
-        if kind == "best" and (
-            not isinstance(among, list)
-            or not all(isinstance(a, str) and a in variants for a in among)
-            or not set(ranked) <= set(among)
-        ):
-            raise ConfigError(
-                f"{field}.among={among!r} is not allowed; use a list of the grid's variants that "
-                f"holds {claim['variant']!r}: {', '.join(sorted(variants))}"
-            )
+        if kind == "best":
+            _check_among(field, claim, variants)
         if claim.get("metric", FINALS[0]) not in FINALS:
             raise ConfigError(
                 f"{field}.metric={claim['metric']!r} is not allowed; use one of {', '.join(FINALS)}"

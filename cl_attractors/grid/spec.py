@@ -20,13 +20,15 @@ Input paths (``base``, config files in ``overrides``/``variants``, ``method_conf
 ``tuned``) are relative to
 this file (:func:`cl_attractors.paths.resolve_relative`); ``out_dir`` and ``results_dir`` to the
 working directory. A variant's sweep (``sweeps``) replaces the grid's ``sweep`` for that variant;
-variants with neither run once.
+variants with neither run once. Beyond these fields, a kind takes only the keys its report reads
+(:data:`KIND_OPTIONS`, and ``title``, ``notes``, ``summary``, ``labels``): any other key is refused.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import reprlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +40,38 @@ from cl_attractors.paths import resolve_args, resolve_relative
 
 KINDS = ("curves", "shared", "weights", "sensitivity", "plasticity", "scoreboard")
 NO_RUNS = ("plasticity", "scoreboard")
+FIELDS = (
+    "name",
+    "kind",
+    "base",
+    "seeds",
+    "variants",
+    "overrides",
+    "sweep",
+    "sweeps",
+    "out_dir",
+    "results_dir",
+    "claims",
+)
+# the keys each kind's report reads (cl_attractors.report); any other key is a typo, refused
+COMMON_OPTIONS = ("title", "notes", "summary", "labels")
+KIND_OPTIONS: dict[str, tuple[str, ...]] = {
+    "curves": (),
+    "shared": ("metric", "xlabel"),
+    "weights": ("x_range", "min_abs", "mass_ranges", "bin_width", "modes", "yscale"),
+    "sensitivity": ("metric", "baseline", "marks", "xlabels"),
+    "plasticity": ("method_config", "params", "x_range", "points", "expect"),
+    "scoreboard": (
+        "columns",
+        "rows",
+        "index",
+        "studies",
+        "studies_dir",
+        "grids_dir",
+        "readme",
+        "readme_table",
+    ),
+}
 
 
 @dataclass(frozen=True)
@@ -166,6 +200,16 @@ def _get(raw: dict, key: str, kind: type, default: Any) -> Any:
     return value
 
 
+def _options(raw: dict, kind: str) -> dict[str, Any]:
+    """The keys beyond :data:`FIELDS`; one its kind's report does not read is refused."""
+    allowed = (*FIELDS, *COMMON_OPTIONS, *KIND_OPTIONS[kind])
+    for key in raw:
+        if key not in allowed:
+            value, use = reprlib.repr(raw[key]), ", ".join(allowed)
+            raise ConfigError(f"{key}={value} is not a key of a {kind!r} grid; use one of {use}")
+    return {k: v for k, v in raw.items() if k not in FIELDS}
+
+
 def load_spec(path: str | Path) -> ExperimentSpec:
     """Parse an experiment YAML; structural errors raise :class:`ConfigError`."""
     path = Path(path)
@@ -183,21 +227,8 @@ def load_spec(path: str | Path) -> ExperimentSpec:
             raise ConfigError(
                 f"sweeps.{vname}: {vname!r} is not a variant; use one of {', '.join(variants) or '(none)'}"
             )
-    known = {
-        "name",
-        "kind",
-        "base",
-        "seeds",
-        "variants",
-        "overrides",
-        "sweep",
-        "sweeps",
-        "out_dir",
-        "results_dir",
-        "claims",
-    }
     base = _get(raw, "base", str, None)
-    options = {k: v for k, v in raw.items() if k not in known}
+    options = _options(raw, kind)
     if isinstance(options.get("method_config"), str):
         options["method_config"] = resolve_relative(options["method_config"], path)
     return ExperimentSpec(

@@ -118,6 +118,13 @@ CASES: list[tuple[str, str, dict[str, Any], list[str], str]] = [
         [],
         "unrecognized arguments: --no_such 1 (in the fit arguments of variants.a)",
     ),
+    (
+        "experiment: xlable: x (a typo)",
+        "experiment",
+        {"kind": "shared", "xlable": "x"},
+        [],
+        "xlable='x' is not a key of a 'shared' grid; use one of name, kind,",
+    ),
     ("experiment: --workers abc", "experiment", {}, ["--workers", "abc"], "argument --workers: invalid int"),
     ("report: a YAML syntax error", "report", {"text": "name: [x\n"}, [], "(not valid YAML)"),
     ("report: claims: [x]", "report", {"claims": ["x"]}, [], "claims[0]='x' is not allowed"),

@@ -129,7 +129,8 @@ def test_a_sweep_adds_its_studys_tuned_value_and_marks_it(tmp_path: Path) -> Non
         "tuned": "tune/ewc/best_method.yaml",
     }
     variants = {"control": [], "ewc": ["--model.method", "configs/method/ewc.yaml"]}
-    path = write_spec(tmp_path, variants=variants, sweeps={"ewc": sweep}, marks={"ewc": {1000.0: "paper"}})
+    marks = {"ewc": {1000.0: "paper"}}
+    path = write_spec(tmp_path, kind="sensitivity", variants=variants, sweeps={"ewc": sweep}, marks=marks)
     spec = load_spec(path)
     assert spec.sweeps["ewc"]["tuned"] == str(tuned)  # relative to the grid's YAML
     with pytest.raises(ConfigError, match=r"sweeps.ewc.tuned: config .*best_method.yaml does not exist"):

@@ -60,6 +60,19 @@ def accuracy_heatmap(A: torch.Tensor, title: str = "") -> Figure:
     return fig
 
 
+LEGEND_ROW_IN = 0.17  # height of one legend row at fontsize 8, inches
+
+
+def _legend_below(fig: Figure, axes: list[plt.Axes], ncol: int) -> None:
+    """One legend for the whole figure under its panels (none covers a curve), labels deduplicated;
+    the panels shrink to make room for its rows."""
+    handles = {label: h for ax in axes for h, label in zip(*ax.get_legend_handles_labels())}
+    if handles:
+        fig.legend(handles.values(), handles.keys(), loc="lower center", ncol=ncol, fontsize=8, frameon=False)
+    rows = math.ceil(len(handles) / ncol)
+    fig.tight_layout(rect=(0, (0.1 + LEGEND_ROW_IN * rows) / fig.get_figheight() if rows else 0, 1, 1))
+
+
 def _legend(ax: plt.Axes, **kwargs: object) -> None:
     """A legend, when something on ``ax`` has a label."""
     if ax.get_legend_handles_labels()[0]:
@@ -103,7 +116,8 @@ MANY_LINES = cycler(linestyle=["-", "--"]) * cycler(color=list(TABLEAU_COLORS.va
 
 def curve_panels(agg: dict, title: str = "") -> Figure:
     """Three panels (tasks seen, previous tasks, current task) vs tasks trained, one y-range."""
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.4), sharex=True, sharey=True)
+    rows = math.ceil(len(agg["variants"]) / 3)
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.0 + LEGEND_ROW_IN * rows), sharex=True, sharey=True)
     for ax, (curve, panel) in zip(axes, CURVE_TITLES.items()):
         ax.set_prop_cycle(MANY_LINES)
         for v in agg["variants"].values():
@@ -113,9 +127,8 @@ def curve_panels(agg: dict, title: str = "") -> Figure:
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("test accuracy (%)")
-    _legend(axes[0], fontsize=8)
     fig.suptitle(" — ".join(t for t in (title, ci_note(_seeds(agg))) if t))
-    fig.tight_layout()
+    _legend_below(fig, [axes[0]], ncol=3)
     return fig
 
 
@@ -207,9 +220,7 @@ def sensitivity_plot(
         axes[0][0].set_ylim(max(min(ys) - pad, 0.0), min(max(ys) + pad, 100.0))
     axes[0][0].set_ylabel(METRICS.get(metric, metric))
     fig.suptitle(" — ".join(t for t in (title, ci_note(_seeds(agg), "bars and bands")) if t))
-    handles = {label: h for ax in axes[0] for h, label in zip(*ax.get_legend_handles_labels())}
-    fig.legend(handles.values(), handles.keys(), loc="lower center", ncol=4, fontsize=8, frameon=False)
-    fig.tight_layout(rect=(0, 0.05 + 0.035 * math.ceil(len(handles) / 4), 1, 1))
+    _legend_below(fig, list(axes[0]), ncol=4)
     return fig
 
 

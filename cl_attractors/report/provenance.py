@@ -1,4 +1,4 @@
-"""What made a grid's results: the exact command, its seeds and variants, and its wall time.
+"""What made a grid's results: the exact command, the code, its seeds and variants, its wall time.
 
 ``cli.py experiment`` appends one record per invocation to ``<out_dir>/<name>.invocations.json``
 (a grid resumed three times has three) when it starts, and gives it its end when it ends; the
@@ -13,6 +13,7 @@ import json
 import math
 import os
 import shlex
+import subprocess
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -42,6 +43,27 @@ def _iso(t: float) -> str:
     return datetime.datetime.fromtimestamp(t, datetime.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
+ROOT = Path(__file__).resolve().parents[2]
+CODE = ("cl_attractors", "callbacks", "cli.py", "configs")  # what a run's numbers depend on
+
+
+def code_version(root: Path = ROOT) -> str | None:
+    """The commit of the checkout at ``root`` (short hash), ``+ uncommitted changes`` when its code
+    or configs differ from it; None outside a git checkout (or without git)."""
+
+    def git(*args: str) -> str:
+        return subprocess.run(
+            ["git", *args], cwd=root, capture_output=True, text=True, check=True, timeout=30
+        ).stdout.strip()
+
+    try:
+        commit = git("rev-parse", "--short", "HEAD")
+        dirty = git("status", "--porcelain", "--untracked-files=no", "--", *CODE)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return f"{commit} + uncommitted changes" if dirty else commit
+
+
 def start_invocation(spec: ExperimentSpec, argv: Sequence[str], started: float) -> str:
     """Record this invocation before it runs anything, with no end yet: one killed mid-grid (a
     session that ends, a machine that stops) keeps its record. Returns the record's id."""
@@ -49,6 +71,7 @@ def start_invocation(spec: ExperimentSpec, argv: Sequence[str], started: float) 
     record = {
         "id": record_id,
         "command": "python cli.py experiment " + shlex.join(list(argv)),
+        "code": code_version(),
         "seeds": list(spec.seeds),
         "variants": list(spec.variants),
         "started": _iso(started),
@@ -151,17 +174,25 @@ def duration(seconds: float) -> str:
     return f"{s // 60} min {s % 60:02d} s" if s >= 60 else f"{s} s"
 
 
+COLUMNS = (
+    "started",
+    "command",
+    "code (commit)",
+    "runs finished",
+    "wall time",
+    "failed runs",
+    "load (1 min) at end",
+)
+
+
 def markdown(provenance: dict) -> str:
     """The results.md section: each invocation's command, runs made and wall time, and the total."""
     rows, lines = provenance["invocations"], []
     if rows:
+        lines += ["| " + " | ".join(COLUMNS) + " |", "|---" * len(COLUMNS) + "|"]
         lines += [
-            "| started | command | runs finished | wall time | failed runs | load (1 min) at end |",
-            "|---|---|---|---|---|---|",
-        ]
-        lines += [
-            f"| {r['started']} | `{r['command']}` | {r['runs_made']} | {wall_text(r)} | "
-            f"{_or_dash(r['failed_runs'])} | {_or_dash(r.get('load_avg_1min_at_end'))} "
+            f"| {r['started']} | `{r['command']}` | {_or_dash(r.get('code'))} | {r['runs_made']} | "
+            f"{wall_text(r)} | {_or_dash(r['failed_runs'])} | {_or_dash(r.get('load_avg_1min_at_end'))} "
             f"on {r.get('cpus', '?')} CPUs |"
             for r in rows
         ]

@@ -1,10 +1,11 @@
 """Report kinds rendered from saved results only: a missing tuned method file, the sensitivity
-figure, the main job's terminal table and the claims scoreboard."""
+figure, the main job's terminal table and the claims scoreboard; the invocations' records."""
 
 from __future__ import annotations
 
 import json
 import os
+import subprocess
 import time
 from pathlib import Path
 
@@ -17,7 +18,12 @@ from cl_attractors.grid import command as experiment
 from cl_attractors.grid import runner
 from cl_attractors.grid.checks import validate
 from cl_attractors.grid.spec import load_spec, select_variants
-from cl_attractors.report.provenance import finish_invocation, load_invocations, start_invocation
+from cl_attractors.report.provenance import (
+    code_version,
+    finish_invocation,
+    load_invocations,
+    start_invocation,
+)
 from tests.helpers import ROOT, metrics_json, write_spec
 
 
@@ -250,7 +256,35 @@ def test_the_runs_of_a_shared_out_dir_name_every_grid_that_made_them(tmp_path: P
     finish_invocation(spec, own, 0, ended=now - 57)
     experiment.report_main(["--config", str(reader)])
     text = (tmp_path / "results" / "results.md").read_text()
-    assert "`python cli.py experiment --config maker.yaml` | 2 | 6 min 40 s |" in text
-    assert "--seeds 9" not in text and f"`python cli.py experiment --config {reader}` | 0 | 3 s |" in text
+    code = code_version()  # the commit of this checkout, recorded by each invocation
+    assert f"`python cli.py experiment --config maker.yaml` | {code} | 2 | 6 min 40 s |" in text
+    assert (
+        "--seeds 9" not in text
+        and f"`python cli.py experiment --config {reader}` | {code} | 0 | 3 s |" in text
+    )
     assert "Total wall time: ≥ 6 min 43 s over 2 invocation(s)." in text
     assert "1 of the 3 finished runs finished outside every recorded invocation" in text
+
+
+def test_an_invocation_records_the_commit_of_the_code_that_made_its_runs(tmp_path: Path) -> None:
+    def git(*args: str) -> None:
+        subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)
+
+    assert code_version(tmp_path) is None  # not a git checkout
+    git("init", "-q")
+    (tmp_path / "cli.py").write_text("print(1)\n")
+    (tmp_path / "notes.txt").write_text("a\n")
+    git("add", ".")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "c")
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], cwd=tmp_path, check=True, capture_output=True, text=True
+    ).stdout.strip()
+    assert code_version(tmp_path) == commit
+    (tmp_path / "notes.txt").write_text("b\n")  # not code: the runs' numbers do not depend on it
+    assert code_version(tmp_path) == commit
+    (tmp_path / "cli.py").write_text("print(2)\n")
+    assert code_version(tmp_path) == f"{commit} + uncommitted changes"
+
+    spec = load_spec(write_spec(tmp_path, claims=[]))
+    start_invocation(spec, ["--config", "tiny.yaml"], time.time())
+    assert load_invocations(spec)[0]["code"] == code_version()  # this checkout's (in results.md: above)

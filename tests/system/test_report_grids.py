@@ -256,7 +256,7 @@ def test_the_runs_of_a_shared_out_dir_name_every_grid_that_made_them(tmp_path: P
     finish_invocation(spec, own, 0, ended=now - 57)
     experiment.report_main(["--config", str(reader)])
     text = (tmp_path / "results" / "results.md").read_text()
-    code = code_version()  # the commit of this checkout, recorded by each invocation
+    code = code_version() or "—"  # the commit of this checkout, recorded by each invocation
     assert f"`python cli.py experiment --config maker.yaml` | {code} | 2 | 6 min 40 s |" in text
     assert (
         "--seeds 9" not in text

@@ -5,12 +5,13 @@ state, A so far), so the weights after any task can be reloaded and analysed; ``
 link to the newest. :class:`~callbacks.task_sequence.TaskSequence` says when to save (after the
 method's ``on_task_end``, before metrics.json counts the task), not Lightning's epoch cadence.
 ``--ckpt_path last`` resumes from the newest task checkpoint that loads, whatever state
-``last.ckpt`` is in (missing, dangling, pointing at a truncated file).
+``last.ckpt`` is in (missing, dangling, pointing at a truncated file). ``cli.py experiment`` keeps
+only a finished run's final checkpoint unless told otherwise
+(:func:`cl_attractors.paths.prune_task_checkpoints`).
 """
 
 from __future__ import annotations
 
-import re
 import zipfile
 from pathlib import Path
 
@@ -20,20 +21,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.utilities import rank_zero_warn
 
 from cl_attractors.errors import ConfigError
-
-TASK_FILE = re.compile(r"task_(\d+)\.ckpt")
-
-
-def task_file(task: int) -> str:
-    return f"task_{task:02d}.ckpt"
-
-
-def task_checkpoints(directory: Path) -> list[Path]:
-    """The task checkpoints in ``directory``, newest task first."""
-    found = [
-        (int(m.group(1)), p) for p in directory.glob("task_*.ckpt") if (m := TASK_FILE.fullmatch(p.name))
-    ]
-    return [p for _, p in sorted(found, reverse=True)]
+from cl_attractors.paths import task_checkpoints, task_file
 
 
 def load_problem(path: Path) -> str | None:

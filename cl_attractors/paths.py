@@ -12,6 +12,7 @@ to the working directory.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -55,3 +56,37 @@ def resolve_args(args: Sequence[object], config_path: str | Path) -> list[str]:
         out.append(arg)
         previous = arg
     return out
+
+
+# ---- a run's task checkpoints (callbacks.task_checkpoint writes them; grids prune them) ----------
+TASK_FILE = re.compile(r"task_(\d+)\.ckpt")
+
+
+def task_file(task: int) -> str:
+    return f"task_{task:02d}.ckpt"
+
+
+def task_checkpoints(directory: Path) -> list[Path]:
+    """The task checkpoints in ``directory``, newest task first."""
+    found = [
+        (int(m.group(1)), p) for p in directory.glob("task_*.ckpt") if (m := TASK_FILE.fullmatch(p.name))
+    ]
+    return [p for _, p in sorted(found, reverse=True)]
+
+
+def prune_task_checkpoints(run_dir: Path) -> int:
+    """Delete a finished run's task checkpoints but the newest and the one ``last.ckpt`` names (the
+    final weights, which Fig. 5 reads); returns the bytes freed. One per task of the paper's MLP with
+    Adam's state is 19 MB: a grid that kept them all would fill a laptop's disk (~180 MB a run)."""
+    directory = Path(run_dir) / "checkpoints"
+    found = task_checkpoints(directory)
+    last = directory / "last.ckpt"
+    keep = {found[0].resolve()} if found else set()
+    if last.is_symlink() or last.exists():
+        keep.add(last.resolve())
+    freed = 0
+    for path in found:
+        if path.resolve() not in keep:
+            freed += path.stat().st_size
+            path.unlink()
+    return freed

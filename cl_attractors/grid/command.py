@@ -30,6 +30,7 @@ from cl_attractors.grid.cluster import DaskRunner, check_address
 from cl_attractors.grid.runner import GridRunner, gpu_slots
 from cl_attractors.grid.spec import ExperimentSpec, Run, default_workers, load_spec, select_variants
 from cl_attractors.io import write_json
+from cl_attractors.paths import prune_task_checkpoints
 from cl_attractors.report.claims import check_claims
 from cl_attractors.report.provenance import finish_invocation, start_invocation
 from cl_attractors.report.render import render
@@ -60,6 +61,11 @@ def _parser(prog: str, running: bool) -> argparse.ArgumentParser:
             help="K runs at once on each GPU, one CPU thread each (docs/distributed.md: choosing K)",
         )
         parser.add_argument(
+            "--keep_task_checkpoints",
+            action="store_true",
+            help="keep every run's checkpoint after each task (default: a finished run keeps its final one)",
+        )
+        parser.add_argument(
             "--scheduler",
             help="run on the Dask cluster of this scheduler: tcp://HOST:8786 (docs/distributed.md)",
         )
@@ -78,6 +84,7 @@ def _spec(args: argparse.Namespace, extra: list[str]) -> ExperimentSpec:
         spec.out_dir = Path(args.out_dir)
     if args.results_dir:
         spec.results_dir = Path(args.results_dir)
+    spec.keep_task_checkpoints = getattr(args, "keep_task_checkpoints", False)
     validate(spec, extra)
     names = set(dataclasses.replace(spec, variants=everything).variant_args())
     check_claims(spec.claims, names | set(everything), set(everything))
@@ -167,6 +174,13 @@ def run_experiment(
     last, in the grid's provenance."""
     runs = spec.runs(extra)
     check_reuse(runs)
+    if not spec.keep_task_checkpoints:  # finished before pruning existed, or by another runner
+        freed = sum(prune_task_checkpoints(r.run_dir) for r in runs if r.complete)
+        if freed:
+            print(
+                f"{spec.name}: finished runs' earlier task checkpoints deleted ({freed / 2**30:.1f} GiB)",
+                file=sys.stderr,
+            )
     # seed by seed (every variant of the first seed, then the next): an interrupted grid leaves
     # whole seeds, which pair across variants
     todo = sorted((r for r in runs if not r.complete), key=lambda r: spec.seeds.index(r.seed))

@@ -29,6 +29,7 @@ from typing import IO
 from tqdm import tqdm
 
 from cl_attractors.grid.spec import Run
+from cl_attractors.paths import prune_task_checkpoints
 
 CLI = Path(__file__).resolve().parents[2] / "cli.py"
 LOG_TAIL_LINES = 5
@@ -157,7 +158,8 @@ def execute(
 ) -> Outcome:
     """Run one fit under the run's lock, in ``cwd`` (relative paths of the spec resolve there);
     the lock is waited for ``lock_wait_s`` seconds (until ``stop``); a run found complete once
-    locked (another process ran it meanwhile) is not run again."""
+    locked (another process ran it meanwhile) is not run again. A finished run keeps only its
+    final checkpoint unless the run says ``keep_task_checkpoints``."""
     local = replace(run, run_dir=Path(cwd) / run.run_dir)
     local.run_dir.mkdir(parents=True, exist_ok=True)
     with open(local.run_dir / ".lock", "w") as lock:
@@ -171,6 +173,8 @@ def execute(
             return Outcome(run, 0)
         code = _spawn(local, env, procs, cwd, lock.fileno(), die_with_parent)
     ok = code == 0 and local.complete
+    if ok and not run.keep_task_checkpoints:
+        prune_task_checkpoints(local.run_dir)
     return Outcome(run, 0 if ok else (code or 1), "" if ok else _tail(local.run_dir / "run.log"))
 
 

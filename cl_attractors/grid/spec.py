@@ -36,7 +36,7 @@ from typing import Any
 
 from cl_attractors.errors import ConfigError
 from cl_attractors.io import read_yaml_mapping
-from cl_attractors.paths import resolve_args, resolve_relative
+from cl_attractors.paths import resolve_args, resolve_relative, task_checkpoints
 
 KINDS = ("curves", "shared", "weights", "sensitivity", "plasticity", "scoreboard")
 NO_RUNS = ("plasticity", "scoreboard")
@@ -84,6 +84,7 @@ class Run:
     seed: int
     run_dir: Path
     args: tuple[str, ...]
+    keep_task_checkpoints: bool = False  # else, once finished, only its final checkpoint is kept
 
     @property
     def complete(self) -> bool:
@@ -93,7 +94,7 @@ class Run:
     def command(self) -> list[str]:
         """``cli.py`` arguments (after the script): a fresh run, or a resume when a task checkpoint
         exists (``--ckpt_path last`` picks the newest that loads, whatever state last.ckpt is in)."""
-        resume = ["--ckpt_path", "last"] if any((self.run_dir / "checkpoints").glob("task_*.ckpt")) else []
+        resume = ["--ckpt_path", "last"] if task_checkpoints(self.run_dir / "checkpoints") else []
         return [*self.args, *resume]
 
 
@@ -122,6 +123,7 @@ class ExperimentSpec:
     claims: list[dict] = field(default_factory=list)
     options: dict[str, Any] = field(default_factory=dict)
     source: Path = Path("")
+    keep_task_checkpoints: bool = False  # --keep_task_checkpoints: every run keeps one per task
 
     @property
     def needs_runs(self) -> bool:
@@ -162,7 +164,7 @@ class ExperimentSpec:
                     "--trainer.enable_progress_bar",
                     "false",
                 ]
-                out.append(Run(variant, group, x, seed, run_dir, tuple(fit)))
+                out.append(Run(variant, group, x, seed, run_dir, tuple(fit), self.keep_task_checkpoints))
         return out
 
 

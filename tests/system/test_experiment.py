@@ -110,6 +110,7 @@ def test_grid_runs_resumes_and_reports(
     for d in dirs:
         assert json.loads((runs / d / "metrics.json").read_text())["complete"] is True
         assert (runs / d / "checkpoints" / "last.ckpt").is_file() and list((runs / d).glob("events.*"))
+        assert [c.name for c in (runs / d / "checkpoints").glob("task_*")] == ["task_01.ckpt"]  # final only
         assert "--data.seed" in (runs / d / "run.log").read_text().splitlines()[0]
     perms = [torch.load(runs / f"fast/seed_{s}/permutations.pt") for s in (0, 1)]
     assert not torch.equal(perms[0], perms[1])  # new permutations per seed
@@ -136,6 +137,7 @@ def test_grid_runs_resumes_and_reports(
     assert [k for k in after if after[k] != before[k]] == [str(killed / "metrics.json")]
     assert "--ckpt_path last" in (killed / "run.log").read_text().splitlines()[0]
     assert json.loads((killed / "metrics.json").read_text()) == uninterrupted
+    assert [c.name for c in (killed / "checkpoints").glob("task_*")] == ["task_01.ckpt"]
 
     # report: from saved results only, training made impossible
     monkeypatch.setattr(subprocess, "Popen", lambda *a, **k: pytest.fail("report started a process"))
@@ -251,3 +253,13 @@ def test_run_held_by_another_process_is_waited_for_not_started_twice_nor_failed(
         timer.join()
     assert "1 runs finished, 0 failed" in capsys.readouterr().err
     assert not (run_dir / "run.log").exists()
+
+
+def test_a_grid_keeps_every_task_checkpoint_when_told(tmp_path: Path) -> None:
+    path = write_spec(tmp_path, seeds=[0], variants={"fast": []}, claims=[])
+    experiment.main(["--config", str(path), "--workers", "1", "--keep_task_checkpoints"])
+    ckpts = tmp_path / "runs" / "fast" / "seed_0" / "checkpoints"
+    assert sorted(c.name for c in ckpts.glob("task_*")) == ["task_00.ckpt", "task_01.ckpt"]
+    experiment.main(["--config", str(path), "--workers", "1"])  # without it: finished runs pruned
+    assert [c.name for c in ckpts.glob("task_*")] == ["task_01.ckpt"]
+    assert (ckpts / "last.ckpt").resolve() == ckpts / "task_01.ckpt"

@@ -9,7 +9,13 @@ import yaml
 
 from cl_attractors.errors import ConfigError
 from cl_attractors.grid.spec import load_spec
-from cl_attractors.paths import resolve_args, resolve_relative
+from cl_attractors.paths import (
+    prune_task_checkpoints,
+    resolve_args,
+    resolve_relative,
+    task_checkpoints,
+    task_file,
+)
 from cl_attractors.train.compose import expand_argv, expand_defaults
 from tests.helpers import ROOT
 
@@ -129,3 +135,29 @@ def test_grid_specs_resolve_their_paths_from_any_directory(
         named += [a for args in spec.variants.values() for a in args if a.endswith(".yaml")]
         named = [Path(p) for p in named if p is not None]
         assert all(p.is_file() or p.is_relative_to(tuned) for p in named), (path.name, named)
+
+
+def test_pruning_keeps_the_newest_task_checkpoint_and_the_one_last_names(tmp_path: Path) -> None:
+    ckpts = tmp_path / "checkpoints"
+    assert prune_task_checkpoints(tmp_path) == 0  # no checkpoints: nothing to do
+    ckpts.mkdir()
+    for task in range(4):
+        (ckpts / task_file(task)).write_bytes(b"x" * (task + 1))
+    (ckpts / "last.ckpt").symlink_to("task_03.ckpt")
+    (ckpts / "notes.txt").write_text("kept")
+    assert [p.name for p in task_checkpoints(ckpts)] == [
+        "task_03.ckpt",
+        "task_02.ckpt",
+        "task_01.ckpt",
+        "task_00.ckpt",
+    ]
+    assert prune_task_checkpoints(tmp_path) == 1 + 2 + 3
+    assert sorted(p.name for p in ckpts.iterdir()) == ["last.ckpt", "notes.txt", "task_03.ckpt"]
+    assert (ckpts / "last.ckpt").read_bytes() == b"xxxx"
+
+    for task in range(3):
+        (ckpts / task_file(task)).write_bytes(b"y")
+    (ckpts / "last.ckpt").unlink()
+    (ckpts / "last.ckpt").symlink_to("task_01.ckpt")  # last names an older one: both kept
+    assert prune_task_checkpoints(tmp_path) == 2
+    assert [p.name for p in task_checkpoints(ckpts)] == ["task_03.ckpt", "task_01.ckpt"]

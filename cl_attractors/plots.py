@@ -132,7 +132,9 @@ def curve_panels(agg: dict, title: str = "") -> Figure:
     return fig
 
 
-def sweep_plot(agg: dict, metric: str = "final_avg_acc", xlabel: str = "shared fraction") -> Figure:
+def sweep_plot(
+    agg: dict, metric: str = "final_avg_acc", xlabel: str = "shared fraction", title: str = ""
+) -> Figure:
     """``metric`` (mean ± 95% CI) against the sweep value, one line per variant group."""
     fig, ax = plt.subplots(figsize=(6.5, 4.4))
     groups: dict[str, list[tuple[float, dict]]] = {}
@@ -144,7 +146,8 @@ def sweep_plot(agg: dict, metric: str = "final_avg_acc", xlabel: str = "shared f
     for group, points in groups.items():
         points.sort(key=lambda p: p[0])
         _band(ax, [p[0] for p in points], [p[1] for p in points], labels[group])
-    ax.set(xlabel=xlabel, ylabel=METRICS.get(metric, metric), title=ci_note(_seeds(agg)))
+    ax.set(xlabel=xlabel, ylabel=METRICS.get(metric, metric))
+    fig.suptitle("\n".join(t for t in (title, ci_note(_seeds(agg))) if t))
     ax.grid(alpha=0.3)
     _legend(ax)
     fig.tight_layout()

@@ -55,7 +55,7 @@ def _figure(spec: ExperimentSpec, runs: list[Run], agg: dict, title: str) -> tup
             spec.options.get("metric", "final_avg_acc"),
             spec.options.get("xlabel", "shared fraction"),
         )
-        plots.save_figure(plots.sweep_plot(agg, metric, xlabel), path)
+        plots.save_figure(plots.sweep_plot(agg, metric, xlabel, title), path)
     elif spec.kind == "sensitivity":
         return None, render_sensitivity(spec, agg)
     else:

@@ -80,10 +80,7 @@ def prune_task_checkpoints(run_dir: Path) -> int:
     Adam's state is 19 MB: a grid that kept them all would fill a laptop's disk (~180 MB a run)."""
     directory = Path(run_dir) / "checkpoints"
     found = task_checkpoints(directory)
-    last = directory / "last.ckpt"
-    keep = {found[0].resolve()} if found else set()
-    if last.is_symlink() or last.exists():
-        keep.add(last.resolve())
+    keep = {(directory / "last.ckpt").resolve(), *(p.resolve() for p in found[:1])}
     freed = 0
     for path in found:
         if path.resolve() not in keep:

@@ -47,9 +47,13 @@ ROOT = Path(__file__).resolve().parents[2]
 CODE = ("cl_attractors", "callbacks", "cli.py", "configs")  # what a run's numbers depend on
 
 
+COMMIT_ENV = "CL_ATTRACTORS_COMMIT"  # outside a git checkout: the commit the code was copied from
+
+
 def code_version(root: Path = ROOT) -> str | None:
     """The commit of the checkout at ``root`` (short hash), ``+ uncommitted changes`` when its code
-    or configs differ from it; None outside a git checkout (or without git)."""
+    or configs differ from it. Outside a git checkout (a copy sent to another machine, which has
+    no ``.git``) the value of ``$CL_ATTRACTORS_COMMIT`` marked as stated, else None."""
 
     def git(*args: str) -> str:
         return subprocess.run(
@@ -60,8 +64,16 @@ def code_version(root: Path = ROOT) -> str | None:
         commit = git("rev-parse", "--short", "HEAD")
         dirty = git("status", "--porcelain", "--untracked-files=no", "--", *CODE)
     except (OSError, subprocess.SubprocessError):
-        return None
+        stated = os.environ.get(COMMIT_ENV)
+        return f"{stated} (stated: copied, no git)" if stated else None
     return f"{commit} + uncommitted changes" if dirty else commit
+
+
+def gpus() -> list[str]:
+    """The names of the GPUs this process sees (torch; [] without CUDA)."""
+    import torch
+
+    return [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
 
 
 def start_invocation(spec: ExperimentSpec, argv: Sequence[str], started: float) -> str:
@@ -80,6 +92,7 @@ def start_invocation(spec: ExperimentSpec, argv: Sequence[str], started: float) 
         "wall_s": None,
         "failed_runs": None,
         "cpus": os.cpu_count(),
+        "gpus": gpus(),
     }
     write_json(invocations_path(spec), [*load_invocations(spec), record])
     return record_id
@@ -193,7 +206,7 @@ def markdown(provenance: dict) -> str:
         lines += [
             f"| {r['started']} | `{r['command']}` | {_or_dash(r.get('code'))} | {r['runs_made']} | "
             f"{wall_text(r)} | {_or_dash(r['failed_runs'])} | {_or_dash(r.get('load_avg_1min_at_end'))} "
-            f"on {r.get('cpus', '?')} CPUs |"
+            f"on {machine(r)} |"
             for r in rows
         ]
         lines += ["", f"Total wall time: {total_wall(provenance)} over {len(rows)} invocation(s)."]
@@ -205,6 +218,15 @@ def markdown(provenance: dict) -> str:
             "they start, or copied here): the total is a lower bound.",
         ]
     return "\n".join(lines) + "\n"
+
+
+def machine(record: dict) -> str:
+    """``2 CPUs``, or ``16 CPUs, 1 GPU (NVIDIA H200)`` where the invocation saw GPUs."""
+    cpus, names = f"{record.get('cpus', '?')} CPUs", record.get("gpus") or []
+    if not names:
+        return cpus
+    kinds = ", ".join(sorted(set(names)))
+    return f"{cpus}, {len(names)} GPU{'s' if len(names) > 1 else ''} ({kinds})"
 
 
 def _or_dash(value: object) -> str:

@@ -155,7 +155,7 @@ def terminal_summary(spec: ExperimentSpec, agg: dict, made: dict) -> str:
     last = own[-1] if own else None
     wall = (
         f"wall time {provenance.wall_text(last)} (`cli.py experiment` of {last['started']}; "
-        f"load average {last.get('load_avg_1min_at_end', '—')} on {last['cpus']} CPUs at its end)"
+        f"load average {last.get('load_avg_1min_at_end', '—')} on {provenance.machine(last)} at its end)"
         if last
         else "wall time not recorded"
     )

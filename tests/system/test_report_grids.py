@@ -19,9 +19,12 @@ from cl_attractors.grid import runner
 from cl_attractors.grid.checks import validate
 from cl_attractors.grid.spec import load_spec, select_variants
 from cl_attractors.report.provenance import (
+    COMMIT_ENV,
     code_version,
     finish_invocation,
+    gpus,
     load_invocations,
+    machine,
     start_invocation,
 )
 from tests.helpers import ROOT, metrics_json, write_spec
@@ -271,6 +274,9 @@ def test_an_invocation_records_the_commit_of_the_code_that_made_its_runs(tmp_pat
         subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)
 
     assert code_version(tmp_path) is None  # not a git checkout
+    with pytest.MonkeyPatch.context() as env:  # a copy on another machine, its commit stated
+        env.setenv(COMMIT_ENV, "abc1234")
+        assert code_version(tmp_path) == "abc1234 (stated: copied, no git)"
     git("init", "-q")
     (tmp_path / "cli.py").write_text("print(1)\n")
     (tmp_path / "notes.txt").write_text("a\n")
@@ -287,4 +293,10 @@ def test_an_invocation_records_the_commit_of_the_code_that_made_its_runs(tmp_pat
 
     spec = load_spec(write_spec(tmp_path, claims=[]))
     start_invocation(spec, ["--config", "tiny.yaml"], time.time())
-    assert load_invocations(spec)[0]["code"] == code_version()  # this checkout's (in results.md: above)
+    record = load_invocations(spec)[0]
+    assert record["code"] == code_version()  # this checkout's (in results.md: above)
+    assert record["gpus"] == gpus()  # the names of the GPUs it saw ([] on a CPU machine)
+    assert machine({"cpus": 2, "gpus": []}) == machine({"cpus": 2}) == "2 CPUs"  # older records: no key
+    h200 = {"cpus": 16, "gpus": ["NVIDIA H200"]}
+    assert machine(h200) == "16 CPUs, 1 GPU (NVIDIA H200)"
+    assert machine({**h200, "gpus": ["A", "B"]}) == "16 CPUs, 2 GPUs (A, B)"

@@ -5,6 +5,7 @@
     python cli.py tune --config configs/search/sticky_paper.yaml    # meta-learn phi (Optuna TPE)
     python cli.py experiment --config configs/grid/fig2.yaml
     python cli.py report --config configs/grid/fig2.yaml    # figures from saved runs
+    python cli.py merge --config configs/grid/fig2.yaml --from OTHER/runs/fig2   # runs made elsewhere
 
 Bad input ends with one line ``error: ...`` and exit status 2, never a traceback.
 """
@@ -32,11 +33,13 @@ COMMANDS = {
     "tune": "meta-learn a method's hyperparameters with Optuna TPE on Eq. 2",
     "experiment": "run a grid of fits (a paper figure) in parallel, then report",
     "report": "tables, figures and claims of a grid from its saved runs",
+    "merge": "bring a grid's finished runs home from another machine's out_dir",
 }
 EXTRA_COMMANDS = {
     "tune": ("cl_attractors.tune.study", "main"),
     "experiment": ("cl_attractors.grid.command", "main"),
     "report": ("cl_attractors.grid.command", "report_main"),
+    "merge": ("cl_attractors.grid.merge", "main"),
 }
 
 

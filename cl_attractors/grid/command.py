@@ -44,7 +44,7 @@ class _Parser(argparse.ArgumentParser):
         raise ConfigError(f"{self.prog}: {message}")
 
 
-def _parser(prog: str, running: bool) -> argparse.ArgumentParser:
+def grid_parser(prog: str, running: bool) -> argparse.ArgumentParser:
     parser = _Parser(prog=prog, allow_abbrev=False)
     parser.add_argument("--config", required=True, help="experiment YAML (configs/grid/fig*.yaml)")
     parser.add_argument("--seeds", type=int, nargs="+", help="replace the YAML's seeds")
@@ -72,7 +72,7 @@ def _parser(prog: str, running: bool) -> argparse.ArgumentParser:
     return parser
 
 
-def _spec(args: argparse.Namespace, extra: list[str]) -> ExperimentSpec:
+def grid_spec(args: argparse.Namespace, extra: list[str]) -> ExperimentSpec:
     """The spec with the command line applied, validated (claims too, against every variant of
     the YAML: ``--variants`` may leave some out)."""
     spec = load_spec(args.config)
@@ -95,14 +95,14 @@ def check_reuse(runs: list[Run]) -> None:
     """A run directory made with other fit arguments must not be skipped or resumed silently."""
     for run in runs:
         path = run.run_dir / ARGS_FILE
-        if path.is_file() and _read_json(path, None) != list(run.args):
+        if path.is_file() and read_json(path, None) != list(run.args):
             raise ConfigError(
                 f"{run.run_dir} was made with other fit arguments (see {path}); "
                 "use another --out_dir or delete it"
             )
 
 
-def _read_json(path: Path, default: Any) -> Any:
+def read_json(path: Path, default: Any) -> Any:
     """A JSON file this command wrote; ``default`` when it was torn or edited into non-JSON."""
     try:
         return json.loads(path.read_text())
@@ -213,8 +213,8 @@ def main(argv: Sequence[str], probe: Probe | None = None) -> None:
     """``cli.py experiment``: validate (and with ``probe``, build each variant's fit once), run
     what is missing, aggregate and render."""
     started = time.time()
-    args, extra = _parser("cli.py experiment", running=True).parse_known_args(list(argv))
-    spec = _spec(args, extra)
+    args, extra = grid_parser("cli.py experiment", running=True).parse_known_args(list(argv))
+    spec = grid_spec(args, extra)
     if probe is not None and spec.needs_runs:
         probe_variants(spec, extra, probe)
     failed = (
@@ -230,10 +230,10 @@ def main(argv: Sequence[str], probe: Probe | None = None) -> None:
 
 def report_main(argv: Sequence[str]) -> None:
     """``cli.py report``: re-render the tables, figures and results.md from finished runs only."""
-    args, extra = _parser("cli.py report", running=False).parse_known_args(list(argv))
-    spec = _spec(args, extra)
+    args, extra = grid_parser("cli.py report", running=False).parse_known_args(list(argv))
+    spec = grid_spec(args, extra)
     recorded = spec.out_dir / "experiment.json"
     if not extra and recorded.is_file():
-        saved = _read_json(recorded, {})
+        saved = read_json(recorded, {})
         extra = list(saved.get("extra") or []) if isinstance(saved, dict) else []
     print(f"results: {render(spec, spec.runs(extra) if spec.needs_runs else [])}")

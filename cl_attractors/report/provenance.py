@@ -28,10 +28,10 @@ def invocations_path(spec: ExperimentSpec) -> Path:
 
 def load_invocations(spec: ExperimentSpec) -> list[dict]:
     """The recorded invocations of ``spec``'s grid (oldest first; [] when none or unreadable)."""
-    return _read(invocations_path(spec))
+    return read_records(invocations_path(spec))
 
 
-def _read(path: Path) -> list[dict]:
+def read_records(path: Path) -> list[dict]:
     try:
         data = json.loads(path.read_text())
     except (OSError, ValueError):
@@ -142,7 +142,7 @@ def made_by(spec: ExperimentSpec, finished: Sequence[Path]) -> dict:
     records = []
     for path in sorted(spec.out_dir.glob("*.invocations.json")):
         grid = path.name.removesuffix(".invocations.json")
-        own = _read(path)
+        own = read_records(path)
         for record, (start, end) in zip(own, _windows(own)):
             inside = [i for i, t in enumerate(times) if start <= t <= end]
             if grid != spec.name and not inside:

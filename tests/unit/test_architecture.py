@@ -10,7 +10,7 @@ Layers, lowest first; a module may import its own layer and the layers below, ne
     3  cl_attractors.grid.spec, .grid.checks,     experiment specs, their checks before any run, and
        .grid.runner, .grid.cluster            the runners of `fit` processes (the local pool; Dask)
     4  cl_attractors.report                       from saved runs only: aggregate, stats, claims, plots
-    5  cl_attractors.tune, .grid.command          the `tune`, `experiment` and `report` commands
+    5  cl_attractors.tune, .grid.command, .merge  the `tune`, `experiment`, `report` and `merge` commands
     6  cli                                        the command line (nothing imports it)
 
 Besides the layers: metrics.py, paths.py, runs.py, report/ and the search space import no Lightning;
@@ -42,7 +42,7 @@ LAYERS = {
     "cl_attractors.grid.cluster": 3,
     "cl_attractors.report": 4,
     "cl_attractors.tune": 5,
-    "cl_attractors.grid": 5,  # grid/command.py and grid/__init__.py
+    "cl_attractors.grid": 5,  # grid/command.py, grid/merge.py and grid/__init__.py
     "cl_attractors": 5,  # the package's __init__ (its API for notebooks); not a prefix
     "cli": 6,
 }

@@ -19,7 +19,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from cl_attractors.errors import ConfigError, one_line
+from cl_attractors.errors import ConfigError, bounded, one_line
+from cl_attractors.io import safe_yaml
 
 # expected failures: a refused value or file (ConfigError, a parser's ArgumentError), a training
 # that diverged on the given values, and the environment (a full disk, a missing permission);
@@ -94,18 +95,52 @@ def print_outcome(cli: Any) -> None:
     print(fit_report(cli.trainer))
 
 
+def safe_streams() -> None:
+    """The terminal streams never fail on a character their encoding lacks (an ASCII locale and
+    the φ, λ, ± of a report): it is written escaped. Files are written as UTF-8 everywhere."""
+    for stream in (sys.stdout, sys.stderr):
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
+
+
+def bounded_parser_yaml() -> None:
+    """Every YAML value the fit's parser reads (a command-line value, an inline config) is bounded
+    as the config files are (:func:`cl_attractors.io.safe_yaml`): an alias bomb is refused."""
+    import jsonargparse
+    import yaml
+    from jsonargparse._loaders_dumpers import yaml_load
+
+    def load(stream: str) -> Any:
+        if isinstance(stream, str) and ("*" in stream or "\x00" in stream):  # aliases or NUL bytes
+            safe_yaml(stream, "a YAML value")
+        return yaml_load(stream)
+
+    jsonargparse.set_loader("yaml", load, (yaml.YAMLError,))
+
+
+def check_argv(argv: Sequence[str]) -> None:
+    """Refuse an argument holding a NUL byte (no path or value can hold one)."""
+    for arg in argv:
+        if "\x00" in arg:
+            raise ConfigError(f"the argument {bounded(repr(arg), 120)} holds a NUL byte; remove it")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    safe_streams()
     if not argv:
         print(f"error: command is missing; use one of {', '.join(COMMANDS)} (--help)", file=sys.stderr)
         return 2
     if argv[0] not in COMMANDS and not argv[0].startswith("-"):
-        print(f"error: command {argv[0]!r} is not allowed; use one of {', '.join(COMMANDS)}", file=sys.stderr)
+        shown = bounded(repr(argv[0]), 80)
+        print(f"error: command {shown} is not allowed; use one of {', '.join(COMMANDS)}", file=sys.stderr)
         return 2
     if argv[0] in ("-h", "--help"):
         print(usage(Path(sys.argv[0]).name), end="")
         return 0
     try:
+        check_argv(argv)
+        bounded_parser_yaml()
         if argv[0] in EXTRA_COMMANDS:
             _command(argv[0])(argv[1:])
         else:

@@ -16,11 +16,11 @@ import zipfile
 from pathlib import Path
 
 import lightning.pytorch as pl
-import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.utilities import rank_zero_warn
 
 from cl_attractors.errors import ConfigError
+from cl_attractors.io import load_tensors
 from cl_attractors.paths import task_checkpoints, task_file
 
 
@@ -31,9 +31,13 @@ def load_problem(path: Path) -> str | None:
             bad = archive.testzip()
         if bad is not None:
             return f"member {bad} is corrupt"
-        ckpt = torch.load(path, map_location="cpu", weights_only=False, mmap=True)
+        ckpt = load_tensors(path, "checkpoint", mmap=True)  # weights only: a planted pickle runs no code
+    except ConfigError as err:
+        return f"not a loadable checkpoint ({err})"
     except (OSError, zipfile.BadZipFile, RuntimeError, EOFError, ValueError) as err:
         return f"not a loadable checkpoint ({type(err).__name__}: {err})"
+    if not isinstance(ckpt, dict):
+        return "not a training checkpoint (not a mapping)"
     missing = {"state_dict", "loops", "optimizer_states"} - set(ckpt)
     return f"not a training checkpoint (no {', '.join(sorted(missing))})" if missing else None
 

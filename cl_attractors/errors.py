@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import re
 from typing import Any
+from urllib.parse import quote, unquote
 
 
 class ConfigError(ValueError):
@@ -68,10 +69,66 @@ REQUIRED = re.compile(
 )
 
 
+# ---- secrets: one masking for every message, log and file that may carry a storage URL ----------
+MASK = "***"
+SECRET_KEYS = ("password", "passwd", "pwd", "pass", "secret", "token", "api_key", "apikey", "access_key")
+# scheme://user:PASSWORD@host: the password runs to the LAST '@' before a space, so one holding
+# '@', ':', '/' or quotes is masked whole (an '@' later in the path masks more, never less)
+USERINFO = re.compile(r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.\-]*://)(?P<user>[^:/?#@\s]*):(?P<pw>\S*)@")
+# key=value anywhere (a URL query, a libpq DSN, a log line), the key possibly percent-encoded
+KEY_VALUE = re.compile(
+    r"(?P<key>(?:[A-Za-z0-9_.\-]|%[0-9A-Fa-f]{2})+)(?P<eq>\s*(?:=|%3[Dd])\s*)(?P<value>[^&;\s'\"]*)"
+)
+_registered: set[str] = set()
+
+
+def register_secret(value: str | None) -> None:
+    """Mask ``value`` (and its percent-encoded and -decoded forms) wherever it is printed from now
+    on: a password that no URL pattern finds (spaces, '/') is still masked."""
+    if value and len(value) >= 3:
+        _registered.update({value, quote(value, safe=""), unquote(value)} - {""})
+
+
+def _secret_key(key: str) -> bool:
+    k = unquote(key).lower()
+    return any(k == s or k.endswith(("_" + s, "." + s, "-" + s)) for s in SECRET_KEYS)
+
+
+def mask_secrets(text: str) -> str:
+    """``text`` with every password masked: URL userinfo (``scheme://user:PASSWORD@host``, '@'
+    and ':' in the password included), ``password=`` style keys (URL queries, DSNs, percent-encoded
+    keys too) and every registered secret."""
+    for secret in sorted(_registered, key=len, reverse=True):
+        text = text.replace(secret, MASK)
+    text = USERINFO.sub(lambda m: f"{m['scheme']}{m['user']}:{MASK}@", text)
+    return KEY_VALUE.sub(
+        lambda m: f"{m['key']}{m['eq']}{MASK}" if _secret_key(m["key"]) and m["value"] else m[0], text
+    )
+
+
+MAX_MESSAGE = 600  # characters of one message line: a value is never printed whole past this
+
+
+def bounded(text: str, limit: int = MAX_MESSAGE) -> str:
+    """``text`` as one printable line: secrets masked, control characters (NUL, newlines, escapes)
+    shown escaped, at most ``limit`` characters (the middle cut)."""
+    text = mask_secrets(text)
+    text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+    if len(text) > limit:
+        cut = len(text) - limit
+        text = f"{text[: limit // 2]} ...[{cut} characters cut]... {text[-limit // 2 :]}"
+    return text
+
+
 def one_line(err: BaseException) -> str:
-    """The error's message on one line: our own message if a parser wrapped one, else the
-    innermost parser complaint prefixed by its full key (parser messages span many lines)."""
-    text = " ".join(line.strip() for line in str(err).splitlines() if line.strip())
+    """The error's message on one bounded line (secrets masked, see :func:`bounded`): our own
+    message if a parser wrapped one, else the innermost parser complaint prefixed by its full key
+    (parser messages span many lines)."""
+    return bounded(_one_line(err))
+
+
+def _one_line(err: BaseException) -> str:
+    text = " ".join(line.strip() for line in str(err)[: MAX_MESSAGE * 100].splitlines() if line.strip())
     ours = OURS.search(text)
     if ours:
         return ours.group(0)

@@ -15,6 +15,7 @@ import pandas as pd
 import yaml
 
 from cl_attractors.errors import ConfigError
+from cl_attractors.io import safe_yaml
 
 TASK_CURVES = ("avg_acc_seen", "avg_acc_previous", "current_acc")  # index j: after training task j
 
@@ -55,7 +56,7 @@ def metric_columns(metrics: dict[str, Any]) -> dict[str, Any]:
 
 def _read(path: Path, parse: Any) -> Any:
     try:
-        return parse(path.read_text())
+        return parse(path.read_text(encoding="utf-8"))
     except (OSError, ValueError, yaml.YAMLError) as err:
         raise ConfigError(f"run file {path} cannot be read ({' '.join(str(err).split())})") from None
 
@@ -64,7 +65,8 @@ def read_run(run_dir: Path, root: Path) -> dict[str, Any]:
     """One row: where the run is, its config columns, its metrics and its accuracy matrix."""
     row: dict[str, Any] = {"run": run_dir.relative_to(root).as_posix(), "run_dir": str(run_dir)}
     if (run_dir / "config.yaml").is_file():
-        row.update(config_columns(_read(run_dir / "config.yaml", yaml.safe_load) or {}))
+        config = _read(run_dir / "config.yaml", lambda text: safe_yaml(text, f"{run_dir}/config.yaml"))
+        row.update(config_columns(config or {}))
     row.update(metric_columns(_read(run_dir / "metrics.json", json.loads)))
     matrix = run_dir / "accuracy_matrix.csv"
     row["accuracy_matrix"] = (

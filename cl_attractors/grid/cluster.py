@@ -78,7 +78,7 @@ def probe(paths: list[str], out_dir: str, name: str) -> dict[str, object]:
     file = f"{name}-{socket.gethostname()}-{os.getpid()}"
     try:
         Path(out_dir).mkdir(parents=True, exist_ok=True)
-        (Path(out_dir) / file).write_text(name)
+        (Path(out_dir) / file).write_text(name, encoding="utf-8")
         error = ""
     except OSError as err:
         error = err.strerror or str(err)

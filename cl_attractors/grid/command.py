@@ -105,7 +105,7 @@ def check_reuse(runs: list[Run]) -> None:
 def read_json(path: Path, default: Any) -> Any:
     """A JSON file this command wrote; ``default`` when it was torn or edited into non-JSON."""
     try:
-        return json.loads(path.read_text())
+        return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return default
 

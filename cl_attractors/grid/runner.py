@@ -30,6 +30,7 @@ from tqdm import tqdm
 
 from cl_attractors.grid.spec import Run
 from cl_attractors.paths import prune_task_checkpoints
+from cl_attractors.repair import repair_outputs
 
 CLI = Path(__file__).resolve().parents[2] / "cli.py"
 LOG_TAIL_LINES = 5
@@ -64,7 +65,7 @@ def gpu_slots(gpus: list[int] | None, workers: int, per_gpu: int = 1) -> list[in
 
 def _tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
     try:
-        return "\n".join(path.read_text(errors="replace").strip().splitlines()[-lines:])
+        return "\n".join(path.read_text(encoding="utf-8", errors="replace").strip().splitlines()[-lines:])
     except OSError:
         return ""
 
@@ -139,7 +140,7 @@ def held(run: Run) -> bool:
     path = run.run_dir / ".lock"
     if not path.is_file():
         return False
-    with open(path) as lock:
+    with open(path, encoding="utf-8") as lock:
         try:
             fcntl.flock(lock, fcntl.LOCK_SH | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -162,16 +163,19 @@ def execute(
     final checkpoint unless the run says ``keep_task_checkpoints``."""
     local = replace(run, run_dir=Path(cwd) / run.run_dir)
     local.run_dir.mkdir(parents=True, exist_ok=True)
-    with open(local.run_dir / ".lock", "w") as lock:
+    with open(local.run_dir / ".lock", "w", encoding="utf-8") as lock:
         if not _lock(lock, lock_wait_s, stop):
             return (
                 Outcome(run, -1, "not started (interrupted)")
                 if stop and stop.is_set()
                 else Outcome(run, 1, HELD)
             )
+        repair_outputs(local.run_dir)  # a finished run whose metrics.json was torn or lags
         if local.complete:
             return Outcome(run, 0)
         code = _spawn(local, env, procs, cwd, lock.fileno(), die_with_parent)
+        if code == 0:
+            repair_outputs(local.run_dir)  # resumed from its final checkpoint: nothing was rewritten
     ok = code == 0 and local.complete
     if ok and not run.keep_task_checkpoints:
         prune_task_checkpoints(local.run_dir)
@@ -182,7 +186,7 @@ def _spawn(run: Run, env: dict[str, str], procs: Processes, cwd: Path, lock_fd: 
     """Run the fit in a child that inherits the run's lock: should the runner be killed, the
     orphaned child (unless ``die``) keeps the run locked until it ends, so no second fit starts."""
     command = run.command()
-    with open(run.run_dir / "run.log", "w") as fh:
+    with open(run.run_dir / "run.log", "w", encoding="utf-8") as fh:
         fh.write(" ".join(["python", "cli.py", *command]) + "\n")
         fh.flush()
         proc = subprocess.Popen(

@@ -101,7 +101,8 @@ class Run:
 def is_complete(run_dir: Path) -> bool:
     """Whether ``run_dir/metrics.json`` exists and has ``"complete": true``."""
     try:
-        return json.loads((Path(run_dir) / "metrics.json").read_text()).get("complete") is True
+        text = (Path(run_dir) / "metrics.json").read_text(encoding="utf-8")
+        return json.loads(text).get("complete") is True
     except (OSError, ValueError):
         return False
 

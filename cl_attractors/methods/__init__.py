@@ -8,15 +8,14 @@ import importlib
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from cl_attractors.errors import ConfigError
+from cl_attractors.io import read_yaml
 
 
 def load_method(path: str | Path, **overrides: Any) -> Any:
     """The method a ``configs/method/*.yaml`` file describes (``class_path`` + ``init_args``),
     with ``overrides`` replacing some of its arguments (for notebooks, tests and benchmarks)."""
-    raw = yaml.safe_load(Path(path).read_text())
+    raw = read_yaml(Path(path), "method file")
     if not isinstance(raw, dict) or not isinstance(raw.get("class_path"), str):
         raise ConfigError(f"method file {path} needs class_path and init_args")
     module, _, name = raw["class_path"].rpartition(".")

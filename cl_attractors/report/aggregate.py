@@ -36,7 +36,7 @@ def load_finished(runs: list[Run]) -> dict[str, dict[int, dict]]:
     for run in runs:
         if run.complete:
             path = run.run_dir / "metrics.json"
-            metrics = json.loads(path.read_text())
+            metrics = json.loads(path.read_text(encoding="utf-8"))
             missing = [k for k in (*CURVES, "bwt", "forgetting") if k not in metrics]
             if missing:
                 raise ConfigError(

@@ -6,12 +6,12 @@ import itertools
 from collections.abc import Sequence
 from pathlib import Path
 
-import yaml
+from cl_attractors.io import read_yaml
 
 
 def method_params(path: str) -> dict[str, float]:
     """The numeric ``init_args`` of a method YAML (``class_path``/``init_args``)."""
-    raw = yaml.safe_load(Path(path).read_text()) or {}
+    raw = read_yaml(Path(path), "--model.method") or {}
     init = raw.get("init_args", raw) if isinstance(raw, dict) else {}
     return {k: float(v) for k, v in init.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
 

@@ -33,7 +33,7 @@ def load_invocations(spec: ExperimentSpec) -> list[dict]:
 
 def read_records(path: Path) -> list[dict]:
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return []
     return data if isinstance(data, list) else []

@@ -47,12 +47,12 @@ def load_figure(grids_dir: Path, name: str) -> dict:
     variant gets the label the figure's YAML gives it."""
     spec = load_spec(grids_dir / f"{name}.yaml")
     path = spec.results_dir / "aggregate.json"
-    agg = json.loads(path.read_text()) if path.is_file() else None
+    agg = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
     labels = spec.options.get("labels", {})
     for vname, v in (agg or {}).get("variants", {}).items():
         v.setdefault("label", label_of(labels, vname, v.get("group", vname)))
     modes_path = spec.results_dir / f"{spec.name}_modes.json"
-    modes = json.loads(modes_path.read_text())["modes"] if modes_path.is_file() else {}
+    modes = json.loads(modes_path.read_text(encoding="utf-8"))["modes"] if modes_path.is_file() else {}
     return {"spec": spec, "agg": agg, "modes": modes, "attractors": attractors(spec)}
 
 
@@ -206,7 +206,7 @@ def render_scoreboard(spec: ExperimentSpec) -> Path:
         names.add(o["readme_table"]["figure"])
     figures = {n: load_figure(grids, n) for n in sorted(names)}
     target = spec.results_dir / "README.md"
-    text = target.read_text()
+    text = target.read_text(encoding="utf-8")
     board = (
         f"## {o.get('title', 'Claims scoreboard')}\n\n{scoreboard_table(spec, figures)}\n{_legend(spec)}\n"
     )
@@ -216,6 +216,9 @@ def render_scoreboard(spec: ExperimentSpec) -> Path:
     if "readme" in o:
         readme = Path(o["readme"])
         write_text(
-            readme, replace_block(readme.read_text(), "results-table", readme_table(spec, figures), readme)
+            readme,
+            replace_block(
+                readme.read_text(encoding="utf-8"), "results-table", readme_table(spec, figures), readme
+            ),
         )
     return target

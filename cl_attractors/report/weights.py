@@ -10,10 +10,12 @@ from scipy.ndimage import uniform_filter1d
 from scipy.signal import find_peaks
 from torch import Tensor
 
+from cl_attractors.io import load_tensors
+
 
 def final_weights(run_dir: Path, min_abs: float = 1e-5) -> Tensor:
     """All weight matrices (no biases) of ``run_dir/checkpoints/last.ckpt``, ``|w| < min_abs`` dropped."""
-    ckpt = torch.load(Path(run_dir) / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    ckpt = load_tensors(Path(run_dir) / "checkpoints" / "last.ckpt", "checkpoint")
     values = torch.cat(
         [
             v.flatten().float()

@@ -111,7 +111,7 @@ def check_trainer(trainer: dict[str, Any]) -> None:
 def available_bytes() -> int:
     """Memory this process can still have: ``MemAvailable`` of /proc/meminfo, else physical RAM."""
     try:
-        with open("/proc/meminfo") as fh:
+        with open("/proc/meminfo", encoding="utf-8") as fh:
             for line in fh:
                 if line.startswith("MemAvailable:"):
                     return int(line.split()[1]) * 1024

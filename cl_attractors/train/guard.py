@@ -28,7 +28,7 @@ from lightning.pytorch.cli import LightningCLI
 
 from callbacks.task_sequence import TaskSequence
 from cl_attractors.errors import ConfigError, one_line
-from cl_attractors.io import save_tensor
+from cl_attractors.io import load_tensors, save_tensor
 from cl_attractors.train.checks import check_config
 
 LOCK_FILE = ".fit.lock"
@@ -80,13 +80,9 @@ def read_checkpoint(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError(f"--ckpt_path {path} does not exist")
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # torch raises many types for a file it cannot parse
-        reason = (str(err).strip().split(". ")[0].splitlines() or [""])[0][:120]
-        raise ConfigError(
-            f"--ckpt_path {path} is not a readable checkpoint ({type(err).__name__}"
-            f"{': ' + reason if reason else ''}); give a .ckpt file written by fit"
-        ) from None
+        ckpt = load_tensors(path, "--ckpt_path")
+    except ConfigError as err:
+        raise ConfigError(f"{err}; give a .ckpt file written by fit") from None
     if not isinstance(ckpt, dict) or not isinstance(ckpt.get("state_dict"), dict):
         raise ConfigError(f"--ckpt_path {path} is not a Lightning checkpoint (it has no state_dict)")
     return ckpt
@@ -128,7 +124,13 @@ def check_state_fits(ckpt: dict[str, Any], model: torch.nn.Module, path: Path) -
 class AtomicCheckpointIO(TorchCheckpointIO):
     """Checkpoints written to a temporary file next to the target, then renamed (Lightning's own
     writer stages in the system temp dir and copies across file systems: a full disk left a
-    partial checkpoint)."""
+    partial checkpoint), and read back weights-only whatever the caller or the environment
+    (``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD``) asks: a resume never runs a checkpoint's code."""
+
+    def load_checkpoint(
+        self, path: Any, map_location: Any = None, weights_only: bool | None = None
+    ) -> dict[str, Any]:
+        return dict(load_tensors(Path(path), "checkpoint"))
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any = None) -> None:
         if storage_options is not None:
@@ -179,7 +181,7 @@ class RunDirLock:
 
     def acquire(self) -> None:
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        handle = open(self.run_dir / LOCK_FILE, "a+")  # held until release()
+        handle = open(self.run_dir / LOCK_FILE, "a+", encoding="utf-8")  # held until release()
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -17,6 +17,7 @@ import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, unquote
 
 import optuna
 import sqlalchemy
@@ -26,7 +27,7 @@ from optuna.storages._heartbeat import BaseHeartbeat  # not exported; RDBStorage
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import FrozenTrial, TrialState
 
-from cl_attractors.errors import ConfigError, require
+from cl_attractors.errors import USERINFO, ConfigError, mask_secrets, register_secret, require
 
 SCHEMA_RACE_RETRIES = 5
 HEARTBEAT_KEYS = ("interval", "grace_period", "max_retry")
@@ -51,6 +52,7 @@ def open_storage(url: str, heartbeat: dict[str, int]) -> optuna.storages.BaseSto
     ``grace_period`` seconds without a heartbeat and is re-queued (``max_retry`` times). Any URL
     that cannot work (unknown scheme, missing driver, unreachable server, missing folder) is a
     one-line ConfigError saying how to fix it, before any trial."""
+    url = _with_password_encoded(url)
     _check_heartbeat(heartbeat)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
@@ -78,11 +80,23 @@ def _check_heartbeat(heartbeat: dict[str, int]) -> None:
 
 
 def shown(url: str) -> str:
-    """``url`` as it may be printed: the password masked."""
-    try:
-        return sqlalchemy.engine.make_url(url).render_as_string(hide_password=True)
-    except sqlalchemy.exc.ArgumentError:
+    """``url`` as it may be printed: every password masked (:func:`cl_attractors.errors.mask_secrets`,
+    which every error line goes through too)."""
+    return mask_secrets(url)
+
+
+def _with_password_encoded(url: str) -> str:
+    """``url`` with its password masked from every later message, and percent-encoded when it
+    holds '@' (SQLAlchemy would cut it at the first '@' and take the rest for the host)."""
+    match = USERINFO.match(url)
+    if match is None:
         return url
+    register_secret(match["pw"])
+    if "@" not in match["pw"]:
+        return url
+    encoded = quote(unquote(match["pw"]), safe="")
+    register_secret(encoded)
+    return f"{match['scheme']}{match['user']}:{encoded}@{url[match.end() :]}"
 
 
 def _rdb(url: str, interval: int, grace: int, retry: StaleCallback) -> RDBStorage:
@@ -111,8 +125,13 @@ def _check_driver(url: str) -> None:
     """A URL SQLAlchemy can parse, with a known scheme whose Python driver is installed."""
     try:
         parsed = sqlalchemy.engine.make_url(url)
-    except sqlalchemy.exc.ArgumentError as err:
-        raise ConfigError(f"search.storage={url!r} is not a storage URL; use {FORMS}") from err
+    except (sqlalchemy.exc.ArgumentError, ValueError):
+        raise ConfigError(f"search.storage={shown(url)!r} is not a storage URL; use {FORMS}") from None
+    if parsed.drivername.startswith("sqlite") and parsed.database in (None, "", ":memory:"):
+        raise ConfigError(
+            f"search.storage={shown(url)!r} keeps the study in memory and loses it at exit; "
+            "use sqlite:///FILE.db (a file)"
+        )
     try:
         dialect = parsed.get_dialect()
     except sqlalchemy.exc.NoSuchModuleError as err:
@@ -166,16 +185,18 @@ def _engine_kwargs(url: str) -> dict[str, Any]:
 def _journal(url: str, interval: int, grace: int, retry: StaleCallback) -> HeartbeatJournalStorage:
     path = Path(url.removeprefix(JOURNAL)) if url.startswith(JOURNAL) else None
     if path is None or not path.name or path.is_dir():
-        raise ConfigError(f"search.storage={url!r} is not allowed; use journal:///PATH/study.log (a file)")
+        raise ConfigError(
+            f"search.storage={shown(url)!r} is not allowed; use journal:///PATH/study.log (a file)"
+        )
     if not path.parent.is_dir():
         raise ConfigError(
-            f"search.storage={url!r}: the folder {path.parent} does not exist; create it on the file "
+            f"search.storage={shown(url)!r}: the folder {path.parent} does not exist; create it on the file "
             "system every worker shares"
         )
     try:
         backend = JournalFileBackend(str(path))
     except OSError as err:
-        raise ConfigError(f"search.storage={url!r} cannot be opened: {err}; fix the path") from err
+        raise ConfigError(f"search.storage={shown(url)!r} cannot be opened: {err}; fix the path") from None
     return HeartbeatJournalStorage(backend, interval, grace, retry)
 
 

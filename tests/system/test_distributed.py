@@ -54,7 +54,7 @@ class Cluster:
 
     def _start(self, name: str, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen:
         log = self.tmp / f"{name}-{len(self.procs)}.log"
-        with open(log, "w") as out:  # the child keeps its own copy of the descriptor
+        with open(log, "w", encoding="utf-8") as out:  # the child keeps its own copy of the descriptor
             proc = subprocess.Popen(
                 [str(DASK), name, *args], stdout=out, stderr=subprocess.STDOUT, cwd=self.tmp, env=env
             )
@@ -219,7 +219,7 @@ def test_a_run_held_by_another_client_is_not_started(
     spec = write_spec(tmp_path, seeds=[0], variants={"fast": []})
     run_dir = tmp_path / "runs" / "fast" / "seed_0"
     run_dir.mkdir(parents=True)
-    with open(run_dir / ".lock", "w") as held:
+    with open(run_dir / ".lock", "w", encoding="utf-8") as held:
         fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
         with pytest.raises(SystemExit):
             experiment.main(["--config", str(spec), "--scheduler", shared.address])

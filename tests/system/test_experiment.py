@@ -238,7 +238,7 @@ def test_run_held_by_another_process_is_waited_for_not_started_twice_nor_failed(
     path = write_spec(tmp_path, seeds=[0], variants={"fast": []}, claims=[])
     run_dir = tmp_path / "runs" / "fast" / "seed_0"
     run_dir.mkdir(parents=True)
-    held = open(run_dir / ".lock", "w")  # the other process (released by the timer)
+    held = open(run_dir / ".lock", "w", encoding="utf-8")  # the other process (released by the timer)
     fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
 
     def other_process_finishes() -> None:

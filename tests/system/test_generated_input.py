@@ -63,7 +63,7 @@ def run_forked(argv: list[str], workdir: Path) -> tuple[int, str]:
             os.dup2(fd, 2)
             os.dup2(os.open(os.devnull, os.O_WRONLY), 1)
             sys.stderr = os.fdopen(2, "w", buffering=1)
-            sys.stdout = open(os.devnull, "w")  # the child exits below
+            sys.stdout = open(os.devnull, "w", encoding="utf-8")  # the child exits below
             code = cli.main(argv)
         except BaseException:
             traceback.print_exc()
@@ -102,7 +102,7 @@ def test_fit_any_value_of_any_field_works_or_is_one_line(tmp_path_factory: Any, 
     if route == "typed":
         argv += [f"--{field}", text]
     elif field.startswith("model.method."):  # a method file holding the value
-        base = yaml.safe_load(Path(method).read_text())
+        base = yaml.safe_load(Path(method).read_text(encoding="utf-8"))
         (work / "m.yaml").write_text(
             yaml.safe_dump({"class_path": base["class_path"]}) + yaml_nest(field[13:], text)
         )

@@ -33,6 +33,7 @@ LAYERS = {
     "cl_attractors.plots": 0,
     "cl_attractors.paths": 0,
     "cl_attractors.runs": 0,
+    "cl_attractors.repair": 0,
     "cl_attractors.methods": 1,
     "callbacks": 1,
     "cl_attractors.train": 2,
@@ -74,7 +75,7 @@ def layer(module: str) -> int | None:
 def imports(path: Path) -> list[str]:
     """Every module ``path`` imports, at any depth of the file (lazy imports count too)."""
     out: list[str] = []
-    for node in ast.walk(ast.parse(path.read_text())):
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
         if isinstance(node, ast.Import):
             out += [alias.name for alias in node.names]
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:

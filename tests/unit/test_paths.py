@@ -22,7 +22,7 @@ from tests.helpers import ROOT
 
 def _write(path: Path, content: dict) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(content))
+    path.write_text(yaml.safe_dump(content), encoding="utf-8")
     return path
 
 

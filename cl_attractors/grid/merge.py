@@ -7,24 +7,34 @@ A run made elsewhere (a lent GPU machine, a node without the shared disk) is a d
 other. Merging copies each run that is finished there and missing or unfinished here, with its
 files' modification times (the provenance counts a run in the invocation during which it
 finished), and appends that machine's invocation records that are not here yet. A run finished
-here is never replaced, nor one a fit is running in; a run made with other fit arguments is
-refused, as ``experiment`` refuses it. Then ``cli.py report`` renders the whole grid.
+here is never replaced, nor one a fit or a grid is running in (both locks are taken for the swap);
+a run made with other fit arguments is refused, as ``experiment`` refuses it. Then ``cli.py
+report`` renders the whole grid.
+
+The copy is not trusted (:mod:`cl_attractors.transfer`): links are copied only as links inside the
+run, anything else refused before a byte is written; each run is copied beside its place here,
+verified (metrics.json complete, the accuracy matrix and config.yaml present and readable), then
+swapped in atomically, so a merge killed at any moment leaves the local run as it was or the
+merged run whole.
 """
 
 from __future__ import annotations
 
+import fcntl
+import json
 import shutil
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 from cl_attractors.errors import ConfigError
 from cl_attractors.grid.command import ARGS_FILE, check_reuse, grid_parser, grid_spec, read_json
-from cl_attractors.grid.runner import held
 from cl_attractors.grid.spec import ExperimentSpec, Run, is_complete
-from cl_attractors.io import write_json
+from cl_attractors.io import read_matrix_csv, read_yaml_mapping, write_json
 from cl_attractors.report.provenance import read_records
+from cl_attractors.transfer import check_tree, clear_stale, copy_inside, staging_path, swap_in
 
-LOCKS = (".lock", ".fit.lock")  # held by the machine that ran it; meaningless here
+LOCKS = (".lock", ".fit.lock")  # the grid's and the fit's: held by the machine that ran it
 
 
 def _without_run_dir(args: Sequence[str]) -> list[str]:
@@ -43,24 +53,72 @@ def _check_same_fit(run: Run, theirs: Path) -> None:
         )
 
 
+def check_copy(run_dir: Path, where: Path) -> None:
+    """A finished run's files, whole: metrics.json complete with its curves, the n x n accuracy
+    matrix and config.yaml readable (``where`` names the run in the message)."""
+    try:
+        metrics = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
+        n = len(metrics["avg_acc_seen"])
+        ok = metrics.get("complete") is True and metrics.get("num_tasks", n) == n > 0
+        matrix = read_matrix_csv(run_dir / "accuracy_matrix.csv")
+        ok = ok and tuple(matrix.shape) == (n, n)
+        read_yaml_mapping(run_dir / "config.yaml", "config.yaml")
+    except (OSError, ValueError, KeyError, TypeError, ConfigError) as err:
+        raise ConfigError(f"--from: {where} is not a whole finished run ({err}); not merged") from None
+    if not ok:
+        raise ConfigError(
+            f"--from: {where} is not a whole finished run (metrics.json and the matrix disagree)"
+        )
+
+
+@contextmanager
+def both_locks(run_dir: Path) -> Iterator[bool]:
+    """Hold the grid's and the fit's lock of ``run_dir`` (True), or False when either is held."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with ExitStack() as stack:
+        for name in LOCKS:
+            handle = stack.enter_context(open(run_dir / name, "a", encoding="utf-8"))
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                yield False
+                return
+        yield True
+
+
+def merge_one(run: Run, theirs: Path) -> str:
+    """Copy ``theirs`` beside ``run``, verify, swap it in, all under both of the run's locks (no
+    fit or grid starts meanwhile): "merged", "kept" (finished here) or "running" (locked here)."""
+    clear_stale(run.run_dir)
+    if run.complete:
+        return "kept"
+    with both_locks(run.run_dir) as locked:
+        if not locked:
+            return "running"
+        staged = staging_path(run.run_dir)
+        try:
+            copy_inside(theirs, staged, skip=LOCKS)
+            check_copy(staged, theirs)
+            write_json(staged / ARGS_FILE, list(run.args))  # this machine's run_dir
+            swap_in(staged, run.run_dir)
+        finally:
+            shutil.rmtree(staged, ignore_errors=True)
+    return "merged"
+
+
 def merge_runs(spec: ExperimentSpec, source: Path, extra: list[str]) -> dict[str, int]:
     """Copy ``source``'s finished runs of ``spec`` that are not finished here; counts of what
-    was ``merged``, ``kept`` (finished here already), ``running`` (a fit holds it here)."""
+    was ``merged``, ``kept`` (finished here already), ``running`` (a fit or grid holds it here)."""
     runs = spec.runs(extra)
     check_reuse(runs)
     todo = [(run, source / run.run_dir.relative_to(spec.out_dir)) for run in runs]
     todo = [(run, theirs) for run, theirs in todo if is_complete(theirs)]
-    for run, theirs in todo:
-        _check_same_fit(run, theirs)  # every run, before anything is copied
+    for run, theirs in todo:  # every run, before anything is copied
+        _check_same_fit(run, theirs)
+        check_tree(theirs, skip=LOCKS)
     counts = {"merged": 0, "kept": 0, "running": 0}
     for run, theirs in todo:
-        if run.complete or held(run):
-            counts["kept" if run.complete else "running"] += 1
-            continue
-        shutil.rmtree(run.run_dir, ignore_errors=True)  # unfinished here: theirs replaces it
-        shutil.copytree(theirs, run.run_dir, ignore=shutil.ignore_patterns(*LOCKS))
-        write_json(run.run_dir / ARGS_FILE, list(run.args))  # this machine's run_dir
-        counts["merged"] += 1
+        counts[merge_one(run, theirs)] += 1
     return counts
 
 
@@ -69,6 +127,8 @@ def merge_records(spec: ExperimentSpec, source: Path) -> int:
     how many were added."""
     added = 0
     for path in sorted(source.glob("*.invocations.json")):
+        if path.is_symlink() or not path.is_file():
+            raise ConfigError(f"--from: {path} is not a regular file; remove it there")
         here = spec.out_dir / path.name
         records = read_records(here)
         known = {r.get("id") for r in records}

@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from cl_attractors.errors import ConfigError, bounded, one_line
+from cl_attractors.errors import ConfigError, bounded, environment_cause, one_line
 from cl_attractors.io import safe_yaml
 
 # expected failures: a refused value or file (ConfigError, a parser's ArgumentError), a training
@@ -151,7 +151,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"interrupted: {KEPT}", file=sys.stderr)
         return 130
+    except Exception as err:  # a full disk deep inside a library is the environment, not a bug
+        cause = environment_cause(err)
+        if cause is None:
+            raise
+        print(f"error: {one_line(cause)}; free space, then re-run: {KEPT}", file=sys.stderr)
+        return 2
     except SystemExit as err:
+        if isinstance(err.__context__, KeyboardInterrupt):  # Lightning's exit(1) after its Ctrl-C
+            print(f"interrupted: {KEPT}", file=sys.stderr)
+            return 130
         if type(err).__name__ != "SIGTERMException":  # Lightning's, raised at a batch boundary
             raise
         print(f"error: terminated by SIGTERM before the run finished: {KEPT}", file=sys.stderr)

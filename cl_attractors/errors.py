@@ -85,7 +85,7 @@ _registered: set[str] = set()
 def register_secret(value: str | None) -> None:
     """Mask ``value`` (and its percent-encoded and -decoded forms) wherever it is printed from now
     on: a password that no URL pattern finds (spaces, '/') is still masked."""
-    if value and len(value) >= 3:
+    if value and len(value) >= 4:
         _registered.update({value, quote(value, safe=""), unquote(value)} - {""})
 
 
@@ -104,6 +104,27 @@ def mask_secrets(text: str) -> str:
     return KEY_VALUE.sub(
         lambda m: f"{m['key']}{m['eq']}{MASK}" if _secret_key(m["key"]) and m["value"] else m[0], text
     )
+
+
+ENVIRONMENT = (
+    "database or disk is full",
+    "no space left on device",
+    "disk quota exceeded",
+    "read-only file system",
+)
+
+
+def environment_cause(err: BaseException) -> BaseException | None:
+    """The full disk (or read-only file system, quota) behind ``err``, however deep a library
+    wrapped it (Optuna: StorageInternalError, then an assertion), or None."""
+    seen: set[int] = set()
+    current: BaseException | None = err
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if any(text in str(current).lower() for text in ENVIRONMENT):
+            return current
+        current = current.__cause__ or current.__context__
+    return None
 
 
 MAX_MESSAGE = 600  # characters of one message line: a value is never printed whole past this

@@ -11,6 +11,7 @@ to the working directory.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 from collections.abc import Sequence
@@ -87,3 +88,13 @@ def prune_task_checkpoints(run_dir: Path) -> int:
             freed += path.stat().st_size
             path.unlink()
     return freed
+
+
+def study_folder(name: str) -> str:
+    """A folder name for a study name of any text: the name itself when it is plain (letters,
+    digits, ``_ . -``, not starting with a dot), else a cleaned name with a hash of the original
+    (no separator, ``..`` or NUL can reach the path; two names never share a folder)."""
+    plain = re.sub(r"[^A-Za-z0-9_.\-]", "_", name)[:80].lstrip(".")
+    if plain == name and plain:
+        return plain
+    return f"{plain or 'study'}-{hashlib.sha256(name.encode('utf-8', 'surrogatepass')).hexdigest()[:10]}"

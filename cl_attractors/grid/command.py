@@ -36,6 +36,7 @@ from cl_attractors.report.provenance import finish_invocation, start_invocation
 from cl_attractors.report.render import render
 
 ARGS_FILE = "experiment_args.json"
+MAX_WORKERS = 4096  # parallel fits on one machine; more is a typo (and memory for nothing)
 Probe = Callable[[list[str]], object]  # builds a fit from its arguments without training
 
 
@@ -129,12 +130,11 @@ def probe_variants(spec: ExperimentSpec, extra: list[str], probe: Probe) -> None
 def local_slots(workers: int | None, per_gpu: int | None) -> list[int | None]:
     """The local pool's worker slots (see :func:`gpu_slots`) from --workers / --workers-per-gpu."""
     n_workers, gpus = default_workers()
-    if workers is not None and workers < 1:
-        raise ConfigError(f"--workers {workers} is not allowed; use an integer >= 1")
+    for flag, value in (("--workers", workers), ("--workers-per-gpu", per_gpu)):
+        if value is not None and not 1 <= value <= MAX_WORKERS:
+            raise ConfigError(f"{flag} {value} is not allowed; use an integer in [1, {MAX_WORKERS}]")
     if per_gpu is None:
         return gpu_slots(gpus, workers or n_workers)
-    if per_gpu < 1:
-        raise ConfigError(f"--workers-per-gpu {per_gpu} is not allowed; use an integer >= 1")
     if workers is not None:
         raise ConfigError("--workers with --workers-per-gpu is not allowed; use one of them")
     if not gpus:
@@ -147,8 +147,8 @@ def make_runner(
 ) -> GridRunner | DaskRunner:
     """The local pool, or the Dask cluster at ``scheduler`` once it has passed its checks (it is
     contacted only when there is something ``todo``)."""
-    if scheduler is None:
-        return GridRunner(local_slots(workers, per_gpu))
+    if scheduler is None:  # no more workers than runs to do: bounded before they are allocated
+        return GridRunner(local_slots(workers, per_gpu)[: max(todo, 1)])
     if workers is not None or per_gpu is not None:
         raise ConfigError(
             "--workers/--workers-per-gpu with --scheduler is not allowed; the cluster's worker threads "

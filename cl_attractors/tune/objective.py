@@ -29,6 +29,7 @@ from callbacks import dashboard
 from callbacks.task_sequence import TaskSequence
 from cl_attractors import metrics
 from cl_attractors.errors import ConfigError, one_line
+from cl_attractors.paths import study_folder
 from cl_attractors.train.cli import make_cli
 from cl_attractors.tune.space import Param, fit_overrides, suggest
 
@@ -120,7 +121,8 @@ class Objective:
     Args:
         fit_args: ``fit`` arguments without the subcommand (config files and overrides).
         space: the parsed search space.
-        out_dir: trial ``n`` runs in ``out_dir/trials/trial_<n>`` (its own TensorBoard run).
+        out_dir: trial ``n`` runs in ``out_dir/trials/<study>/trial_<n>`` (its own TensorBoard
+            run; one folder per study name, so two studies sharing out_dir keep their trials apart).
         method: the probed method (class and base ``init_args``).
     """
 
@@ -134,7 +136,7 @@ class Objective:
 
     def __call__(self, trial: optuna.Trial) -> float:
         phi = suggest(trial, self.space)
-        run_dir = self.out_dir / "trials" / f"trial_{trial.number:04d}"
+        run_dir = self.out_dir / "trials" / study_folder(trial.study.study_name) / f"trial_{trial.number:04d}"
         trial.set_user_attr("phi", phi)
         trial.set_user_attr("run_dir", str(run_dir))
         trial.set_user_attr("worker", worker_name())

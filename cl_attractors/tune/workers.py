@@ -43,6 +43,7 @@ class Workers:
         """At most ``budget`` trials in ``n_jobs`` threads (a FAIL trial uses one: re-run to top
         up); ``after_trial`` after each."""
         lock, left = threading.Lock(), [budget]
+        n_jobs = max(1, min(n_jobs, budget))  # a thread per trial at most: bounded before allocating
 
         def take() -> bool:
             with lock:

@@ -47,7 +47,8 @@ def test_two_trial_search_completes_and_exports_a_loadable_method(tmp_path: Path
             assert value == pytest.approx(eq2_so_far(part), rel=1e-6)
         assert t.intermediate_values[1] == pytest.approx(t.value, rel=1e-6)
         assert t.user_attrs["phi"] == t.params and set(t.params) == {"a1", "lam"}
-        assert (out / "trials" / f"trial_{t.number:04d}" / "accuracy_matrix.csv").is_file()
+        assert (Path(t.user_attrs["run_dir"]) / "accuracy_matrix.csv").is_file()
+        assert Path(t.user_attrs["run_dir"]).parent.parent == out / "trials"
     best = yaml.safe_load((out / "best_method.yaml").read_text())
     assert best["init_args"]["a1"] == study.best_trial.params["a1"]
     assert best["class_path"].endswith("StickyGradient")

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from cl_attractors.errors import ConfigError
+from cl_attractors.grid.options import check_claim_values, check_options
 from cl_attractors.grid.spec import ExperimentSpec
 from cl_attractors.io import ensure_writable, read_yaml_mapping
 
@@ -113,6 +114,8 @@ def _check_tuned(spec: ExperimentSpec) -> None:
 
 def validate(spec: ExperimentSpec, extra: Sequence[str] = ()) -> None:
     """Every check that must pass before any run starts (one-line :class:`ConfigError`)."""
+    check_options(spec)
+    check_claim_values(spec.claims)
     if len(set(spec.seeds)) != len(spec.seeds):
         raise ConfigError(f"seeds={spec.seeds} is not allowed; seeds must be unique")
     if not all(isinstance(s, int) and not isinstance(s, bool) and 0 <= s <= SEED_MAX for s in spec.seeds):

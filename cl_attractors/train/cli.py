@@ -103,8 +103,16 @@ class CLI(GuardedCLI):
 
 
 def derive(cfg: Namespace) -> None:
-    """The values set from others: the task progress bar (unless disabled) and the logger of
-    ``run_dir``. The epochs of the whole sequence are set by the task-sequence callback."""
+    """The values set from others: the task checkpoints (a ``trainer.callbacks`` list in a YAML
+    replaces the default list: they are put back, or resume would have nothing to resume from),
+    the task progress bar (unless disabled) and the logger of ``run_dir``. The epochs of the whole
+    sequence are set by the task-sequence callback."""
+    callbacks = cfg.trainer.get("callbacks") or []
+    if not any("TaskCheckpoint" in c.class_path for c in callbacks):
+        ckpt = Namespace(
+            class_path="callbacks.task_checkpoint.TaskCheckpoint", init_args=Namespace(dirpath=None)
+        )
+        cfg.trainer.callbacks = [ckpt, *callbacks]
     if cfg.trainer.get("enable_progress_bar") is not False:
         callbacks = cfg.trainer.get("callbacks") or []
         if not any("ProgressBar" in c.class_path for c in callbacks):

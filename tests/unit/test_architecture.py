@@ -39,6 +39,7 @@ LAYERS = {
     "cl_attractors.train": 2,
     "cl_attractors.grid.spec": 3,
     "cl_attractors.grid.checks": 3,
+    "cl_attractors.grid.options": 3,
     "cl_attractors.grid.runner": 3,
     "cl_attractors.grid.cluster": 3,
     "cl_attractors.report": 4,

@@ -31,7 +31,7 @@ def load_problem(path: Path) -> str | None:
             bad = archive.testzip()
         if bad is not None:
             return f"member {bad} is corrupt"
-        ckpt = load_tensors(path, "checkpoint", mmap=True)  # weights only: a planted pickle runs no code
+        ckpt = load_tensors(path, mmap=True)  # weights only: a planted pickle runs no code
     except ConfigError as err:
         return f"not a loadable checkpoint ({err})"
     except (OSError, zipfile.BadZipFile, RuntimeError, EOFError, ValueError) as err:

@@ -90,8 +90,8 @@ def register_secret(value: str | None) -> None:
 
 
 def _secret_key(key: str) -> bool:
-    k = unquote(key).lower()
-    return any(k == s or k.endswith(("_" + s, "." + s, "-" + s)) for s in SECRET_KEYS)
+    k = unquote(key).lower()  # sslpassword, db_password, PGPASSWORD, x-api-key ...
+    return k == "pass" or k.endswith(tuple(s for s in SECRET_KEYS if s != "pass")) or k.endswith("-key")
 
 
 def mask_secrets(text: str) -> str:
@@ -148,8 +148,12 @@ def one_line(err: BaseException) -> str:
     return bounded(_one_line(err))
 
 
+LONG_TOKEN = re.compile(r"\S{240,}")  # a huge value: kept as its ends before any other pattern runs
+
+
 def _one_line(err: BaseException) -> str:
-    text = " ".join(line.strip() for line in str(err)[: MAX_MESSAGE * 100].splitlines() if line.strip())
+    text = LONG_TOKEN.sub(lambda m: f"{m[0][:100]}...{m[0][-100:]}", str(err)[: MAX_MESSAGE * 1000])
+    text = " ".join(line.strip() for line in text[: MAX_MESSAGE * 40].splitlines() if line.strip())
     ours = OURS.search(text)
     if ours:
         return ours.group(0)

@@ -79,10 +79,11 @@ MAX_YAML_CHARS = 4 * 2**20  # a config is a few kB; a larger one is refused befo
 MAX_YAML_NODES = 200_000  # scalars, lists and mappings after aliases are expanded
 
 
-def load_tensors(path: Path, what: str = "tensor file", mmap: bool = False) -> Any:
+def load_tensors(path: Path, field: str = "", mmap: bool = False, kind: str = "checkpoint") -> Any:
     """``torch.load(path)`` of a file that may come from anyone (a checkpoint, ``permutations.pt``,
     a merged run): ``weights_only=True`` whatever the environment says, so a pickle that would
-    run code is refused unread. A file that cannot be read is a one-line ConfigError."""
+    run code is refused unread. A file that cannot be read is a one-line ConfigError naming
+    ``field`` (the option that named the file, if any), the file and why."""
     import torch
 
     try:
@@ -90,7 +91,8 @@ def load_tensors(path: Path, what: str = "tensor file", mmap: bool = False) -> A
     except Exception as err:  # torch raises many types for a file it cannot or will not parse
         reason = (str(err).strip().splitlines() or [""])[0].split(". ")[0][:160]
         raise ConfigError(
-            f"{what} {path} cannot be read as tensors ({type(err).__name__}{': ' + reason if reason else ''})"
+            f"{field + ' ' if field else ''}{path} is not a readable {kind} "
+            f"({type(err).__name__}{': ' + reason if reason else ''})"
         ) from None
 
 

@@ -33,7 +33,7 @@ def _task_state(run_dir: Path) -> dict[str, Any] | None:
     """The task sequence's state (A, initial, tasks_done) in the newest loadable task checkpoint."""
     for path in task_checkpoints(run_dir / "checkpoints"):
         try:
-            ckpt = load_tensors(path, "checkpoint", mmap=True)
+            ckpt = load_tensors(path, mmap=True)
         except ConfigError:
             continue
         for state in (ckpt.get("callbacks") or {}).values() if isinstance(ckpt, dict) else ():

@@ -15,7 +15,7 @@ from cl_attractors.io import load_tensors
 
 def final_weights(run_dir: Path, min_abs: float = 1e-5) -> Tensor:
     """All weight matrices (no biases) of ``run_dir/checkpoints/last.ckpt``, ``|w| < min_abs`` dropped."""
-    ckpt = load_tensors(Path(run_dir) / "checkpoints" / "last.ckpt", "checkpoint")
+    ckpt = load_tensors(Path(run_dir) / "checkpoints" / "last.ckpt")
     values = torch.cat(
         [
             v.flatten().float()

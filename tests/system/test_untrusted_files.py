@@ -52,7 +52,7 @@ def test_fit_refuses_a_planted_last_checkpoint_in_one_line(
     assert cli.main(tiny_args(run, "--ckpt_path", "last", num_tasks=2)) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert not marker.exists()
-    assert len(err) == 1 and "cannot be read as tensors" in err[0] and "Traceback" not in err[0]
+    assert len(err) == 1 and "is not a readable checkpoint" in err[0] and "Traceback" not in err[0]
 
 
 def test_validate_never_runs_a_planted_checkpoint(

@@ -107,8 +107,8 @@ def test_load_tensors_refuses_a_planted_pickle_without_running_it(
 ) -> None:
     marker = tmp_path / "marker"
     path = plant(tmp_path / "task_00.ckpt", marker, wrap)
-    with pytest.raises(ConfigError, match="cannot be read as tensors") as err:
-        load_tensors(path, "checkpoint", mmap=mmap)
+    with pytest.raises(ConfigError, match="is not a readable checkpoint") as err:
+        load_tensors(path, mmap=mmap)
     assert not marker.exists()
     assert "\n" not in str(err.value)
 
@@ -119,7 +119,7 @@ def test_load_tensors_refuses_code_even_when_the_environment_asks_for_full_unpic
     monkeypatch.setenv("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
     marker = tmp_path / "marker"
     with pytest.raises(ConfigError):
-        load_tensors(plant(tmp_path / "x.pt", marker), "checkpoint")
+        load_tensors(plant(tmp_path / "x.pt", marker))
     assert not marker.exists()
 
 

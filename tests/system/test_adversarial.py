@@ -78,7 +78,7 @@ def payload(kind: str, marker: Path) -> Payload:
         "exec": Payload(exec, (f"open({str(marker)!r}, 'w').write('ran')",)),
         "eval": Payload(eval, (f"open({str(marker)!r}, 'w').write('ran')",)),
         "subprocess": Payload(subprocess.call, (["touch", str(marker)],)),
-        "getattr": Payload(getattr, (os, "system")),  # a step of a longer chain
+        "open": Payload(open, (str(marker), "w")),  # creating the file is enough
     }[kind]
 
 
@@ -103,7 +103,7 @@ def save(obj: Any, path: Path, fmt: str) -> Path:
     return path
 
 
-PAYLOADS = ["write_text", "os_system", "exec", "eval", "subprocess", "getattr"]
+PAYLOADS = ["write_text", "os_system", "exec", "eval", "subprocess", "open"]
 CONTAINERS = ["bare", "in_state_dict", "in_callbacks", "in_list", "hyper_parameters"]
 FORMATS = ["zip", "legacy", "pickle0", "pickle2", "pickle5"]
 

@@ -3,12 +3,13 @@
 Layers, lowest first; a module may import its own layer and the layers below, never above:
 
     0  cl_attractors.errors, .io, .metrics,      pure helpers, the maths of the accuracy matrix,
-       .plots, .paths, .runs                   figures (drawn in training and in reports), config
-                                               paths, saved runs as pandas tables
+       .plots, .paths, .runs, .repair,         figures (drawn in training and in reports), config
+       .transfer                               paths, saved runs as pandas tables, a finished
+                                               run's outputs repaired, untrusted trees copied
     1  cl_attractors.methods, callbacks           CL methods (gradient space) and Lightning callbacks
     2  cl_attractors.train                        LightningModule, datamodule, sources, LightningCLI
     3  cl_attractors.grid.spec, .grid.checks,     experiment specs, their checks before any run, and
-       .grid.runner, .grid.cluster            the runners of `fit` processes (the local pool; Dask)
+       .grid.options, .grid.runner, .cluster   the runners of `fit` processes (the local pool; Dask)
     4  cl_attractors.report                       from saved runs only: aggregate, stats, claims, plots
     5  cl_attractors.tune, .grid.command, .merge  the `tune`, `experiment`, `report` and `merge` commands
     6  cli                                        the command line (nothing imports it)
@@ -34,6 +35,7 @@ LAYERS = {
     "cl_attractors.paths": 0,
     "cl_attractors.runs": 0,
     "cl_attractors.repair": 0,
+    "cl_attractors.transfer": 0,
     "cl_attractors.methods": 1,
     "callbacks": 1,
     "cl_attractors.train": 2,

@@ -51,11 +51,7 @@ def _figure(spec: ExperimentSpec, runs: list[Run], agg: dict, title: str) -> tup
     if spec.kind == "curves":
         plots.save_figure(plots.curve_panels(agg, title), path)
     elif spec.kind == "shared":
-        metric, xlabel = (
-            spec.options.get("metric", "final_avg_acc"),
-            spec.options.get("xlabel", "shared fraction"),
-        )
-        plots.save_figure(plots.sweep_plot(agg, metric, xlabel, title), path)
+        plots.save_figure(plots.sweep_plot(agg, spec.report.metric, spec.report.xlabel, title), path)
     elif spec.kind == "sensitivity":
         return None, render_sensitivity(spec, agg)
     else:
@@ -70,7 +66,7 @@ def labels(spec: ExperimentSpec) -> dict[str, str]:
         methods = [b for a, b in itertools.pairwise(args) if a == "--model.method"]
         if methods:
             out[name] = f"{name} ({methods[-1]})"
-    return {**out, **spec.options.get("labels", {})}
+    return {**out, **spec.report.labels}
 
 
 def _final_heading(agg: dict) -> str:
@@ -85,7 +81,7 @@ def render(spec: ExperimentSpec, runs: list[Run]) -> Path:
     (for ``kind: scoreboard``, the results README it rewrote)."""
     if spec.kind == "scoreboard":
         return render_scoreboard(spec)
-    out, title = spec.results_dir, spec.options.get("title", spec.name)
+    out, title = spec.results_dir, spec.report.title or spec.name
     lines = _header(spec, title)
     if spec.kind == "plasticity":
         lines += [render_plasticity(spec), f"![{spec.name}]({spec.name}.png)", ""]
@@ -125,10 +121,10 @@ def render(spec: ExperimentSpec, runs: list[Run]) -> Path:
             "",
         ]
     lines += ["## How these results were made", "", provenance.markdown(made)]
-    if spec.options.get("notes"):
-        lines += ["## Notes", "", str(spec.options["notes"]).strip(), ""]
+    if spec.report.notes:
+        lines += ["## Notes", "", spec.report.notes.strip(), ""]
     write_text(out / "results.md", "\n".join(lines))
-    if spec.options.get("summary"):
+    if spec.report.summary:
         print(terminal_summary(spec, agg, made))
     return out / "results.md"
 
@@ -142,7 +138,7 @@ SUMMARY = {
 
 
 def terminal_summary(spec: ExperimentSpec, agg: dict, made: dict) -> str:
-    """The table printed at the end of a grid (``summary: true``): one row per variant."""
+    """The table printed at the end of a grid (unless ``summary: false``): one row per variant."""
     names = [v["label"] for v in agg["variants"].values()]
     width = max(map(len, ["variant", *names]))
     rows = [
@@ -160,7 +156,7 @@ def terminal_summary(spec: ExperimentSpec, agg: dict, made: dict) -> str:
         else "wall time not recorded"
     )
     return (
-        f"\n{spec.options.get('title', spec.name)} — {seeds_text(seeds)}"
+        f"\n{spec.report.title or spec.name} — {seeds_text(seeds)}"
         f"{'' if len(seeds) < 2 else ', mean ± 95% CI'}\n{table}\n{wall}\n"
         f"figure: {spec.results_dir / f'{spec.name}.png'}"
     )

@@ -20,8 +20,8 @@ import psutil
 import pytest
 
 import cli
+from cl_attractors.commands import experiment
 from cl_attractors.grid import cluster as dask_backend
-from cl_attractors.grid import command as experiment
 from cl_attractors.grid import runner
 from tests.helpers import ROOT, free_port, metrics_json, start, stderr_of, wait_for, write_spec
 

@@ -14,7 +14,7 @@ import yaml
 
 import cli
 from cl_attractors import plots
-from cl_attractors.grid import command as experiment
+from cl_attractors.commands import experiment
 from cl_attractors.grid import runner
 from cl_attractors.grid.checks import validate
 from cl_attractors.grid.spec import load_spec, select_variants

@@ -204,7 +204,7 @@ def test_grid_configs_meet_the_issue() -> None:
     assert all(len(s["values"]) >= 6 for s in sens.sweeps.values())
     assert 1000.0 in sens.sweeps["ewc"]["values"]
     assert specs["main"].seeds == [0] and len(specs["main"].variants) == 3
-    assert len(specs["fig2"].variants) == 8 and set(specs["fig2"].options["labels"]) == set(
+    assert len(specs["fig2"].variants) == 8 and set(specs["fig2"].report.labels) == set(
         specs["fig2"].variants
     )
 

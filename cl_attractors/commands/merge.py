@@ -17,8 +17,8 @@ import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
+from cl_attractors.commands.grid_args import ARGS_FILE, check_reuse, grid_parser, grid_spec, read_json
 from cl_attractors.errors import ConfigError
-from cl_attractors.grid.command import ARGS_FILE, check_reuse, grid_parser, grid_spec, read_json
 from cl_attractors.grid.runner import held
 from cl_attractors.grid.spec import ExperimentSpec, Run, is_complete
 from cl_attractors.io import write_json

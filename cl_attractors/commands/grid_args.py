@@ -141,6 +141,11 @@ def grid_spec(args: argparse.Namespace, extra: list[str]) -> ExperimentSpec:
     validate(spec, extra)
     names = set(dataclasses.replace(spec, variants=everything).variant_args())
     check_claims(spec.claims, names | set(everything), set(everything))
+    ref = spec.report.reference
+    if ref is not None and ref not in names | set(everything):
+        raise ConfigError(
+            f"reference={ref!r} is not a variant of the grid; use one of {', '.join(everything)}"
+        )
     return spec
 
 

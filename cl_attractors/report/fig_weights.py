@@ -97,7 +97,7 @@ def _section(
         ]
         for k in modes
     ]
-    cols = ["variant", "checkpoints", "final acc. (%)", "forgetting (%)", "attractor a1", "modes found"]
+    cols = ["variant", "checkpoints", "final acc. (%)", "forgetting (points)", "attractor a1", "modes found"]
     return (
         f"Histograms pool both weight matrices of each variant's final checkpoints (the seeds in the "
         f"table), weights with |w| < {spec.report.min_abs:g} removed "

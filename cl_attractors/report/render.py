@@ -12,7 +12,14 @@ from cl_attractors import plots
 from cl_attractors.grid.spec import ExperimentSpec, Run
 from cl_attractors.io import write_text
 from cl_attractors.report import provenance
-from cl_attractors.report.aggregate import aggregate, fmt, markdown_table, write_tables
+from cl_attractors.report.aggregate import (
+    aggregate,
+    delta_cell,
+    delta_head,
+    fmt,
+    markdown_table,
+    write_tables,
+)
 from cl_attractors.report.claims import claims_markdown, evaluate
 from cl_attractors.report.fig_weights import attractors, render_weights, seeds_text
 from cl_attractors.report.plasticity import render_plasticity
@@ -20,22 +27,32 @@ from cl_attractors.report.scoreboard import render_scoreboard
 from cl_attractors.report.sensitivity import render_sensitivity
 
 CLAIM_RULES = (
-    "A gap claim **holds** when the 95% CI of the seed-paired difference lies on the claimed side "
-    "of 0 and contains the paper's magnitude; **direction holds, size does not** when only the "
-    "side agrees; **not run yet** when a variant it names has no finished run. See "
-    "`cl_attractors/report/claims.py` for every rule."
+    "On the 95% CI of the seed-paired difference (points): a gap claim **holds** when the CI lies "
+    "on the claimed side of 0 and contains the paper's value; **direction holds, size does not** "
+    "when only the side agrees; **inconclusive** when the CI contains both 0 and the paper's value "
+    "(the seeds cannot tell them apart); **does not hold** when it excludes the paper's value "
+    "without showing the claimed side, or lies on the other side; **not run yet** when a variant "
+    "it names has no finished run. See `cl_attractors/report/claims.py` for every rule."
 )
 
 
 def _header(spec: ExperimentSpec, title: str) -> list[str]:
     seeds = f" --seeds {' '.join(map(str, spec.seeds))}" if spec.needs_runs else ""
-    return [
+    lines = [
         f"# {title}",
         "",
         f"Rendered by `python cli.py report --config {spec.source}{seeds}` on "
         f"{datetime.date.today().isoformat()} from saved results only.",
         "",
     ]
+    if spec.changes:
+        lines += [
+            "**Not the config's protocol**: the command line changed it "
+            f"({'; '.join(f'`{c}`' for c in spec.changes)}); the title and the paper's claims "
+            "refer to the config's own protocol.",
+            "",
+        ]
+    return lines
 
 
 def _missing(missing: list[str], shown: int = 8) -> str:
@@ -69,6 +86,17 @@ def labels(spec: ExperimentSpec) -> dict[str, str]:
     return {**out, **spec.report.labels}
 
 
+def reference(spec: ExperimentSpec) -> str | None:
+    """The variant (or sweep group) the tables' Δ column compares with: the YAML's ``reference``,
+    a sensitivity grid's ``baseline``, else the first variant (also when ``--variants`` left the
+    named one out)."""
+    named = spec.report.reference or (spec.report.baseline if spec.kind == "sensitivity" else None)
+    known = set(spec.variants) | set(spec.variant_args())
+    if named in known:
+        return named
+    return next(iter(spec.variants), None)
+
+
 def _final_heading(agg: dict) -> str:
     counts = [len(v["seeds"]) for v in agg["variants"].values()]
     if counts and max(counts) >= 2:
@@ -87,7 +115,7 @@ def render(spec: ExperimentSpec, runs: list[Run]) -> Path:
         lines += [render_plasticity(spec), f"![{spec.name}]({spec.name}.png)", ""]
         write_text(out / "results.md", "\n".join(lines))
         return out / "results.md"
-    agg = aggregate(runs, labels(spec))
+    agg = aggregate(runs, labels(spec), reference(spec))
     finished = [r.run_dir / "metrics.json" for r in runs if r.complete]
     made = provenance.made_by(spec, finished)
     agg["provenance"] = made
@@ -131,8 +159,8 @@ def render(spec: ExperimentSpec, runs: list[Run]) -> Path:
 
 SUMMARY = {
     "final average accuracy (%)": "final_avg_acc",
-    "forgetting (%)": "forgetting",
-    "BWT (%)": "bwt",
+    "forgetting (points)": "forgetting",
+    "BWT (points)": "bwt",
     "current-task accuracy (%)": "final_current_acc",
 }
 
@@ -145,7 +173,10 @@ def terminal_summary(spec: ExperimentSpec, agg: dict, made: dict) -> str:
         [name.ljust(width), *(fmt(v["final"][k]) for k in SUMMARY.values())]
         for name, v in zip(names, agg["variants"].values())
     ]
-    table = pd.DataFrame(rows, columns=["variant".ljust(width), *SUMMARY]).to_string(index=False)
+    df = pd.DataFrame(rows, columns=["variant".ljust(width), *SUMMARY])
+    if agg.get("reference") is not None and len(agg["variants"]) > 1:
+        df[delta_head(agg)] = [delta_cell(agg, name) for name in agg["variants"]]
+    table = df.to_string(index=False)
     seeds = sorted({s for v in agg["variants"].values() for s in v["seeds"]})
     own = [r for r in made["invocations"] if r["grid"] == spec.name]
     last = own[-1] if own else None

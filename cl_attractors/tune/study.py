@@ -30,6 +30,7 @@ from cl_attractors.io import read_yaml_mapping
 from cl_attractors.paths import resolve_args
 from cl_attractors.tune.export import publish, write_plots, write_tables
 from cl_attractors.tune.objective import Objective, probe_method
+from cl_attractors.tune.protocol import check_protocol, protocol
 from cl_attractors.tune.space import Fixed, check_space_values, fit_overrides, parse_space
 from cl_attractors.tune.storage import open_storage, shown
 from cl_attractors.tune.workers import Workers, counted
@@ -68,6 +69,7 @@ class Search:
     pruner: dict[str, Any] = field(default_factory=lambda: {"type": "median"})
     heartbeat: dict[str, int] = field(default_factory=dict)
     results_dir: Path | None = None  # where a finished study's outputs are copied
+    changes: list[str] = field(default_factory=list)  # how the command line changes the protocol
 
 
 class _Parser(argparse.ArgumentParser):
@@ -88,7 +90,16 @@ def parse_args(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
         "(default sqlite:///<out_dir>/study.db)",
     )
     p.add_argument("--out_dir", help="trial runs, study.db, tables, plots and best_method.yaml")
-    p.add_argument("--results_dir", help="copy the outputs there once the study has finished")
+    p.add_argument(
+        "--results_dir",
+        help="copy the outputs there once the study has finished (default: the YAML's, only when "
+        "the command line keeps the YAML's protocol: no fit overrides, the YAML's n_trials)",
+    )
+    p.add_argument(
+        "--publish",
+        action="store_true",
+        help="copy to the YAML's results_dir even though the command line changes the protocol",
+    )
     p.add_argument("--sampler_seed", type=int, help="override sampler.seed (give workers distinct seeds)")
     return p.parse_known_args(list(argv))
 
@@ -110,6 +121,10 @@ def load_search(argv: Sequence[str]) -> Search:
         if not isinstance(raw.get(key) or {}, dict):
             raise ConfigError(f"search.{key}={raw[key]!r} is not allowed; use a mapping")
     out_dir = Path(args.out_dir or raw.get("out_dir") or f"runs/tune/{path.stem}")
+    changes = [f"fit overrides {' '.join(extra)}"] if extra else []
+    if args.n_trials is not None and args.n_trials != raw.get("n_trials", 30):
+        changes.append(f"--n_trials {args.n_trials}")
+    results_dir = args.results_dir or (None if changes and not args.publish else raw.get("results_dir"))
     search = Search(
         fit_args=resolve_args(fit, path) + extra,  # paths in the YAML: relative to it
         space=raw.get("space"),
@@ -121,8 +136,10 @@ def load_search(argv: Sequence[str]) -> Search:
         sampler=dict(raw.get("sampler") or {}),
         pruner=dict(raw.get("pruner") or {"type": "median"}),
         heartbeat=dict(raw.get("heartbeat") or {}),
-        results_dir=_optional_path(args.results_dir or raw.get("results_dir"), "results_dir"),
+        results_dir=_optional_path(results_dir, "results_dir"),
+        changes=changes,
     )
+    _optional_path(raw.get("results_dir"), "results_dir")
     if args.sampler_seed is not None:
         search.sampler["seed"] = args.sampler_seed
     _check_int("n_trials", search.n_trials)
@@ -188,7 +205,8 @@ def make_pruner(opts: dict[str, Any]) -> optuna.pruners.BasePruner:
 
 
 def open_study(search: Search, storage: optuna.storages.BaseStorage) -> optuna.Study:
-    """Create or load the named study (maximising its one objective, named "Eq. 2")."""
+    """Create or load the named study (maximising its one objective, named "Eq. 2"); one made
+    with other fit arguments or another space is refused (:mod:`cl_attractors.tune.protocol`)."""
     study = optuna.create_study(
         study_name=search.study_name,
         storage=storage,
@@ -205,6 +223,8 @@ def open_study(search: Search, storage: optuna.storages.BaseStorage) -> optuna.S
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             study.set_metric_names([METRIC])
+    for note in check_protocol(study, protocol(search.fit_args, search.space), shown(search.storage)):
+        print(f"note: {note}")
     study.sampler = make_sampler(search.sampler, len(study.get_trials(deepcopy=False)))
     return study
 
@@ -262,6 +282,11 @@ def _run(search: Search) -> None:
     _print_outcome(study, search, notes)
     if search.results_dir is not None:
         _publish(study, search, search.results_dir)
+    elif search.changes:
+        print(
+            f"not copied to a results folder: this command changes the config's protocol "
+            f"({'; '.join(search.changes)}); its outputs stay in {search.out_dir} (--publish copies them)"
+        )
 
 
 def _publish(study: optuna.Study, search: Search, results_dir: Path) -> None:

@@ -39,8 +39,9 @@ from cl_attractors.grid.runner import GridRunner, gpu_slots
 from cl_attractors.grid.spec import ExperimentSpec, default_workers
 from cl_attractors.io import write_json
 from cl_attractors.paths import prune_task_checkpoints
-from cl_attractors.report.provenance import finish_invocation, start_invocation
+from cl_attractors.report.provenance import code_version, finish_invocation, start_invocation
 from cl_attractors.report.render import render
+from cl_attractors.runs import GRID_FILE
 
 __all__ = ["ARGS_FILE", "main", "report_main", "run_experiment"]
 DESCRIPTION = (
@@ -129,8 +130,10 @@ def run_experiment(
     todo = sorted((r for r in runs if not r.complete), key=lambda r: spec.seeds.index(r.seed))
     runner = make_runner(spec, len(todo), workers, per_gpu, scheduler)
     write_json(spec.out_dir / RECORD_FILE, recorded or {"config": spec.name, "extra": extra})
+    code = code_version()
     for run in todo:
         write_json(run.run_dir / ARGS_FILE, list(run.args))
+        write_json(run.run_dir / GRID_FILE, {"grid": spec.name, "variant": run.variant, "code": code})
     print(
         f"{spec.name}: {len(runs)} runs, {len(runs) - len(todo)} already complete, "
         f"{len(todo)} to run with {runner.describe(len(todo))}",

@@ -43,7 +43,7 @@ def render_plasticity(spec: ExperimentSpec) -> str:
     measured = {"f_min": float(f.min()), "argmin_w": float(x[f.argmin()]), "f_far": float(f[0])}
     write_json(spec.results_dir / f"{spec.name}.json", {"params": shown, **measured})
     text = (
-        f"Plasticity f for φ from `{path}`: {', '.join(f'{k}={v:g}' for k, v in shown.items())}.\n\n"
+        f"Plasticity f for φ from `{path}`: {', '.join(f'{k}={v:.4g}' for k, v in shown.items())}.\n\n"
         f"Measured on [{lo}, {hi}]: minimum f = {measured['f_min']:.4g} at w = {measured['argmin_w']:.4g}; "
         f"f = {measured['f_far']:.4g} far from the dip (w = {lo}).\n"
     )

@@ -18,6 +18,7 @@ Runs go to the local pool (``grid/runner.py``), or with ``--scheduler`` to a Das
 
 from __future__ import annotations
 
+import shlex
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -165,19 +166,23 @@ def main(argv: Sequence[str], probe: Probe | None = None) -> None:
     if probe is not None and spec.needs_runs:
         probe_variants(spec, extra, probe)
     where_results(spec)
-    failed = (
-        run_experiment(
-            spec,
-            extra,
-            args.workers,
-            args.workers_per_gpu,
-            args.scheduler,
-            (argv, started),
-            record(spec, args, extra),
+    try:
+        failed = (
+            run_experiment(
+                spec,
+                extra,
+                args.workers,
+                args.workers_per_gpu,
+                args.scheduler,
+                (argv, started),
+                record(spec, args, extra),
+            )
+            if spec.needs_runs
+            else 0
         )
-        if spec.needs_runs
-        else 0
-    )
+    except KeyboardInterrupt:
+        print(f"\nresume with: python cli.py experiment {shlex.join(argv)}", file=sys.stderr)
+        raise
     path = render(spec, spec.runs(extra) if spec.needs_runs else [])
     print(f"results: {path}")
     if failed:

@@ -26,6 +26,7 @@ variants with neither run once. Beyond these fields, a kind takes only the keys 
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 from collections.abc import Sequence
@@ -85,6 +86,19 @@ def is_complete(run_dir: Path) -> bool:
         return json.loads((Path(run_dir) / "metrics.json").read_text()).get("complete") is True
     except (OSError, ValueError):
         return False
+
+
+def held(run: Run) -> bool:
+    """Whether another process holds the run's lock right now."""
+    path = run.run_dir / ".lock"
+    if not path.is_file():
+        return False
+    with open(path) as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+    return False
 
 
 @dataclass

@@ -234,6 +234,7 @@ def test_ctrl_c_cancels_the_tasks_and_ends_their_fits(shared: Cluster, tmp_path:
     proc.send_signal(signal.SIGINT)
     assert exit_code(proc, 60) == 130, stderr_of(proc)[-2000:]
     assert "interrupted" in stderr_of(proc)
+    assert f"resume with: python cli.py experiment --config {spec} --scheduler" in stderr_of(proc)
     deadline = time.time() + 30
     while shared.fits() and time.time() < deadline:
         time.sleep(0.2)

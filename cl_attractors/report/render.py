@@ -174,10 +174,10 @@ def terminal_summary(spec: ExperimentSpec, agg: dict, made: dict) -> str:
         for name, v in zip(names, agg["variants"].values())
     ]
     df = pd.DataFrame(rows, columns=["variant".ljust(width), *SUMMARY])
-    if agg.get("reference") is not None and len(agg["variants"]) > 1:
-        df[delta_head(agg)] = [delta_cell(agg, name) for name in agg["variants"]]
-    table = df.to_string(index=False)
     seeds = sorted({s for v in agg["variants"].values() for s in v["seeds"]})
+    if agg.get("reference") is not None and len(agg["variants"]) > 1:
+        df[delta_head(agg, ci=len(seeds) > 1)] = [delta_cell(agg, name) for name in agg["variants"]]
+    table = df.to_string(index=False)
     own = [r for r in made["invocations"] if r["grid"] == spec.name]
     last = own[-1] if own else None
     wall = (

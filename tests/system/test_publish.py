@@ -59,7 +59,7 @@ def test_the_configs_own_protocol_publishes_and_prints_the_table_with_a_paired_d
     experiment.main(["--config", str(path), "--seeds", "0", "1"])  # the YAML's own seeds
     text = (results / "results.md").read_text()
     assert "Not the config's protocol" not in text
-    head = "Δ acc. vs fast (points, paired 95% CI)"
+    head = "Δ acc. vs fast (points, paired 95% CI)"  # two seeds: with its CI
     assert head in text and "| reference |" in text and "| -10.00 [-10.00, -10.00] |" in text
     out = capsys.readouterr().out  # the table, printed by default
     assert "final average accuracy (%)" in out and head in out and "forgetting (points)" in out

@@ -34,7 +34,7 @@ NUMBER_TYPES = {"float", "int", "int | None", "float | None", "float | Tensor"}
 def kinds(cls: type) -> dict[str, str]:
     """Each constructor argument of ``cls`` as ``number`` or ``text`` (plumbing left out)."""
     out = {}
-    for name, p in inspect.signature(cls.__init__).parameters.items():
+    for name, p in inspect.signature(cls).parameters.items():
         if name == "self" or name in PLUMBING or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
             continue
         note = p.annotation if isinstance(p.annotation, str) else getattr(p.annotation, "__name__", "")
@@ -75,7 +75,7 @@ def method_columns(method: dict[str, Any] | None, classes: Iterable[type]) -> di
         for name, kind in kinds(cls).items():
             columns.setdefault(name, kind)
             if cls.__name__ == mine:
-                default = inspect.signature(cls.__init__).parameters[name].default
+                default = inspect.signature(cls).parameters[name].default
                 defaults[name] = None if default is inspect.Parameter.empty else default
     for name, kind in sorted(columns.items()):
         own = name in defaults

@@ -10,9 +10,11 @@ change what is learnt (``compile``, chunk sizes, folders) is left out. Numbers s
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import json
 import math
+import pkgutil
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -44,6 +46,22 @@ def kinds(cls: type) -> dict[str, str]:
         )
         out[name] = "number" if numeric else "text"
     return out
+
+
+def method_classes() -> list[type]:
+    """Every concrete method of :mod:`cl_attractors.methods` (its modules imported first)."""
+    import cl_attractors.methods
+    from cl_attractors.methods.base import CLMethod
+
+    for info in pkgutil.iter_modules(cl_attractors.methods.__path__):
+        importlib.import_module(f"cl_attractors.methods.{info.name}")
+    found, todo = [], list(CLMethod.__subclasses__())
+    while todo:
+        cls = todo.pop()
+        todo += cls.__subclasses__()
+        if cls.__module__.startswith("cl_attractors.methods.") and not inspect.isabstract(cls):
+            found.append(cls)
+    return sorted(set(found), key=lambda c: c.__name__)
 
 
 def value(v: Any, kind: str) -> float | str:

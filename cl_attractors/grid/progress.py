@@ -1,5 +1,5 @@
 """A grid's progress while its runs train, read from the runs' own files (``metrics.json`` after
-each task, ``accuracy_matrix.csv``, the run's lock), so it works for the local pool and for a Dask
+each task, ``accuracy_matrix.csv``, ``run.log`` when it starts), so it works for the local pool and for a Dask
 cluster on a shared disk alike.
 
 In a terminal, a block redrawn every few seconds: the grid's line (runs finished and failed, tasks
@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
-from cl_attractors.grid.spec import Run, held
+from cl_attractors.grid.spec import Run
 
 REFRESH_S = 2.0
 
@@ -100,7 +100,7 @@ class Progress:
         self.stream = stream or sys.stderr
         self.tty = self.stream.isatty()
         self.ended: dict[Path, Outcome] = {}
-        self.start = time.monotonic()
+        self.start, self.wall_start = time.monotonic(), time.time()
         self.states = {r.run_dir: run_state(r) for r in runs}
         self.at_start = sum(s.done for s in self.states.values())
         self.drawn = 0
@@ -135,7 +135,15 @@ class Progress:
         )
 
     def _running(self) -> list[Run]:
-        return [r for r in self.runs if r.run_dir not in self.ended and held(r)]
+        """Runs started during this invocation (their run.log is new) and not ended. Never by
+        taking the run's lock: a poll holding it for an instant could turn a worker away."""
+        return [r for r in self.runs if r.run_dir not in self.ended and self._started(r)]
+
+    def _started(self, run: Run) -> bool:
+        try:
+            return (run.run_dir / "run.log").stat().st_mtime >= self.wall_start - 1.0
+        except OSError:
+            return False
 
     def _block(self) -> list[str]:
         return [self._header(), *(f"  {run_line(r, self.states[r.run_dir])}" for r in self._running())]

@@ -38,9 +38,9 @@ COMMANDS = {
 }
 EXTRA_COMMANDS = {
     "tune": ("cl_attractors.tune.study", "main"),
-    "experiment": ("cl_attractors.grid.command", "main"),
-    "report": ("cl_attractors.grid.command", "report_main"),
-    "merge": ("cl_attractors.grid.merge", "main"),
+    "experiment": ("cl_attractors.commands.experiment", "main"),
+    "report": ("cl_attractors.commands.experiment", "report_main"),
+    "merge": ("cl_attractors.commands.merge", "main"),
 }
 
 

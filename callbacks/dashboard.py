@@ -1,16 +1,17 @@
 """TensorBoard as a dashboard: per-task scalars on a task axis, the A(i, j) heat map, HParams.
 
 Every scalar written here has the task index as its step (0 = after the first task), like the heat
-map and the weight histograms, so all panels share one x-axis. The run's hyperparameters (method
-class and arguments, optimizer and lr, batch size, seeds) go to ``hparams.yaml`` when the
-fit starts, and at the end of the sequence to TensorBoard's HParams tab together with the final
+map and the weight histograms, so all panels share one x-axis. The run's hyperparameters (one
+schema for every run and trial: :mod:`callbacks.hparams`) go to ``hparams.yaml`` when the fit
+starts, and at the end of the sequence to TensorBoard's HParams tab together with the final
 metrics (``HPARAM_METRICS``), so runs and tune trials compare in one table.
 """
 
 from __future__ import annotations
 
+import json
 import math
-import os
+from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
@@ -18,6 +19,7 @@ import torch
 from lightning.pytorch.cli import SaveConfigCallback
 from lightning.pytorch.loggers import TensorBoardLogger
 
+from callbacks import hparams
 from cl_attractors import metrics
 
 HPARAM_METRICS = {
@@ -28,31 +30,16 @@ HPARAM_METRICS = {
 }
 
 
-def method_args(trainer: pl.Trainer) -> dict[str, Any]:
-    """The method's ``init_args`` as the command line resolved them ({} without LightningCLI)."""
-    saver = next((c for c in trainer.callbacks if isinstance(c, SaveConfigCallback)), None)
-    method = saver.config.as_dict().get("model", {}).get("method") if saver is not None else None
-    return dict((method or {}).get("init_args") or {})
-
-
 def run_hparams(trainer: pl.Trainer, pl_module: pl.LightningModule) -> dict[str, Any]:
-    """What distinguishes one run from another, for hparams.yaml and the HParams table.
-
-    TensorBoard takes the table's columns from one run of a log directory: runs of one method
-    (a tune study) get a column per method argument; runs of several methods share the columns
-    method, optimizer, lr, batch_size, seed and init_seed (each run's arguments are in its
-    hparams.yaml). The first five columns, alphabetically, are shown by default.
-    """
-    optimizer = trainer.optimizers[0]
-    return {
-        "method": type(pl_module.method).__name__,
-        **{f"method.{name}": value for name, value in method_args(trainer).items()},
-        "optimizer": type(optimizer).__name__,
-        "lr": optimizer.param_groups[0]["lr"],
-        "batch_size": trainer.datamodule.batch_size,
-        "seed": trainer.datamodule.seed,
-        "init_seed": int(os.environ.get("PL_GLOBAL_SEED", -1)),
-    }
+    """The run's row of the HParams table, in the one schema of :mod:`callbacks.hparams` (the
+    resolved config of LightningCLI; a Trainer built by hand logs its method's name only)."""
+    saver = next((c for c in trainer.callbacks if isinstance(c, SaveConfigCallback)), None)
+    config = saver.config.as_dict() if saver is not None else {}
+    if not config:
+        method = getattr(pl_module, "method", None)
+        config = {"model": {"method": None if method is None else {"class_path": type(method).__name__}}}
+    data_class = type(trainer.datamodule) if trainer.datamodule is not None else None
+    return hparams.run_hparams(config, hparams.method_classes(), data_class, trainer.log_dir)
 
 
 def remember_hparams(trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -86,7 +73,14 @@ def task_scalars(A: torch.Tensor, j: int, split: str) -> dict[str, float]:
 
 
 def heatmap_title(trainer: pl.Trainer) -> str:
-    return f"{type(trainer.lightning_module.method).__name__}, seed {trainer.datamodule.seed}"
+    """The variant (a grid's run, from its ``grid.json``) or the method, and the seed."""
+    method = type(trainer.lightning_module.method).__name__
+    try:
+        made = json.loads((Path(str(trainer.log_dir)) / "grid.json").read_text())
+        name = f"{made['variant']} ({method})"
+    except (OSError, ValueError, KeyError, TypeError):
+        name = method
+    return f"{name}, seed {trainer.datamodule.seed}"
 
 
 def log_task(

@@ -1,4 +1,6 @@
-"""Matplotlib figures, drawn from saved results only (nothing here trains).
+"""Matplotlib figures, pure functions of numbers (nothing here trains or reads a run): the reports'
+figures, fed by ``report/`` from saved results, and the accuracy heat-map that the TensorBoard
+dashboard draws after each task of a run.
 
 Legends show each variant's human ``label`` (from the aggregate); a title mentions confidence
 intervals only where some variant has two seeds or more; panels that compare share their y-range.
@@ -26,6 +28,7 @@ METRICS = {
     "final_prev_acc": "final accuracy over the previous tasks (%)",
     "final_current_acc": "final accuracy on the current task (%)",
 }
+HIST_COLUMNS = 3
 CURVE_TITLES = {
     "avg_acc_seen": "(a) accuracy over all tasks seen",
     "avg_acc_previous": "(b) accuracy over previous tasks",
@@ -244,7 +247,7 @@ def plasticity_plot(x: torch.Tensor, f: torch.Tensor, params: dict[str, float]) 
     ax.set(
         xlabel="weight w",
         ylabel="f(w)",
-        title="plasticity: " + ", ".join(f"{k}={v:g}" for k, v in params.items()),
+        title="plasticity: " + ", ".join(f"{k}={v:.4g}" for k, v in params.items()),
     )
     ax.grid(alpha=0.3)
     fig.tight_layout()
@@ -278,21 +281,28 @@ def weight_histograms(
 ) -> Figure:
     """One panel per variant: the final-weight histogram (density) on one shared y-axis, its
     modes as labelled red dotted lines and, for attractor methods, a1 as a dashed line."""
-    fig, axes = plt.subplots(1, len(hists), figsize=(5.2 * len(hists), 4.4), sharey=True, squeeze=False)
+    cols = min(len(hists), HIST_COLUMNS)  # readable at page width: at most 3 panels a row
+    rows = math.ceil(len(hists) / cols)
+    fig, grid = plt.subplots(rows, cols, figsize=(4.6 * cols, 3.6 * rows), sharey=True, squeeze=False)
+    axes = grid.flatten()
+    for ax in axes[len(hists) :]:
+        ax.set_visible(False)
     lowest = float("inf")
-    for ax, (name, (edges, counts)) in zip(axes[0], hists.items()):
+    for ax, (name, (edges, counts)) in zip(axes, hists.items()):
         width = float(edges[1] - edges[0])
         density = counts / max(float(counts.sum()) * width, 1e-12)
         ax.bar(edges[:-1].numpy(), density.numpy(), width=width, align="edge")
         positive = density[density > 0]
         lowest = min(lowest, float(positive.min())) if positive.numel() else lowest
         _mode_lines(ax, modes.get(name, []), (attractors or {}).get(name))
-        ax.set(title=titles.get(name, name), xlabel="weight")
+        ax.set_title(titles.get(name, name), fontsize=9)
+        ax.set_xlabel("weight")
         _legend(ax, fontsize=7, loc="upper left")
-    axes[0][0].set_ylabel("density" + (" (log scale)" if yscale == "log" else ""))
+    for row in grid:
+        row[0].set_ylabel("density" + (" (log scale)" if yscale == "log" else ""))
     if yscale == "log" and lowest < float("inf"):
-        axes[0][0].set_yscale("log")
-        axes[0][0].set_ylim(bottom=lowest / 2)
+        axes[0].set_yscale("log")
+        axes[0].set_ylim(bottom=lowest / 2)
     fig.suptitle(title)
     fig.tight_layout()
     return fig

@@ -18,6 +18,7 @@ from cl_attractors.errors import ConfigError
 from cl_attractors.io import safe_yaml
 
 TASK_CURVES = ("avg_acc_seen", "avg_acc_previous", "current_acc")  # index j: after training task j
+GRID_FILE = "grid.json"  # written by `experiment` into each run it starts: grid, variant, code version
 
 
 def _hashable(value: Any) -> Any:
@@ -61,9 +62,22 @@ def _read(path: Path, parse: Any) -> Any:
         raise ConfigError(f"run file {path} cannot be read ({' '.join(str(err).split())})") from None
 
 
+def grid_columns(run_dir: Path) -> dict[str, Any]:
+    """``grid``, ``variant`` and ``commit`` of a run a grid made (``grid.json``); a run made before
+    grids recorded them gets its variant from its place, ``<out_dir>/<variant>/seed_<s>``."""
+    path = run_dir / GRID_FILE
+    if path.is_file():
+        made = _read(path, json.loads)
+        return {"grid": made.get("grid"), "variant": made.get("variant"), "commit": made.get("code")}
+    placed = run_dir.name.startswith("seed_") and run_dir.name[5:].isdigit()
+    return {"grid": None, "variant": run_dir.parent.name if placed else None, "commit": None}
+
+
 def read_run(run_dir: Path, root: Path) -> dict[str, Any]:
-    """One row: where the run is, its config columns, its metrics and its accuracy matrix."""
+    """One row: where the run is, its grid and variant, its config columns, its metrics and its
+    accuracy matrix."""
     row: dict[str, Any] = {"run": run_dir.relative_to(root).as_posix(), "run_dir": str(run_dir)}
+    row.update(grid_columns(run_dir))
     if (run_dir / "config.yaml").is_file():
         config = _read(run_dir / "config.yaml", lambda text: safe_yaml(text, f"{run_dir}/config.yaml"))
         row.update(config_columns(config or {}))
@@ -79,7 +93,8 @@ def load_runs(path: str | Path) -> pd.DataFrame:
     """Every run under ``path`` (each directory holding a ``metrics.json``, at any depth; ``path``
     itself may be one run), one row each, sorted by ``run``.
 
-    Columns: ``run`` (the directory relative to ``path``), ``run_dir``; from ``config.yaml``:
+    Columns: ``run`` (the directory relative to ``path``), ``run_dir``; ``grid``, ``variant`` and
+    ``commit`` (the code version a grid ran it with; None outside a grid); from ``config.yaml``:
     ``method`` (class name), ``method.<arg>``, ``optimizer``, ``lr``, ``seed``,
     ``model.hidden_sizes``, ``data.<arg>``; from ``metrics.json``: ``complete``, ``tasks_done``,
     ``final_avg_acc``, ``final_prev_acc``, ``final_current_acc``, ``bwt``, ``forgetting``, ``fwt``,

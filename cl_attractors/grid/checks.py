@@ -137,7 +137,7 @@ def validate(spec: ExperimentSpec, extra: Sequence[str] = ()) -> None:
         _check_variant_paths(spec.variants)
         _check_tuned(spec)
         _check_writable(spec.out_dir, "out_dir")
-    method = spec.options.get("method_config")
+    method = spec.report.method_config
     if method is not None and not Path(method).is_file():
         raise ConfigError(f"method_config={method} does not exist")
     _check_writable(spec.results_dir, "results_dir")

@@ -207,7 +207,7 @@ class DaskRunner:
                 for r in runs
             }
             try:
-                return track(self._outcomes(futures, interrupted), len(runs), desc)
+                return track(self._outcomes(futures, interrupted), runs, desc)
             except KeyboardInterrupt:
                 self.client.cancel(list(futures), force=True)
                 raise

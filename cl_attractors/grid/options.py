@@ -1,20 +1,24 @@
-"""The values of a grid's report options and claims, checked before any run (issue 21, class 6).
-
-The spec already refuses a key its kind's report does not read (``spec.KIND_OPTIONS``); here each
-value a report reads is checked against what that report can draw, so a grid never trains for
-hours and then dies (or silently drops a claim) while rendering. One table; each refusal is one
-:class:`ConfigError` line naming the field, the value and what is allowed.
+"""What a grid YAML asks of its report, typed and checked before any run (issues 20 and 22, 21
+class 6): :class:`ReportOptions`, parsed once from the keys beyond the grid's own fields. Each kind
+of report accepts only the keys it reads (:data:`KIND_OPTIONS`); each value is checked against what
+that report can draw (:data:`CHECKS`), so a grid never trains for hours and then dies (or silently
+drops a claim) while rendering. Each refusal is one :class:`ConfigError` line naming the field,
+the value and what is allowed.
 """
 
 from __future__ import annotations
 
 import itertools
 import math
+import reprlib
 from collections.abc import Callable
-from typing import Any
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from cl_attractors.errors import ConfigError, bounded
-from cl_attractors.grid.spec import ExperimentSpec
+
+if TYPE_CHECKING:
+    from cl_attractors.grid.spec import ExperimentSpec
 
 MAX_BINS = 1_000_000  # histogram bins over x_range (a report, not a memory test)
 MAX_POINTS = 1_000_000  # points of a plotted curve
@@ -23,16 +27,16 @@ MODE_KEYS = ("smooth_bins", "min_prominence", "min_height", "min_count")
 EXPECT_KEYS = ("text", "plateau", "plateau_tol", "dip_max", "dip_at", "dip_tol")
 
 
-def _number(v: Any) -> bool:
+def _is_number(v: Any) -> bool:
     return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
 
 
-def _integer(v: Any) -> bool:
+def _is_integer(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
 
 def _range(v: Any) -> bool:
-    return isinstance(v, list | tuple) and len(v) == 2 and all(map(_number, v)) and v[0] < v[1]
+    return isinstance(v, list | tuple) and len(v) == 2 and all(map(_is_number, v)) and v[0] < v[1]
 
 
 def _str_map(v: Any) -> bool:
@@ -41,10 +45,10 @@ def _str_map(v: Any) -> bool:
     )
 
 
-def _modes(v: Any) -> bool:
-    if not isinstance(v, dict) or not set(v) <= set(MODE_KEYS) or not all(map(_number, v.values())):
+def _modes_ok(v: Any) -> bool:
+    if not isinstance(v, dict) or not set(v) <= set(MODE_KEYS) or not all(map(_is_number, v.values())):
         return False
-    return (_integer(v.get("smooth_bins", 1)) and v.get("smooth_bins", 1) >= 0) and all(
+    return (_is_integer(v.get("smooth_bins", 1)) and v.get("smooth_bins", 1) >= 0) and all(
         v[k] >= 0 for k in v if k != "smooth_bins"
     )
 
@@ -54,7 +58,7 @@ def _expect(v: Any) -> bool:
         isinstance(v, dict)
         and set(v) == set(EXPECT_KEYS)
         and isinstance(v["text"], str)
-        and all(_number(v[k]) for k in EXPECT_KEYS[1:])
+        and all(_is_number(v[k]) for k in EXPECT_KEYS[1:])
         and v["plateau_tol"] >= 0
         and v["dip_tol"] >= 0
     )
@@ -62,7 +66,7 @@ def _expect(v: Any) -> bool:
 
 def _marks(v: Any) -> bool:
     return isinstance(v, dict) and all(
-        isinstance(m, dict) and all(_number(x) and isinstance(t, str | int | float) for x, t in m.items())
+        isinstance(m, dict) and all(_is_number(x) and isinstance(t, str | int | float) for x, t in m.items())
         for m in v.values()
     )
 
@@ -76,10 +80,10 @@ CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "metric": (lambda v: v in FINALS, f"one of {', '.join(FINALS)}"),
     "xlabel": (lambda v: isinstance(v, str), "a text"),
     "x_range": (_range, "[low, high] with finite low < high"),
-    "min_abs": (lambda v: _number(v) and v >= 0, "a finite number >= 0"),
-    "bin_width": (lambda v: _number(v) and v > 0, "a finite number > 0"),
+    "min_abs": (lambda v: _is_number(v) and v >= 0, "a finite number >= 0"),
+    "bin_width": (lambda v: _is_number(v) and v > 0, "a finite number > 0"),
     "mass_ranges": (lambda v: isinstance(v, list) and all(map(_range, v)), "a list of [low, high] ranges"),
-    "modes": (_modes, f"a mapping of {', '.join(MODE_KEYS)} (numbers >= 0; smooth_bins an integer)"),
+    "modes": (_modes_ok, f"a mapping of {', '.join(MODE_KEYS)} (numbers >= 0; smooth_bins an integer)"),
     "yscale": (lambda v: v in ("linear", "log"), "linear or log"),
     "baseline": (lambda v: isinstance(v, str) and v != "", "a variant name"),
     "marks": (_marks, "a mapping group: {value: label}"),
@@ -88,20 +92,206 @@ CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
         lambda v: isinstance(v, list) and bool(v) and all(isinstance(p, str) for p in v),
         "a list of names",
     ),
-    "points": (lambda v: _integer(v) and 2 <= v <= MAX_POINTS, f"an integer in [2, {MAX_POINTS}]"),
+    "points": (lambda v: _is_integer(v) and 2 <= v <= MAX_POINTS, f"an integer in [2, {MAX_POINTS}]"),
     "expect": (_expect, f"a mapping of {', '.join(EXPECT_KEYS)} (numbers; tolerances >= 0)"),
 }
 
 
-def check_options(spec: ExperimentSpec) -> None:
-    """Every report option of ``spec`` (see :data:`CHECKS`), and the histogram's size."""
-    for key, value in spec.options.items():
-        check, allowed = CHECKS.get(key, (lambda v: True, ""))
+COMMON_OPTIONS = ("title", "notes", "summary", "labels", "reference")
+KIND_OPTIONS: dict[str, tuple[str, ...]] = {
+    "curves": (),
+    "shared": ("metric", "xlabel"),
+    "weights": ("x_range", "min_abs", "mass_ranges", "bin_width", "modes", "yscale"),
+    "sensitivity": ("metric", "baseline", "marks", "xlabels"),
+    "plasticity": ("method_config", "params", "x_range", "points", "expect"),
+    "scoreboard": (
+        "columns",
+        "rows",
+        "index",
+        "studies",
+        "studies_dir",
+        "grids_dir",
+        "readme",
+        "readme_table",
+    ),
+}
+
+
+@dataclass(frozen=True)
+class ModeSettings:
+    """How a weight histogram's modes are found (``report.weights.find_modes``)."""
+
+    smooth_bins: int = 1
+    min_prominence: float = 0.2
+    min_height: float = 1e-3
+    min_count: float = 20.0
+
+
+@dataclass(frozen=True)
+class ReportOptions:
+    """The report's settings of a grid YAML, with their defaults (grouped by the kinds that read them)."""
+
+    # every kind
+    title: str | None = None  # default: the grid's name
+    notes: str | None = None  # appended to results.md
+    summary: bool = True  # print the final table to the terminal
+    labels: dict[str, str] = field(default_factory=dict)  # variant or group -> human name
+    reference: str | None = None  # the variant every other is compared with (default: the first)
+    # shared, sensitivity
+    metric: str = "final_avg_acc"
+    xlabel: str = "shared fraction"
+    # weights (and plasticity's x_range)
+    x_range: tuple[float, float] | None = None  # default (-0.5, 0.5) weights, (-1, 1) plasticity
+    min_abs: float = 1e-5
+    mass_ranges: list[tuple[float, float]] = field(default_factory=list)
+    bin_width: float = 0.005
+    modes: ModeSettings = field(default_factory=ModeSettings)
+    yscale: str = "linear"
+    # sensitivity
+    baseline: str = "control"
+    marks: dict[str, dict[float, str]] = field(default_factory=dict)  # panel -> x -> label
+    xlabels: dict[str, str] = field(default_factory=dict)  # panel -> axis label
+    # plasticity
+    method_config: str | None = None
+    params: list[str] = field(default_factory=lambda: ["a1", "lam", "gamma"])
+    points: int = 2001
+    expect: dict[str, Any] | None = None
+    # scoreboard
+    columns: dict[str, dict[str, Any]] = field(default_factory=dict)
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    index: list[str] = field(default_factory=list)
+    studies: list[str] = field(default_factory=list)
+    studies_dir: str = "results/tune"
+    grids_dir: str = "configs/grid"
+    readme: str | None = None
+    readme_table: dict[str, Any] | None = None
+
+
+def _number(v: Any) -> float:
+    if isinstance(v, bool) or not isinstance(v, int | float):
+        raise TypeError
+    return float(v)
+
+
+def _integer(v: Any) -> int:
+    if isinstance(v, bool) or not isinstance(v, int):
+        raise TypeError
+    return v
+
+
+def _text(v: Any) -> str:
+    if not isinstance(v, str):
+        raise TypeError
+    return v
+
+
+def _flag(v: Any) -> bool:
+    if not isinstance(v, bool):
+        raise TypeError
+    return v
+
+
+def _pair(v: Any) -> tuple[float, float]:
+    if not isinstance(v, list | tuple) or len(v) != 2:
+        raise TypeError
+    return _number(v[0]), _number(v[1])
+
+
+def _mapping(key: Callable[[Any], Any], value: Callable[[Any], Any]) -> Callable[[Any], dict]:
+    def parse(v: Any) -> dict:
+        if not isinstance(v, dict):
+            raise TypeError
+        return {key(k): value(x) for k, x in v.items()}
+
+    return parse
+
+
+def _listing(item: Callable[[Any], Any]) -> Callable[[Any], list]:
+    def parse(v: Any) -> list:
+        if not isinstance(v, list):
+            raise TypeError
+        return [item(x) for x in v]
+
+    return parse
+
+
+def _raw_mapping(v: Any) -> dict:
+    return _mapping(_text, lambda x: x)(v)
+
+
+def _modes(v: Any) -> ModeSettings:
+    if not isinstance(v, dict) or not v.keys() <= set(ModeSettings.__dataclass_fields__):
+        raise TypeError
+    numbers: dict[str, Any] = {k: _integer(x) if k == "smooth_bins" else _number(x) for k, x in v.items()}
+    return ModeSettings(**numbers)
+
+
+def _yscale(v: Any) -> str:
+    if v not in ("linear", "log"):
+        raise ValueError
+    return str(v)
+
+
+# key -> (parser, what is allowed)
+PARSERS: dict[str, tuple[Callable[[Any], Any], str]] = {
+    "title": (_text, "a string"),
+    "notes": (_text, "a string"),
+    "summary": (_flag, "true or false"),
+    "labels": (_mapping(_text, str), "a mapping of variant names to strings"),
+    "reference": (_text, "a variant name"),
+    "metric": (_text, "a final summary name such as final_avg_acc"),
+    "xlabel": (_text, "a string"),
+    "x_range": (_pair, "[low, high] numbers"),
+    "min_abs": (_number, "a number"),
+    "mass_ranges": (_listing(_pair), "a list of [low, high] number pairs"),
+    "bin_width": (_number, "a number"),
+    "modes": (_modes, "{smooth_bins: int, min_prominence, min_height, min_count: numbers}"),
+    "yscale": (_yscale, "linear or log"),
+    "baseline": (_text, "a variant name"),
+    "marks": (_mapping(_text, _mapping(_number, str)), "panel: {x: label} mappings"),
+    "xlabels": (_mapping(_text, str), "a mapping of panels to axis labels"),
+    "method_config": (_text, "a method YAML path"),
+    "params": (_listing(_text), "a list of method argument names"),
+    "points": (_integer, "an integer"),
+    "expect": (_raw_mapping, "a mapping"),
+    "columns": (_mapping(_text, _raw_mapping), "a mapping of column names to mappings"),
+    "rows": (_listing(_raw_mapping), "a list of mappings"),
+    "index": (_listing(_text), "a list of grid names"),
+    "studies": (_listing(_text), "a list of study names"),
+    "studies_dir": (_text, "a folder path"),
+    "grids_dir": (_text, "a folder path"),
+    "readme": (_text, "a file path"),
+    "readme_table": (_raw_mapping, "a mapping"),
+}
+
+
+def parse_options(raw: dict[str, Any], kind: str, fields: tuple[str, ...]) -> ReportOptions:
+    """The keys of ``raw`` beyond ``fields`` as :class:`ReportOptions`; a key its kind's report does
+    not read, or a value of the wrong shape, is refused."""
+    allowed = (*fields, *COMMON_OPTIONS, *KIND_OPTIONS[kind])
+    values: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key not in allowed:
+            shown, use = reprlib.repr(value), ", ".join(allowed)
+            raise ConfigError(f"{key}={shown} is not a key of a {kind!r} grid; use one of {use}")
+        if key in fields:
+            continue
+        check, takes = CHECKS.get(key, (lambda v: True, ""))
         if not check(value):
-            raise ConfigError(f"{key}={bounded(repr(value), 200)} is not allowed; use {allowed}")
+            raise ConfigError(f"{key}={bounded(repr(value), 200)} is not allowed; use {takes}")
+        parse, what = PARSERS[key]
+        try:
+            values[key] = parse(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{key}={reprlib.repr(value)} is not allowed; use {what}") from None
+    return ReportOptions(**values)
+
+
+def check_options(spec: ExperimentSpec) -> None:
+    """What one value alone does not show: the histogram's size (bins over x_range)."""
     if spec.kind == "weights":
-        lo, hi = spec.options.get("x_range", [-0.5, 0.5])
-        width = spec.options.get("bin_width", 0.005)
+        lo, hi = spec.report.x_range or (-0.5, 0.5)
+        width = spec.report.bin_width
         if (hi - lo) / width > MAX_BINS:
             raise ConfigError(
                 f"bin_width={width!r} is not allowed; use at least {(hi - lo) / MAX_BINS:.3g} "
@@ -132,5 +322,5 @@ def check_claim_values(claims: list[Any]) -> None:
                 raise ConfigError(
                     f"{field}.better={better!r} is not allowed: it equals worse; use two different variants"
                 )
-        if "tol" in claim and not (_number(claim["tol"]) and claim["tol"] >= 0):
+        if "tol" in claim and not (_is_number(claim["tol"]) and claim["tol"] >= 0):
             raise ConfigError(f"{field}.tol={claim['tol']!r} is not allowed; use a finite number >= 0")

@@ -20,15 +20,14 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import IO
 
-from tqdm import tqdm
-
-from cl_attractors.grid.spec import Run
+from cl_attractors.grid.progress import Outcome, track
+from cl_attractors.grid.spec import Run, held
 from cl_attractors.paths import prune_task_checkpoints
 from cl_attractors.repair import repair_outputs
 
@@ -36,15 +35,6 @@ CLI = Path(__file__).resolve().parents[2] / "cli.py"
 LOG_TAIL_LINES = 5
 HELD = "another experiment process is running this run"
 PR_SET_PDEATHSIG = 1
-
-
-@dataclass
-class Outcome:
-    """What became of one run: return code (0 = ok) and the tail of its log."""
-
-    run: Run
-    returncode: int
-    tail: str = ""
 
 
 def worker_env(gpu: int | None) -> dict[str, str]:
@@ -135,19 +125,6 @@ def _lock(fh: IO[str], wait_s: float, stop: threading.Event | None) -> bool:
                 time.sleep(0.2)
 
 
-def held(run: Run) -> bool:
-    """Whether another process holds the run's lock right now."""
-    path = run.run_dir / ".lock"
-    if not path.is_file():
-        return False
-    with open(path, encoding="utf-8") as lock:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return True
-    return False
-
-
 def execute(
     run: Run,
     env: dict[str, str],
@@ -206,23 +183,6 @@ def _spawn(run: Run, env: dict[str, str], procs: Processes, cwd: Path, lock_fd: 
             procs.discard(proc)
 
 
-def track(outcomes: Iterable[Outcome], total: int, desc: str) -> list[Outcome]:
-    """Collect outcomes as they come, with a progress bar; a failure is reported with its log tail."""
-    done: list[Outcome] = []
-    with tqdm(total=total, desc=desc, unit="run", file=sys.stderr, dynamic_ncols=True) as bar:
-        for outcome in outcomes:
-            done.append(outcome)
-            bar.update(1)
-            if outcome.returncode:
-                bar.set_postfix(failed=sum(1 for o in done if o.returncode))
-                tqdm.write(
-                    f"FAILED {outcome.run.run_dir} (exit {outcome.returncode}); "
-                    f"log: {outcome.run.run_dir / 'run.log'}\n{outcome.tail}",
-                    file=sys.stderr,
-                )
-    return done
-
-
 class GridRunner:
     """The local pool: ``workers`` threads each running one fit at a time, one slot per worker
     (a GPU id, or None for CPU; see :func:`gpu_slots`)."""
@@ -261,7 +221,7 @@ class GridRunner:
         runs = sorted(runs, key=held)  # runs another process holds go last: the work is shared
         futures = [pool.submit(self._execute, r) for r in runs]
         try:
-            return track((f.result() for f in as_completed(futures)), len(runs), desc)
+            return track((f.result() for f in as_completed(futures)), runs, desc)
         except KeyboardInterrupt:
             self.kill_all()
             pool.shutdown(wait=True, cancel_futures=True)

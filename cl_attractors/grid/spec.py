@@ -21,20 +21,21 @@ Input paths (``base``, config files in ``overrides``/``variants``, ``method_conf
 this file (:func:`cl_attractors.paths.resolve_relative`); ``out_dir`` and ``results_dir`` to the
 working directory. A variant's sweep (``sweeps``) replaces the grid's ``sweep`` for that variant;
 variants with neither run once. Beyond these fields, a kind takes only the keys its report reads
-(:data:`KIND_OPTIONS`, and ``title``, ``notes``, ``summary``, ``labels``): any other key is refused.
+(:class:`~cl_attractors.grid.options.ReportOptions`, typed): any other key is refused.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
-import reprlib
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from cl_attractors.errors import ConfigError
+from cl_attractors.grid.options import ReportOptions, parse_options
 from cl_attractors.io import read_yaml_mapping
 from cl_attractors.paths import resolve_args, resolve_relative, task_checkpoints
 
@@ -53,25 +54,6 @@ FIELDS = (
     "results_dir",
     "claims",
 )
-# the keys each kind's report reads (cl_attractors.report); any other key is a typo, refused
-COMMON_OPTIONS = ("title", "notes", "summary", "labels")
-KIND_OPTIONS: dict[str, tuple[str, ...]] = {
-    "curves": (),
-    "shared": ("metric", "xlabel"),
-    "weights": ("x_range", "min_abs", "mass_ranges", "bin_width", "modes", "yscale"),
-    "sensitivity": ("metric", "baseline", "marks", "xlabels"),
-    "plasticity": ("method_config", "params", "x_range", "points", "expect"),
-    "scoreboard": (
-        "columns",
-        "rows",
-        "index",
-        "studies",
-        "studies_dir",
-        "grids_dir",
-        "readme",
-        "readme_table",
-    ),
-}
 
 
 @dataclass(frozen=True)
@@ -107,6 +89,19 @@ def is_complete(run_dir: Path) -> bool:
         return False
 
 
+def held(run: Run) -> bool:
+    """Whether another process holds the run's lock right now."""
+    path = run.run_dir / ".lock"
+    if not path.is_file():
+        return False
+    with open(path, encoding="utf-8") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+    return False
+
+
 @dataclass
 class ExperimentSpec:
     """A parsed experiment YAML (see the module docstring)."""
@@ -122,9 +117,10 @@ class ExperimentSpec:
     out_dir: Path = Path("runs")
     results_dir: Path = Path("results")
     claims: list[dict] = field(default_factory=list)
-    options: dict[str, Any] = field(default_factory=dict)
+    report: ReportOptions = field(default_factory=ReportOptions)  # what the report reads
     source: Path = Path("")
     keep_task_checkpoints: bool = False  # --keep_task_checkpoints: every run keeps one per task
+    changes: list[str] = field(default_factory=list)  # how the command line changes the protocol
 
     @property
     def needs_runs(self) -> bool:
@@ -203,16 +199,6 @@ def _get(raw: dict, key: str, kind: type, default: Any) -> Any:
     return value
 
 
-def _options(raw: dict, kind: str) -> dict[str, Any]:
-    """The keys beyond :data:`FIELDS`; one its kind's report does not read is refused."""
-    allowed = (*FIELDS, *COMMON_OPTIONS, *KIND_OPTIONS[kind])
-    for key in raw:
-        if key not in allowed:
-            value, use = reprlib.repr(raw[key]), ", ".join(allowed)
-            raise ConfigError(f"{key}={value} is not a key of a {kind!r} grid; use one of {use}")
-    return {k: v for k, v in raw.items() if k not in FIELDS}
-
-
 def load_spec(path: str | Path) -> ExperimentSpec:
     """Parse an experiment YAML; structural errors raise :class:`ConfigError`."""
     path = Path(path)
@@ -231,9 +217,9 @@ def load_spec(path: str | Path) -> ExperimentSpec:
                 f"sweeps.{vname}: {vname!r} is not a variant; use one of {', '.join(variants) or '(none)'}"
             )
     base = _get(raw, "base", str, None)
-    options = _options(raw, kind)
-    if isinstance(options.get("method_config"), str):
-        options["method_config"] = resolve_relative(options["method_config"], path)
+    report = parse_options(raw, kind, FIELDS)
+    if report.method_config is not None:
+        report = replace(report, method_config=resolve_relative(report.method_config, path))
     return ExperimentSpec(
         name=name,
         kind=kind,
@@ -246,7 +232,7 @@ def load_spec(path: str | Path) -> ExperimentSpec:
         out_dir=Path(_get(raw, "out_dir", str, f"runs/{name}")),
         results_dir=Path(_get(raw, "results_dir", str, f"results/{name}")),
         claims=list(_get(raw, "claims", list, []) or []),
-        options=options,
+        report=report,
         source=path,
     )
 

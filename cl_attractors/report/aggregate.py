@@ -3,7 +3,8 @@
 Pure functions of the runs' ``metrics.json`` contents, plus writers of the CSV / JSON / markdown
 tables. Only complete runs (``"complete": true``) are aggregated. A variant carries its human
 ``label`` (the experiment YAML's ``labels:``, else its group's, else its name) into every table
-and figure.
+and figure. Accuracies are in percent; differences of accuracies (BWT, forgetting, gaps between
+variants) in points. Every table has a seed-paired Δ column against the grid's reference variant.
 """
 
 from __future__ import annotations
@@ -25,8 +26,8 @@ FINAL_HEADS = (
     "acc. tasks seen (%)",
     "acc. previous tasks (%)",
     "acc. current task (%)",
-    "BWT (%)",
-    "forgetting (%)",
+    "BWT (points)",
+    "forgetting (points)",
 )
 
 
@@ -78,8 +79,9 @@ def label_of(labels: dict[str, str], name: str, group: str) -> str:
     return str(labels.get(name) or labels.get(group) or name)
 
 
-def aggregate(runs: list[Run], labels: dict[str, str] | None = None) -> dict:
-    """``{"variants": {name: {"group", "x", "label", ...aggregate_variant}}, "missing"}``."""
+def aggregate(runs: list[Run], labels: dict[str, str] | None = None, reference: str | None = None) -> dict:
+    """``{"variants": {name: {"group", "x", "label", ...aggregate_variant}}, "missing",
+    "reference"}``; ``reference`` (a variant or a sweep's group) is what the Δ column compares with."""
     finished = load_finished(runs)
     meta = {r.variant: (r.group, r.x) for r in runs}
     variants = {}
@@ -89,6 +91,7 @@ def aggregate(runs: list[Run], labels: dict[str, str] | None = None) -> dict:
             variants[name] = {"group": group, "x": x, "label": label, **aggregate_variant(finished[name])}
     return {
         "variants": variants,
+        "reference": reference,
         "missing": sorted(
             r.variant + f"/seed_{r.seed}" for r in runs if r.seed not in finished.get(r.variant, {})
         ),
@@ -123,13 +126,48 @@ def variant_cell(agg: dict, name: str) -> str:
     return shown if shown == name else f"{shown} (`{name}`)"
 
 
+def reference_of(agg: dict, name: str) -> str | None:
+    """The variant ``name`` is compared with: the grid's reference variant, or, when the reference
+    names a sweep's group, that group's variant at the same sweep value (None: none finished)."""
+    ref, v = agg.get("reference"), agg["variants"][name]
+    if ref is None or ref in agg["variants"]:
+        return ref
+    same = [k for k, w in agg["variants"].items() if w["group"] == ref and w["x"] == v["x"]]
+    return same[0] if same else None
+
+
+def delta_cell(agg: dict, name: str, key: str = "final_avg_acc") -> str:
+    """``name − reference`` of ``key`` over common seeds, in points with its 95% CI."""
+    ref = reference_of(agg, name)
+    if ref is None or ref not in agg["variants"]:
+        return "n/a"
+    if ref == name:
+        return "reference"
+    stat = paired_gap(agg, name, ref, key)
+    if stat["mean"] is None:
+        return "n/a (no common seed)"
+    if stat["ci"] is None:
+        return f"{100 * stat['mean']:+.2f} (1 seed)"
+    lo, hi = stat["mean"] - stat["ci"], stat["mean"] + stat["ci"]
+    return f"{100 * stat['mean']:+.2f} [{100 * lo:+.2f}, {100 * hi:+.2f}]"
+
+
+def delta_head(agg: dict, ci: bool = True) -> str:
+    """The Δ column's heading, naming the reference (its config key: labels can be long)."""
+    return f"Δ acc. vs {agg.get('reference')} (points{', paired 95% CI' if ci else ''})"
+
+
 def markdown_table(agg: dict) -> str:
-    """Final summaries per variant, in percent, mean ± 95% CI half-width."""
+    """Final summaries per variant (accuracies in percent, differences in points), mean ± 95% CI
+    half-width, and the seed-paired Δ of the final accuracy against the reference."""
     rows = [
         [variant_cell(agg, name), len(v["seeds"]), *(fmt(v["final"][k]) for k in FINALS)]
         for name, v in agg["variants"].items()
     ]
-    return to_markdown(pd.DataFrame(rows, columns=["variant", "seeds", *FINAL_HEADS]))
+    df = pd.DataFrame(rows, columns=["variant", "seeds", *FINAL_HEADS])
+    if agg.get("reference") is not None:
+        df[delta_head(agg)] = [delta_cell(agg, name) for name in agg["variants"]]
+    return to_markdown(df)
 
 
 def _x(v: dict) -> str:

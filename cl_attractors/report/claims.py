@@ -3,9 +3,11 @@
 A claim is a mapping with ``text`` (the paper's words), ``type`` and its fields:
 
 - ``gap``: ``better``, ``worse``, ``metric`` (a final summary, e.g. ``final_avg_acc``), optional
-  ``paper`` (the stated gap). Holds when the 95% CI of the seed-paired difference ``better - worse``
-  lies above 0, and the paper's value falls inside that CI ("direction holds, size does not" when
-  only the sign agrees).
+  ``paper`` (the stated gap). On the 95% CI of the seed-paired difference ``better - worse``:
+  **holds** when it lies above 0 and holds the paper's value; **direction holds, size does not**
+  when it lies above 0 without the paper's value; **inconclusive** when it holds both 0 and the
+  paper's value (or 0 and no value is stated; or one seed gives no CI): the seeds cannot tell;
+  **does not hold** otherwise (it excludes the paper's value and shows no gap, or lies below 0).
 - ``best``: ``variant``, ``metric``, optional ``among`` (the variants ranked; default all): holds
   when ``variant`` has the highest mean (the paired gap to its closest competitor is reported with
   its CI).
@@ -31,14 +33,16 @@ from cl_attractors.errors import ConfigError
 from cl_attractors.report.aggregate import FINALS, label, paired_gap
 
 NOT_RUN = "not run yet"
+INCONCLUSIVE = "inconclusive"
 
 
 class NotRun(ConfigError):
     """A claim names a variant without finished runs."""
 
 
-def _pct(v: float | None) -> str:
-    return "n/a" if v is None else f"{100 * v:+.2f}%"
+def _pts(v: float | None) -> str:
+    """A difference of accuracies (fractions) in points: ``+1.23``."""
+    return "n/a" if v is None else f"{100 * v:+.2f}"
 
 
 def _bounds(stat: dict) -> tuple[float | None, float | None]:
@@ -51,8 +55,8 @@ def _gap_text(stat: dict) -> str:
     if stat["mean"] is None:
         return "no common finished seeds"
     lo, hi = _bounds(stat)
-    ci = "no CI (1 seed)" if lo is None else f"95% CI [{_pct(lo)}, {_pct(hi)}]"
-    return f"{_pct(stat['mean'])} ({ci}, n={stat['n']})"
+    ci = "no CI (1 seed)" if lo is None else f"95% CI [{_pts(lo)}, {_pts(hi)}]"
+    return f"{_pts(stat['mean'])} points ({ci}, n={stat['n']})"
 
 
 def significant(stat: dict) -> bool:
@@ -77,14 +81,23 @@ def check_gap(claim: dict, agg: dict) -> dict:
     _variant(agg, claim["better"]), _variant(agg, claim["worse"])
     stat = paired_gap(agg, claim["better"], claim["worse"], claim.get("metric", "final_avg_acc"))
     measured = f"{label(agg, claim['better'])} − {label(agg, claim['worse'])}: {_gap_text(stat)}"
-    size_ok = True
     lo, hi = _bounds(stat)
-    if "paper" in claim and lo is not None and hi is not None:
-        size_ok = lo <= claim["paper"] <= hi
-        measured += f"; paper's {_pct(claim['paper'])} is {'inside' if size_ok else 'outside'} the CI"
-    if not significant(stat):
-        return _result(measured, "does not hold", stat)
-    return _result(measured, "holds" if size_ok else "direction holds, size does not", stat)
+    if lo is None or hi is None:
+        return _result(measured, INCONCLUSIVE, stat)
+    paper_inside = "paper" not in claim or lo <= claim["paper"] <= hi
+    if "paper" in claim:
+        measured += f"; paper's {_pts(claim['paper'])} is {'inside' if paper_inside else 'outside'} the CI"
+    return _result(measured, gap_verdict(lo, hi, paper_inside), stat)
+
+
+def gap_verdict(lo: float, hi: float, paper_inside: bool) -> str:
+    """The verdict of a claimed positive gap from its CI ``[lo, hi]`` and whether the paper's
+    value lies inside it (True when no value is stated)."""
+    if lo > 0:
+        return "holds" if paper_inside else "direction holds, size does not"
+    if hi >= 0 and paper_inside:
+        return INCONCLUSIVE
+    return "does not hold"
 
 
 def check_best(claim: dict, agg: dict) -> dict:
@@ -119,7 +132,7 @@ def check_benefit_until(claim: dict, agg: dict) -> dict:
         if len(pairs[x]) < 2:
             continue
         stat = paired_gap(agg, pairs[x][claim["better"]], pairs[x][claim["worse"]], metric)
-        rows.append(f"{x:g}: {_pct(stat['mean'])}{'*' if significant(stat) else ''}")
+        rows.append(f"{x:g}: {_pts(stat['mean'])}{'*' if significant(stat) else ''}")
         seeds.append(stat["n"])
         if lost is None and not significant(stat):
             lost = x
@@ -127,7 +140,7 @@ def check_benefit_until(claim: dict, agg: dict) -> dict:
         raise NotRun(f"no sweep value has finished runs of both {claim['better']} and {claim['worse']}")
     holds = lost is not None and abs(lost - claim["paper"]) <= claim.get("tol", 1e-9)
     measured = (
-        f"{claim['better']} − {claim['worse']} by value (* = 95% CI above 0): {'; '.join(rows)}; "
+        f"{claim['better']} − {claim['worse']} by value, points (* = 95% CI above 0): {'; '.join(rows)}; "
         f"benefit first lost at {'never' if lost is None else f'{lost:g}'}"
     )
     return _result(measured, "holds" if holds else "does not hold", value=lost, n=min(seeds))

@@ -43,20 +43,21 @@ def _done(runs: list[Run], variant: str) -> list[Run]:
 def render_weights(spec: ExperimentSpec, runs: list[Run], agg: dict) -> tuple[dict[str, list[float]], str]:
     """Histograms, modes, mass per range: figure, ``_hist.csv`` and ``_modes.json``; returns the
     modes per variant and the results.md section."""
-    o = spec.options
-    lo, hi = o.get("x_range", [-0.5, 0.5])
-    min_abs = float(o.get("min_abs", 1e-5))
+    o = spec.report
+    lo, hi = o.x_range or (-0.5, 0.5)
+    min_abs = o.min_abs
     hists, modes, mass, seeds = {}, {}, {}, {}
-    ranges = [(float(a), float(b)) for a, b in o.get("mass_ranges", [])]
+    ranges = o.mass_ranges
     for variant in dict.fromkeys(r.variant for r in runs):
         done = _done(runs, variant)
         if not done:
             continue
         values = torch.cat([final_weights(r.run_dir, min_abs) for r in done])
-        edges, counts = histogram(values, float(o.get("bin_width", 0.005)), float(lo), float(hi))
+        edges, counts = histogram(values, o.bin_width, lo, hi)
         hists[variant] = (edges, counts)
         mass[variant] = [float(((values >= a) & (values < b)).double().mean()) for a, b in ranges]
-        modes[variant] = find_modes(edges, counts, **o.get("modes", {}))
+        m = o.modes
+        modes[variant] = find_modes(edges, counts, m.smooth_bins, m.min_prominence, m.min_height, m.min_count)
         seeds[variant] = sorted(r.seed for r in done)
     if not hists:
         return modes, "No finished run has a final checkpoint yet.\n"
@@ -64,7 +65,7 @@ def render_weights(spec: ExperimentSpec, runs: list[Run], agg: dict) -> tuple[di
     titles = {k: f"{agg['variants'][k]['label']} ({seeds_text(s)})" for k, s in seeds.items()}
     all_seeds = sorted({s for v in seeds.values() for s in v})
     title = f"Final weights, |w| < {min_abs:g} removed, pooled over {seeds_text(all_seeds)} per panel"
-    fig = plots.weight_histograms(hists, modes, titles, a1, title, str(o.get("yscale", "linear")))
+    fig = plots.weight_histograms(hists, modes, titles, a1, title, o.yscale)
     plots.save_figure(fig, spec.results_dir / f"{spec.name}.png")
     edges = next(iter(hists.values()))[0]
     table = pd.DataFrame({"bin_left": edges[:-1].numpy(), "bin_right": edges[1:].numpy()})
@@ -96,10 +97,10 @@ def _section(
         ]
         for k in modes
     ]
-    cols = ["variant", "checkpoints", "final acc. (%)", "forgetting (%)", "attractor a1", "modes found"]
+    cols = ["variant", "checkpoints", "final acc. (%)", "forgetting (points)", "attractor a1", "modes found"]
     return (
         f"Histograms pool both weight matrices of each variant's final checkpoints (the seeds in the "
-        f"table), weights with |w| < {spec.options.get('min_abs', 1e-5)} removed "
+        f"table), weights with |w| < {spec.report.min_abs:g} removed "
         f"(`{spec.name}_hist.csv`); modes (`{spec.name}_modes.json`) are the red dotted lines, "
         "labelled with their location; the grey dashed line is the variant's attractor a1.\n\n"
         "Weight shape beside retention (mean ± 95% CI over seeds):\n\n"

@@ -23,17 +23,17 @@ def render_plasticity(spec: ExperimentSpec) -> str:
     """The figure, its CSV and JSON; returns the results.md text (with the caption's check)."""
     from cl_attractors.methods.formulas import plasticity
 
-    path = spec.options.get("method_config")
+    path = spec.report.method_config
     if path is None:
         raise ConfigError(f"{spec.name}: kind=plasticity needs method_config: <method yaml>")
     params = method_params(path)
-    names = spec.options.get("params", ["a1", "lam", "gamma"])
+    names = spec.report.params
     missing = [k for k in names if k not in params]
     if missing:
         raise ConfigError(f"method_config={path} has no init_args {', '.join(missing)}")
     shown = {k: params[k] for k in names}
-    lo, hi = spec.options.get("x_range", [-1.0, 1.0])
-    x = torch.linspace(float(lo), float(hi), int(spec.options.get("points", 2001)), dtype=torch.float64)
+    lo, hi = spec.report.x_range or (-1.0, 1.0)
+    x = torch.linspace(lo, hi, spec.report.points, dtype=torch.float64)
     f = plasticity(x, **shown)
     plots.save_figure(plots.plasticity_plot(x, f, shown), spec.results_dir / f"{spec.name}.png")
     write_text(
@@ -43,11 +43,11 @@ def render_plasticity(spec: ExperimentSpec) -> str:
     measured = {"f_min": float(f.min()), "argmin_w": float(x[f.argmin()]), "f_far": float(f[0])}
     write_json(spec.results_dir / f"{spec.name}.json", {"params": shown, **measured})
     text = (
-        f"Plasticity f for φ from `{path}`: {', '.join(f'{k}={v:g}' for k, v in shown.items())}.\n\n"
+        f"Plasticity f for φ from `{path}`: {', '.join(f'{k}={v:.4g}' for k, v in shown.items())}.\n\n"
         f"Measured on [{lo}, {hi}]: minimum f = {measured['f_min']:.4g} at w = {measured['argmin_w']:.4g}; "
         f"f = {measured['f_far']:.4g} far from the dip (w = {lo}).\n"
     )
-    expect = spec.options.get("expect")
+    expect = spec.report.expect
     if expect:
         text += (
             f'\nPaper: "{expect["text"]}" — plateau {expect["plateau"]} ± {expect["plateau_tol"]}, '

@@ -12,7 +12,14 @@ from cl_attractors import plots
 from cl_attractors.grid.spec import ExperimentSpec, Run
 from cl_attractors.io import write_text
 from cl_attractors.report import provenance
-from cl_attractors.report.aggregate import aggregate, fmt, markdown_table, write_tables
+from cl_attractors.report.aggregate import (
+    aggregate,
+    delta_cell,
+    delta_head,
+    fmt,
+    markdown_table,
+    write_tables,
+)
 from cl_attractors.report.claims import claims_markdown, evaluate
 from cl_attractors.report.fig_weights import attractors, render_weights, seeds_text
 from cl_attractors.report.plasticity import render_plasticity
@@ -20,22 +27,32 @@ from cl_attractors.report.scoreboard import render_scoreboard
 from cl_attractors.report.sensitivity import render_sensitivity
 
 CLAIM_RULES = (
-    "A gap claim **holds** when the 95% CI of the seed-paired difference lies on the claimed side "
-    "of 0 and contains the paper's magnitude; **direction holds, size does not** when only the "
-    "side agrees; **not run yet** when a variant it names has no finished run. See "
-    "`cl_attractors/report/claims.py` for every rule."
+    "On the 95% CI of the seed-paired difference (points): a gap claim **holds** when the CI lies "
+    "on the claimed side of 0 and contains the paper's value; **direction holds, size does not** "
+    "when only the side agrees; **inconclusive** when the CI contains both 0 and the paper's value "
+    "(the seeds cannot tell them apart); **does not hold** when it excludes the paper's value "
+    "without showing the claimed side, or lies on the other side; **not run yet** when a variant "
+    "it names has no finished run. See `cl_attractors/report/claims.py` for every rule."
 )
 
 
 def _header(spec: ExperimentSpec, title: str) -> list[str]:
     seeds = f" --seeds {' '.join(map(str, spec.seeds))}" if spec.needs_runs else ""
-    return [
+    lines = [
         f"# {title}",
         "",
         f"Rendered by `python cli.py report --config {spec.source}{seeds}` on "
         f"{datetime.date.today().isoformat()} from saved results only.",
         "",
     ]
+    if spec.changes:
+        lines += [
+            "**Not the config's protocol**: the command line changed it "
+            f"({'; '.join(f'`{c}`' for c in spec.changes)}); the title and the paper's claims "
+            "refer to the config's own protocol.",
+            "",
+        ]
+    return lines
 
 
 def _missing(missing: list[str], shown: int = 8) -> str:
@@ -51,11 +68,7 @@ def _figure(spec: ExperimentSpec, runs: list[Run], agg: dict, title: str) -> tup
     if spec.kind == "curves":
         plots.save_figure(plots.curve_panels(agg, title), path)
     elif spec.kind == "shared":
-        metric, xlabel = (
-            spec.options.get("metric", "final_avg_acc"),
-            spec.options.get("xlabel", "shared fraction"),
-        )
-        plots.save_figure(plots.sweep_plot(agg, metric, xlabel, title), path)
+        plots.save_figure(plots.sweep_plot(agg, spec.report.metric, spec.report.xlabel, title), path)
     elif spec.kind == "sensitivity":
         return None, render_sensitivity(spec, agg)
     else:
@@ -70,7 +83,18 @@ def labels(spec: ExperimentSpec) -> dict[str, str]:
         methods = [b for a, b in itertools.pairwise(args) if a == "--model.method"]
         if methods:
             out[name] = f"{name} ({methods[-1]})"
-    return {**out, **spec.options.get("labels", {})}
+    return {**out, **spec.report.labels}
+
+
+def reference(spec: ExperimentSpec) -> str | None:
+    """The variant (or sweep group) the tables' Δ column compares with: the YAML's ``reference``,
+    a sensitivity grid's ``baseline``, else the first variant (also when ``--variants`` left the
+    named one out)."""
+    named = spec.report.reference or (spec.report.baseline if spec.kind == "sensitivity" else None)
+    known = set(spec.variants) | set(spec.variant_args())
+    if named in known:
+        return named
+    return next(iter(spec.variants), None)
 
 
 def _final_heading(agg: dict) -> str:
@@ -85,13 +109,13 @@ def render(spec: ExperimentSpec, runs: list[Run]) -> Path:
     (for ``kind: scoreboard``, the results README it rewrote)."""
     if spec.kind == "scoreboard":
         return render_scoreboard(spec)
-    out, title = spec.results_dir, spec.options.get("title", spec.name)
+    out, title = spec.results_dir, spec.report.title or spec.name
     lines = _header(spec, title)
     if spec.kind == "plasticity":
         lines += [render_plasticity(spec), f"![{spec.name}]({spec.name}.png)", ""]
         write_text(out / "results.md", "\n".join(lines))
         return out / "results.md"
-    agg = aggregate(runs, labels(spec))
+    agg = aggregate(runs, labels(spec), reference(spec))
     finished = [r.run_dir / "metrics.json" for r in runs if r.complete]
     made = provenance.made_by(spec, finished)
     agg["provenance"] = made
@@ -125,32 +149,35 @@ def render(spec: ExperimentSpec, runs: list[Run]) -> Path:
             "",
         ]
     lines += ["## How these results were made", "", provenance.markdown(made)]
-    if spec.options.get("notes"):
-        lines += ["## Notes", "", str(spec.options["notes"]).strip(), ""]
+    if spec.report.notes:
+        lines += ["## Notes", "", spec.report.notes.strip(), ""]
     write_text(out / "results.md", "\n".join(lines))
-    if spec.options.get("summary"):
+    if spec.report.summary:
         print(terminal_summary(spec, agg, made))
     return out / "results.md"
 
 
 SUMMARY = {
     "final average accuracy (%)": "final_avg_acc",
-    "forgetting (%)": "forgetting",
-    "BWT (%)": "bwt",
+    "forgetting (points)": "forgetting",
+    "BWT (points)": "bwt",
     "current-task accuracy (%)": "final_current_acc",
 }
 
 
 def terminal_summary(spec: ExperimentSpec, agg: dict, made: dict) -> str:
-    """The table printed at the end of a grid (``summary: true``): one row per variant."""
+    """The table printed at the end of a grid (unless ``summary: false``): one row per variant."""
     names = [v["label"] for v in agg["variants"].values()]
     width = max(map(len, ["variant", *names]))
     rows = [
         [name.ljust(width), *(fmt(v["final"][k]) for k in SUMMARY.values())]
         for name, v in zip(names, agg["variants"].values())
     ]
-    table = pd.DataFrame(rows, columns=["variant".ljust(width), *SUMMARY]).to_string(index=False)
+    df = pd.DataFrame(rows, columns=["variant".ljust(width), *SUMMARY])
     seeds = sorted({s for v in agg["variants"].values() for s in v["seeds"]})
+    if agg.get("reference") is not None and len(agg["variants"]) > 1:
+        df[delta_head(agg, ci=len(seeds) > 1)] = [delta_cell(agg, name) for name in agg["variants"]]
+    table = df.to_string(index=False)
     own = [r for r in made["invocations"] if r["grid"] == spec.name]
     last = own[-1] if own else None
     wall = (
@@ -160,7 +187,7 @@ def terminal_summary(spec: ExperimentSpec, agg: dict, made: dict) -> str:
         else "wall time not recorded"
     )
     return (
-        f"\n{spec.options.get('title', spec.name)} — {seeds_text(seeds)}"
+        f"\n{spec.report.title or spec.name} — {seeds_text(seeds)}"
         f"{'' if len(seeds) < 2 else ', mean ± 95% CI'}\n{table}\n{wall}\n"
         f"figure: {spec.results_dir / f'{spec.name}.png'}"
     )

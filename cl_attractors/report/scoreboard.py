@@ -48,7 +48,7 @@ def load_figure(grids_dir: Path, name: str) -> dict:
     spec = load_spec(grids_dir / f"{name}.yaml")
     path = spec.results_dir / "aggregate.json"
     agg = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
-    labels = spec.options.get("labels", {})
+    labels = spec.report.labels
     for vname, v in (agg or {}).get("variants", {}).items():
         v.setdefault("label", label_of(labels, vname, v.get("group", vname)))
     modes_path = spec.results_dir / f"{spec.name}_modes.json"
@@ -101,13 +101,13 @@ def _ci(r: dict) -> str:
 
 def scoreboard_table(spec: ExperimentSpec, figures: dict[str, dict]) -> str:
     """The markdown scoreboard: claim, paper's value, then measured / 95% CI / n / verdict per column."""
-    columns = spec.options["columns"]
-    studies = Path(spec.options.get("studies_dir", "results/tune"))
+    columns = spec.report.columns
+    studies = Path(spec.report.studies_dir)
     cols = ["paper's claim", "paper"]
     for c in columns.values():
         cols += [f"{c['label']}: measured", "95% CI", "n", "verdict"]
     rows = []
-    for row in spec.options["rows"]:
+    for row in spec.report.rows:
         where = (
             link(row["figure"], figures[row["figure"]], spec.results_dir) if "figure" in row else "studies"
         )
@@ -133,7 +133,7 @@ def _shown(value: Any) -> str:
 def _legend(spec: ExperimentSpec) -> str:
     parts = [
         f"**{c['label']}**: " + ", ".join(f"`${k}` = {_shown(v)}" for k, v in c.get("vars", {}).items())
-        for c in spec.options["columns"].values()
+        for c in spec.report.columns.values()
     ]
     return (
         "Columns (the variables the rows' checks use): "
@@ -146,7 +146,7 @@ def _legend(spec: ExperimentSpec) -> str:
 def index_table(spec: ExperimentSpec, figures: dict[str, dict]) -> str:
     """Each figure's folder, seeds, recorded command and wall time; each study's trials and best."""
     rows = []
-    for name in spec.options.get("index", []):
+    for name in spec.report.index:
         fig = figures[name]
         agg = fig["agg"]
         made = (agg or {}).get("provenance") or {}
@@ -157,8 +157,8 @@ def index_table(spec: ExperimentSpec, figures: dict[str, dict]) -> str:
             command, wall = f"`python cli.py experiment --config {fig['spec'].source}`", "—"
         shown = seeds_text(seeds) if seeds else ("not run yet" if fig["spec"].needs_runs else "—")
         rows.append([link(name, fig, spec.results_dir), shown, command, wall])
-    studies = Path(spec.options.get("studies_dir", "results/tune"))
-    for name in spec.options.get("studies", []):
+    studies = Path(spec.report.studies_dir)
+    for name in spec.report.studies:
         trials = load_trials(studies / name / "trials.csv")
         if trials is None:
             rows.append([f"tune/{name}", "not run yet", "", ""])
@@ -174,15 +174,13 @@ def index_table(spec: ExperimentSpec, figures: dict[str, dict]) -> str:
 
 def readme_table(spec: ExperimentSpec, figures: dict[str, dict]) -> str:
     """The README's results table: one metric of the named variants of one figure, with the paper's."""
-    o = spec.options["readme_table"]
+    o = spec.report.readme_table or {}
     agg = figures[o["figure"]]["agg"]
     rows = []
     for name, paper in o["variants"].items():
         v = (agg or {}).get("variants", {}).get(name)
         shown = "not run yet" if v is None else f"{fmt(v['final'][o['metric']])} ({len(v['seeds'])} seeds)"
-        label = (
-            v["label"] if v else label_of(figures[o["figure"]]["spec"].options.get("labels", {}), name, name)
-        )
+        label = v["label"] if v else label_of(figures[o["figure"]]["spec"].report.labels, name, name)
         rows.append([label, shown, paper])
     cols = [o.get("heading", o["metric"]), "measured (mean ± 95% CI)", "paper"]
     return to_markdown(pd.DataFrame(rows, columns=cols))
@@ -199,22 +197,20 @@ def replace_block(text: str, name: str, content: str, where: Path) -> str:
 
 def render_scoreboard(spec: ExperimentSpec) -> Path:
     """Rewrite the generated blocks of results/README.md (and README.md); returns results/README.md."""
-    o = spec.options
-    grids = Path(o.get("grids_dir", "configs/grid"))
-    names = {r["figure"] for r in o["rows"] if "figure" in r} | set(o.get("index", []))
-    if "readme_table" in o:
-        names.add(o["readme_table"]["figure"])
+    o = spec.report
+    grids = Path(o.grids_dir)
+    names = {r["figure"] for r in o.rows if "figure" in r} | set(o.index)
+    if o.readme_table is not None:
+        names.add(o.readme_table["figure"])
     figures = {n: load_figure(grids, n) for n in sorted(names)}
     target = spec.results_dir / "README.md"
     text = target.read_text(encoding="utf-8")
-    board = (
-        f"## {o.get('title', 'Claims scoreboard')}\n\n{scoreboard_table(spec, figures)}\n{_legend(spec)}\n"
-    )
+    board = f"## {o.title or 'Claims scoreboard'}\n\n{scoreboard_table(spec, figures)}\n{_legend(spec)}\n"
     text = replace_block(text, "scoreboard", board, target)
     text = replace_block(text, "index", index_table(spec, figures), target)
     write_text(target, text)
-    if "readme" in o:
-        readme = Path(o["readme"])
+    if o.readme is not None:
+        readme = Path(o.readme)
         write_text(
             readme,
             replace_block(

@@ -53,9 +53,7 @@ def _table(agg: dict, gap: dict[str, dict], metric: str) -> pd.DataFrame:
 
 def sweep_marks(spec: ExperimentSpec) -> dict[str, dict[float, str]]:
     """The YAML's labelled vertical lines per panel, plus each sweep's tuned value."""
-    marks = {
-        g: {float(x): str(label) for x, label in m.items()} for g, m in spec.options.get("marks", {}).items()
-    }
+    marks = {g: dict(m) for g, m in spec.report.marks.items()}
     for group, sweep in spec.sweeps.items():
         tuned = tuned_value(sweep)
         if tuned is not None:
@@ -65,14 +63,13 @@ def sweep_marks(spec: ExperimentSpec) -> dict[str, dict[float, str]]:
 
 def render_sensitivity(spec: ExperimentSpec, agg: dict) -> str:
     """The figure and its data; returns the results.md section."""
-    o = spec.options
-    metric, baseline = str(o.get("metric", "final_avg_acc")), str(o.get("baseline", "control"))
-    xlabels = o.get("xlabels", {})
+    o = spec.report
+    metric, baseline, xlabels = o.metric, o.baseline, o.xlabels
     panels = {g: str(xlabels.get(g, s["flag"])) for g, s in spec.sweeps.items() if g in spec.variants}
     gap = gaps(agg, baseline, metric)
     beats = {name for name, s in gap.items() if significant(s)}
     if panels:
-        title = str(o.get("title", spec.name))
+        title = o.title or spec.name
         fig = plots.sensitivity_plot(agg, panels, metric, sweep_marks(spec), beats, title)
         plots.save_figure(fig, spec.results_dir / f"{spec.name}.png")
     table = _table(agg, gap, metric)

@@ -20,6 +20,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from cl_attractors.io import write_json, write_text
 from cl_attractors.tune.objective import ROW, MethodInfo, matrix_from_attrs
+from cl_attractors.tune.protocol import protocol_lines
 
 ATTRS = ("eq2", "eq2_weighted_mean", "final_avg_acc", "tasks_done", "worker")
 COLUMNS = ["number", "state", *ATTRS, "duration_s", "datetime_start", "datetime_complete"]
@@ -59,14 +60,15 @@ def top_table(table: pd.DataFrame, top: int = 10) -> str:
     return head + best.to_markdown(index=False, floatfmt=".4g") + "\n"
 
 
-def best_method_yaml(best: FrozenTrial, method: MethodInfo, study_name: str) -> str:
+def best_method_yaml(best: FrozenTrial, method: MethodInfo, study_name: str, protocol: list[str]) -> str:
     """A ``class_path``/``init_args`` method config holding the best φ (usable as
-    ``fit --model.method best_method.yaml``)."""
+    ``fit --model.method best_method.yaml``), its header naming the study's protocol."""
     init_args = {**method.init_args, **best.user_attrs.get("phi", best.params)}
     header = (
         f"# Best phi of study {study_name!r}: trial {best.number}, Eq. 2 = {best.value:.6g} "
         f"(weighted mean {best.user_attrs.get('eq2_weighted_mean')}),\n"
         "# on the study's tuning tasks and split; written by `cli.py tune`.\n"
+        + "".join(f"{line}\n" for line in protocol)
     )
     body = yaml.safe_dump({"class_path": method.class_path, "init_args": init_args}, sort_keys=False)
     return header + body
@@ -100,7 +102,8 @@ def write_tables(study: optuna.Study, out_dir: Path, method: MethodInfo) -> None
     )
     if study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):  # values are finite (objective)
         best = study.best_trial
-        write_text(out_dir / "best_method.yaml", best_method_yaml(best, method, study.study_name))
+        text = best_method_yaml(best, method, study.study_name, protocol_lines(study))
+        write_text(out_dir / "best_method.yaml", text)
 
 
 def write_plots(study: optuna.Study, out_dir: Path) -> list[str]:

@@ -12,13 +12,11 @@ trials; several processes may share one URL.
 
 from __future__ import annotations
 
-import argparse
 import math
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import numpy as np
 import optuna
@@ -26,10 +24,10 @@ from optuna.trial import TrialState
 
 from callbacks.terminal import banners_off
 from cl_attractors.errors import ConfigError, one_line
-from cl_attractors.io import read_yaml_mapping
-from cl_attractors.paths import resolve_args
 from cl_attractors.tune.export import publish, write_plots, write_tables
 from cl_attractors.tune.objective import Objective, probe_method
+from cl_attractors.tune.protocol import check_protocol, protocol
+from cl_attractors.tune.search import Search, load_search
 from cl_attractors.tune.space import Fixed, check_space_values, fit_overrides, parse_space
 from cl_attractors.tune.storage import open_storage, shown
 from cl_attractors.tune.workers import Workers, counted
@@ -39,106 +37,6 @@ SAMPLER_KEYS = {"seed", "n_startup_trials", "n_ei_candidates", *BOOL_KEYS}
 PRUNERS = {"median": optuna.pruners.MedianPruner, "none": optuna.pruners.NopPruner}
 METRIC = "Eq. 2"
 MAX_POLL_S = 10
-TOP_KEYS = {
-    "fit",
-    "space",
-    "sampler",
-    "pruner",
-    "heartbeat",
-    "n_trials",
-    "study_name",
-    "storage",
-    "out_dir",
-    "results_dir",
-}
-
-
-@dataclass
-class Search:
-    """A study's settings: the search YAML with the command line applied on top."""
-
-    fit_args: list[str]
-    space: Any  # the YAML's space: mapping, checked by parse_space
-    out_dir: Path
-    study_name: str
-    storage: str
-    n_trials: int = 30
-    n_jobs: int = 1
-    sampler: dict[str, Any] = field(default_factory=dict)
-    pruner: dict[str, Any] = field(default_factory=lambda: {"type": "median"})
-    heartbeat: dict[str, int] = field(default_factory=dict)
-    results_dir: Path | None = None  # where a finished study's outputs are copied
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:  # one line, no usage dump
-        raise ConfigError(f"tune: {message}")
-
-
-def parse_args(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
-    """Known ``tune`` options, and the rest (``fit`` overrides applied after the YAML's)."""
-    p = _Parser(prog="cli.py tune", allow_abbrev=False, description=__doc__)
-    p.add_argument("--config", required=True, help="search YAML (e.g. configs/search/sticky_paper.yaml)")
-    p.add_argument("--n_trials", type=int, help="COMPLETE + PRUNED trials the study should hold in total")
-    p.add_argument("--n_jobs", type=int, default=1, help="trials in parallel threads of this process")
-    p.add_argument("--study_name", help="study name in the storage")
-    p.add_argument(
-        "--storage",
-        help="Optuna RDB URL (postgresql+psycopg2://USER@HOST:PORT/DB) or journal:///PATH/study.log "
-        "(default sqlite:///<out_dir>/study.db)",
-    )
-    p.add_argument("--out_dir", help="trial runs, study.db, tables, plots and best_method.yaml")
-    p.add_argument("--results_dir", help="copy the outputs there once the study has finished")
-    p.add_argument("--sampler_seed", type=int, help="override sampler.seed (give workers distinct seeds)")
-    return p.parse_known_args(list(argv))
-
-
-def load_search(argv: Sequence[str]) -> Search:
-    """Read the search YAML, apply the command line, and check every scalar setting."""
-    args, extra = parse_args(argv)
-    path = Path(args.config)
-    raw = read_yaml_mapping(path, "--config")
-    if raw.keys() - TOP_KEYS:
-        raise ConfigError(
-            f"search config {path} has unknown keys {sorted(raw.keys() - TOP_KEYS)}; "
-            f"allowed: {sorted(TOP_KEYS)}"
-        )
-    fit = raw.get("fit") or []
-    if not isinstance(fit, list) or not all(isinstance(a, str | int | float) for a in fit):
-        raise ConfigError(f"search.fit={fit!r} is not allowed; use a list of fit arguments")
-    for key in ("sampler", "pruner", "heartbeat"):
-        if not isinstance(raw.get(key) or {}, dict):
-            raise ConfigError(f"search.{key}={raw[key]!r} is not allowed; use a mapping")
-    out_dir = Path(args.out_dir or raw.get("out_dir") or f"runs/tune/{path.stem}")
-    search = Search(
-        fit_args=resolve_args(fit, path) + extra,  # paths in the YAML: relative to it
-        space=raw.get("space"),
-        out_dir=out_dir,
-        study_name=str(args.study_name or raw.get("study_name") or path.stem),
-        storage=args.storage or raw.get("storage") or f"sqlite:///{(out_dir / 'study.db').resolve()}",
-        n_trials=args.n_trials if args.n_trials is not None else raw.get("n_trials", 30),
-        n_jobs=args.n_jobs,
-        sampler=dict(raw.get("sampler") or {}),
-        pruner=dict(raw.get("pruner") or {"type": "median"}),
-        heartbeat=dict(raw.get("heartbeat") or {}),
-        results_dir=_optional_path(args.results_dir or raw.get("results_dir"), "results_dir"),
-    )
-    if args.sampler_seed is not None:
-        search.sampler["seed"] = args.sampler_seed
-    _check_int("n_trials", search.n_trials)
-    _check_int("n_jobs", search.n_jobs)
-    return search
-
-
-def _optional_path(value: Any, name: str) -> Path | None:
-    if value is not None and not isinstance(value, str):
-        raise ConfigError(f"search.{name}={value!r} is not allowed; use a folder path or null")
-    return None if value is None else Path(value)
-
-
-def _check_int(name: str, value: Any, minimum: int = 1) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ConfigError(f"search.{name}={value!r} is not allowed; use an integer >= {minimum}")
 
 
 def make_sampler(opts: dict[str, Any], offset: int) -> optuna.samplers.TPESampler:
@@ -188,7 +86,8 @@ def make_pruner(opts: dict[str, Any]) -> optuna.pruners.BasePruner:
 
 
 def open_study(search: Search, storage: optuna.storages.BaseStorage) -> optuna.Study:
-    """Create or load the named study (maximising its one objective, named "Eq. 2")."""
+    """Create or load the named study (maximising its one objective, named "Eq. 2"); one made
+    with other fit arguments or another space is refused (:mod:`cl_attractors.tune.protocol`)."""
     study = optuna.create_study(
         study_name=search.study_name,
         storage=storage,
@@ -205,6 +104,8 @@ def open_study(search: Search, storage: optuna.storages.BaseStorage) -> optuna.S
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             study.set_metric_names([METRIC])
+    for note in check_protocol(study, protocol(search.fit_args, search.space), shown(search.storage)):
+        print(f"note: {note}")
     study.sampler = make_sampler(search.sampler, len(study.get_trials(deepcopy=False)))
     return study
 
@@ -228,6 +129,8 @@ def run_study(
     poll_s = min(search.heartbeat.get("interval", 60), MAX_POLL_S)
 
     def refresh(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        value = "" if trial.value is None else f", Eq. 2 {trial.value:.5f}"
+        print(f"trial {trial.number} {trial.state.name.lower()}{value}: phi {phi_text(trial.params)}")
         write_tables(study, search.out_dir, objective.method)
 
     Workers(study, storage, search.n_trials, poll_s).run(objective, budget, search.n_jobs, refresh)
@@ -236,6 +139,7 @@ def run_study(
 def main(argv: Sequence[str]) -> None:
     """``cli.py tune``: check the input, run or continue the study, export its results."""
     search = load_search(argv)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # one line per trial is ours (φ to 4 digits)
     with banners_off():  # per-trial banners would drown the study's log
         _run(search)
 
@@ -262,6 +166,11 @@ def _run(search: Search) -> None:
     _print_outcome(study, search, notes)
     if search.results_dir is not None:
         _publish(study, search, search.results_dir)
+    elif search.changes:
+        print(
+            f"not copied to a results folder: this command changes the config's protocol "
+            f"({'; '.join(search.changes)}); its outputs stay in {search.out_dir} (--publish copies them)"
+        )
 
 
 def _publish(study: optuna.Study, search: Search, results_dir: Path) -> None:
@@ -276,6 +185,13 @@ def _publish(study: optuna.Study, search: Search, results_dir: Path) -> None:
         return
     copied = publish(search.out_dir, results_dir)
     print(f"finished study copied to {results_dir}: {', '.join(copied)}")
+
+
+def phi_text(phi: Any) -> str:
+    """φ to 4 significant digits: ``a1=0.2791, lam=7.351, ...``."""
+    if not isinstance(phi, dict):
+        return str(phi)
+    return ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in phi.items())
 
 
 def _print_outcome(study: optuna.Study, search: Search, notes: list[str]) -> None:
@@ -294,7 +210,9 @@ def _print_outcome(study: optuna.Study, search: Search, notes: list[str]) -> Non
     ]
     if complete:
         best = study.best_trial
-        print(f"best: trial {best.number}, Eq. 2 {best.value:.5f}, phi {best.user_attrs.get('phi')}")
+        print(
+            f"best: trial {best.number}, Eq. 2 {best.value:.5f}, phi {phi_text(best.user_attrs.get('phi'))}"
+        )
         print(
             f"ready method config: {search.out_dir / 'best_method.yaml'}  "
             f"(fit ... --model.method {search.out_dir / 'best_method.yaml'})"

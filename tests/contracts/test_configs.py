@@ -11,7 +11,7 @@ import yaml
 
 import cl_attractors
 from cl_attractors.train.cli import make_cli
-from cl_attractors.tune.study import load_search
+from cl_attractors.tune.search import load_search
 from tests.helpers import ROOT, tiny_args
 
 

@@ -5,6 +5,7 @@ The browser-level check (headless Chromium screenshots of the same data) is docs
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pytest
@@ -65,8 +66,12 @@ def test_hparams_hold_the_method_its_arguments_lr_seeds_and_the_final_metrics(
     assert hparams["method"].string_value == "StickyGradient"
     assert hparams["method.a1"].number_value == pytest.approx(0.279)
     assert hparams["lr"].number_value == pytest.approx(0.01)
-    assert hparams["batch_size"].number_value == 32 and hparams["seed"].number_value == 0
-    assert hparams["init_seed"].number_value == 0
+    assert hparams["data.batch_size"].number_value == 32 and hparams["seed"].number_value == 0
+    assert hparams["data.seed"].number_value == 0 and hparams["grid"].string_value == "—"
+    # one schema for every run: every method's arguments, plumbing left out
+    assert {"method.fisher", "method.c", "method.gamma_online"} <= set(hparams)
+    assert "method.compile" not in hparams and "data.data_dir" not in hparams
+    assert math.isnan(hparams["method.gamma_online"].number_value)  # an EWC argument: not this run's
 
 
 def test_hparams_yaml_holds_phi_and_the_lr(run: Path) -> None:

@@ -67,16 +67,18 @@ def test_a_finished_study_is_copied_to_its_results_dir_and_a_partial_one_is_not(
     results = tmp_path / "results"
     (results).mkdir()
     (results / "summary.md").write_text("kept")
+    (tmp_path / "early").mkdir()
+    diverging = write_search(tmp_path / "early", results_dir=str(tmp_path / "early" / "results"))
+    early = ["--model.optimizer.init_args.lr", "1e20", "--publish"]
+    tune.main(["--config", str(diverging), *early])  # both trials diverge (FAIL): 0 of 2 counted
+    assert "not copied to" in capsys.readouterr().out and not (tmp_path / "early" / "results").exists()
     config = write_search(tmp_path, results_dir=str(results))
-    early = ["--results_dir", str(tmp_path / "early"), "--model.optimizer.init_args.lr", "1e20"]
-    tune.main(["--config", str(config), *early])  # both trials diverge (FAIL): 0 of 2 counted
-    assert "not copied to" in capsys.readouterr().out and not (tmp_path / "early").exists()
     tune.main(["--config", str(config)])  # two trials finish the study
     assert "finished study copied to" in capsys.readouterr().out
     assert (results / "best_method.yaml").read_text() == (tmp_path / "study" / "best_method.yaml").read_text()
     assert {"trials.csv", "trials.json", "top_trials.md", "summary.md"} <= {p.name for p in results.iterdir()}
     copy = optuna.load_study(study_name="search", storage=f"sqlite:///{results / 'study.db'}")
-    assert len(copy.get_trials()) == 4 and copy.metric_names == ["Eq. 2"]
+    assert len(copy.get_trials()) == 2 and copy.metric_names == ["Eq. 2"]
 
 
 def test_the_matrix_is_read_back_from_rows_or_from_an_older_studys_nested_list() -> None:

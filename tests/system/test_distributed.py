@@ -20,8 +20,8 @@ import psutil
 import pytest
 
 import cli
+from cl_attractors.commands import experiment
 from cl_attractors.grid import cluster as dask_backend
-from cl_attractors.grid import command as experiment
 from cl_attractors.grid import runner
 from tests.helpers import ROOT, free_port, metrics_json, start, stderr_of, wait_for, write_spec
 
@@ -234,6 +234,7 @@ def test_ctrl_c_cancels_the_tasks_and_ends_their_fits(shared: Cluster, tmp_path:
     proc.send_signal(signal.SIGINT)
     assert exit_code(proc, 60) == 130, stderr_of(proc)[-2000:]
     assert "interrupted" in stderr_of(proc)
+    assert f"resume with: python cli.py experiment --config {spec} --scheduler" in stderr_of(proc)
     deadline = time.time() + 30
     while shared.fits() and time.time() < deadline:
         time.sleep(0.2)

@@ -14,7 +14,7 @@ import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 
 import cli
-from cl_attractors.grid import command as experiment
+from cl_attractors.commands import experiment
 from cl_attractors.grid import runner
 from cl_attractors.grid.checks import validate
 from cl_attractors.grid.spec import ConfigError, load_spec

@@ -14,7 +14,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from cl_attractors.grid import command as experiment
+from cl_attractors.commands import experiment
 from cl_attractors.io import read_matrix_csv
 from cl_attractors.tune import study as tune
 from tests.helpers import finish, fit_args, start, wait_for, write_search, write_spec

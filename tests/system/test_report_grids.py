@@ -14,7 +14,7 @@ import yaml
 
 import cli
 from cl_attractors import plots
-from cl_attractors.grid import command as experiment
+from cl_attractors.commands import experiment
 from cl_attractors.grid import runner
 from cl_attractors.grid.checks import validate
 from cl_attractors.grid.spec import load_spec, select_variants
@@ -127,7 +127,9 @@ def test_main_job_table_and_scoreboard(
     experiment.report_main(["--config", str(fig)])
     out = capsys.readouterr().out
     assert (
-        "final average accuracy (%)" in out and "forgetting (%)" in out and "current-task accuracy (%)" in out
+        "final average accuracy (%)" in out
+        and "forgetting (points)" in out
+        and "current-task accuracy (%)" in out
     )
     assert "the control" in out and "best (configs/method/sticky.yaml)" in out
     assert (

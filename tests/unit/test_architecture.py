@@ -8,10 +8,11 @@ Layers, lowest first; a module may import its own layer and the layers below, ne
                                                run's outputs repaired, untrusted trees copied
     1  cl_attractors.methods, callbacks           CL methods (gradient space) and Lightning callbacks
     2  cl_attractors.train                        LightningModule, datamodule, sources, LightningCLI
-    3  cl_attractors.grid.spec, .grid.checks,     experiment specs, their checks before any run, and
-       .grid.options, .grid.runner, .cluster   the runners of `fit` processes (the local pool; Dask)
+    3  cl_attractors.grid                         experiment specs and their typed report options, their
+                                               checks before any run, and the runners of `fit`
+                                               processes (the local pool; Dask)
     4  cl_attractors.report                       from saved runs only: aggregate, stats, claims, plots
-    5  cl_attractors.tune, .grid.command, .merge  the `tune`, `experiment`, `report` and `merge` commands
+    5  cl_attractors.tune, .commands              the `tune`, `experiment`, `report` and `merge` commands
     6  cli                                        the command line (nothing imports it)
 
 Besides the layers: metrics.py, paths.py, runs.py, report/ and the search space import no Lightning;
@@ -39,14 +40,10 @@ LAYERS = {
     "cl_attractors.methods": 1,
     "callbacks": 1,
     "cl_attractors.train": 2,
-    "cl_attractors.grid.spec": 3,
-    "cl_attractors.grid.checks": 3,
-    "cl_attractors.grid.options": 3,
-    "cl_attractors.grid.runner": 3,
-    "cl_attractors.grid.cluster": 3,
+    "cl_attractors.grid": 3,  # every module of grid/: one layer
     "cl_attractors.report": 4,
     "cl_attractors.tune": 5,
-    "cl_attractors.grid": 5,  # grid/command.py, grid/merge.py and grid/__init__.py
+    "cl_attractors.commands": 5,  # experiment, report, merge: above grid/ and report/
     "cl_attractors": 5,  # the package's __init__ (its API for notebooks); not a prefix
     "cli": 6,
 }
@@ -127,5 +124,7 @@ def test_the_checker_finds_each_kind_of_violation(tmp_path: Path) -> None:
     assert violations("cl_attractors.metrics", ["lightning.pytorch"]) != []
     assert violations("cl_attractors.methods.ewc", ["callbacks.task_sequence"]) != []
     assert violations("cl_attractors.tune.study", ["cli"]) != []
+    assert violations("cl_attractors.grid.spec", ["cl_attractors.report.render"]) != []
+    assert violations("cl_attractors.commands.experiment", ["cl_attractors.report.render"]) == []
     assert violations("cl_attractors.newthing", []) != []
     assert violations("cl_attractors.tune.study", ["cl_attractors.train.cli", "optuna"]) == []

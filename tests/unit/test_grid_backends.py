@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from cl_attractors.commands import experiment as command
 from cl_attractors.errors import ConfigError
-from cl_attractors.grid import cluster, command
+from cl_attractors.grid import cluster
 from cl_attractors.grid.runner import gpu_slots, worker_env
 
 

@@ -131,7 +131,7 @@ def test_grid_specs_resolve_their_paths_from_any_directory(
     tuned = ROOT / "results" / "tune"  # written by the searches: may not exist yet
     for path in sorted((ROOT / "configs" / "grid").glob("*.yaml")):
         spec = load_spec(path)
-        named = [spec.base, spec.options.get("method_config")]
+        named = [spec.base, spec.report.method_config]
         named += [a for args in spec.variants.values() for a in args if a.endswith(".yaml")]
         named = [Path(p) for p in named if p is not None]
         assert all(p.is_file() or p.is_relative_to(tuned) for p in named), (path.name, named)

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from cl_attractors.report.aggregate import aggregate_variant
-from cl_attractors.report.claims import evaluate
+from cl_attractors.report.claims import evaluate, gap_verdict
 from cl_attractors.report.stats import mean_ci
 from cl_attractors.report.weights import find_modes, histogram
 from tests.helpers import metrics_json
@@ -102,7 +102,26 @@ def test_claims_verdicts_follow_the_numbers() -> None:
         "not checked",
         "direction holds, size does not",
     ]
-    assert "+19.67%" in res[0]["measured"] and "inside the CI" in res[0]["measured"]
+    assert "+19.67 points" in res[0]["measured"] and "inside the CI" in res[0]["measured"]
+
+
+def test_a_ci_holding_zero_and_the_papers_value_is_inconclusive() -> None:
+    """Issue 22: "+0.13 [−1.41, +1.67], n = 3" against a stated +1 is neither shown nor refuted."""
+    agg = _agg({"a": [0.60, 0.62, 0.61], "b": [0.605, 0.60, 0.621], "one": [0.7], "low": [0.5, 0.49, 0.51]})
+    gap = {"text": "a > b", "type": "gap", "better": "a", "worse": "b"}
+    verdicts = [
+        evaluate([claim], agg)[0]["verdict"]
+        for claim in (
+            {**gap, "paper": 0.01},  # CI holds 0 and +1 point
+            {**gap, "paper": 0.19},  # CI holds 0, not +19 points: refuted
+            gap,  # no stated value, CI holds 0
+            {**gap, "better": "low", "worse": "b"},  # CI below 0
+            {**gap, "better": "one", "worse": "a"},  # one seed: no CI
+        )
+    ]
+    assert verdicts == ["inconclusive", "does not hold", "inconclusive", "does not hold", "inconclusive"]
+    assert gap_verdict(-0.014, 0.017, True) == "inconclusive"
+    assert gap_verdict(0.01, 0.03, False) == "direction holds, size does not"
 
 
 def test_benefit_until_and_modes_claims() -> None:

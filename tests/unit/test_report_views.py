@@ -204,7 +204,7 @@ def test_grid_configs_meet_the_issue() -> None:
     assert all(len(s["values"]) >= 6 for s in sens.sweeps.values())
     assert 1000.0 in sens.sweeps["ewc"]["values"]
     assert specs["main"].seeds == [0] and len(specs["main"].variants) == 3
-    assert len(specs["fig2"].variants) == 8 and set(specs["fig2"].options["labels"]) == set(
+    assert len(specs["fig2"].variants) == 8 and set(specs["fig2"].report.labels) == set(
         specs["fig2"].variants
     )
 
@@ -232,3 +232,30 @@ def test_a_studys_wall_time_is_the_union_of_its_trials_without_stale_ones() -> N
     )  # two overlapping workers (4 min), a stale FAIL found an hour later (left out), 1 + 1 min
     assert wall_time_s(t) == 6 * 60
     assert wall_time_s(t.drop(columns=["datetime_start"])) is None
+
+
+def test_the_readmes_make_run_table_has_the_format_make_run_prints() -> None:
+    """README.md quotes a real `make run`'s table (issue 22: not typed); when the table's format
+    changes, this fails until the quote is regenerated from a run."""
+    from cl_attractors.report.render import labels, reference, terminal_summary
+
+    spec = load_spec("configs/grid/main.yaml")
+    names = labels(spec)
+    one = {"mean": 0.5, "ci": None, "n": 1, "values": [0.5]}
+    variants = {
+        name: {
+            "group": name,
+            "x": None,
+            "label": names.get(name, name),
+            "seeds": [0],
+            "final": {k: one for k in ("final_avg_acc", "forgetting", "bwt", "final_current_acc")},
+            "per_seed_final": {"0": {"final_avg_acc": 0.5}},
+        }
+        for name in spec.variants
+    }
+    agg = {"variants": variants, "reference": reference(spec), "missing": []}
+    printed = terminal_summary(spec, agg, {"invocations": []}).splitlines()
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    quoted = readme.split("<!-- make-run-table:begin")[1].split("```\n")[1].splitlines()
+    assert quoted[0] == printed[2]  # the header row
+    assert [line.split("  ")[0] for line in quoted[1:]] == [line.split("  ")[0] for line in printed[3:6]]

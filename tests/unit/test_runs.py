@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 
@@ -71,6 +72,15 @@ def test_one_row_per_run_with_config_metrics_and_curves(runs_root: Path) -> None
     assert (ewc["final_prev_acc"], ewc["final_current_acc"], ewc["bwt"]) == (0.5, 0.8, -0.3)
     assert ewc["avg_acc_seen"] == [0.8, 0.65] and ewc["accuracy_matrix"] == [[0.9, 0.7], [0.1, 0.8]]
     assert runs.set_index("run").loc["control/seed_0", "method"] == "Vanilla"
+
+
+def test_grid_variant_and_commit_columns(runs_root: Path) -> None:
+    made = {"grid": "fig2", "variant": "ewc", "code": "abc1234"}
+    (runs_root / "ewc" / "seed_0" / "grid.json").write_text(json.dumps(made))
+    runs = cl_attractors.load_runs(runs_root).set_index("run")
+    assert tuple(runs.loc["ewc/seed_0", ["grid", "variant", "commit"]]) == ("fig2", "ewc", "abc1234")
+    assert runs.loc["control/seed_0", "variant"] == "control"  # from its place, made before grid.json
+    assert pd.isna(runs.loc["control/seed_0", "grid"])
 
 
 def test_groupby_method_and_long_format_curves(runs_root: Path) -> None:

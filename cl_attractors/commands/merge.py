@@ -27,8 +27,8 @@ from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
+from cl_attractors.commands.grid_args import ARGS_FILE, check_reuse, grid_parser, grid_spec, read_json
 from cl_attractors.errors import ConfigError
-from cl_attractors.grid.command import ARGS_FILE, check_reuse, grid_parser, grid_spec, read_json
 from cl_attractors.grid.spec import ExperimentSpec, Run, is_complete
 from cl_attractors.io import read_matrix_csv, read_yaml_mapping, write_json
 from cl_attractors.report.provenance import read_records

@@ -1,13 +1,16 @@
 """``cli.py experiment`` (run a grid, then report) and ``cli.py report`` (re-render only).
 
     python cli.py experiment --config configs/grid/fig2.yaml [--seeds 0 1 2] [--workers N]
-        [--workers-per-gpu K] [--scheduler tcp://HOST:8786]
-        [--variants control sticky] [--out_dir DIR] [--results_dir DIR] [fit overrides ...]
+        [--workers-per-gpu K] [--scheduler tcp://HOST:8786] [--variants control sticky]
+        [--set VARIANT:key=value ...] [--out_dir DIR] [--results_dir DIR | --publish]
+        [fit overrides ...]
     python cli.py report --config configs/grid/fig2.yaml
 
 Each run is a normal ``fit`` in ``<out_dir>/<variant>/seed_<s>`` (each seed sets both
 ``--seed_everything`` and ``--data.seed``: new task permutations per seed). Unknown arguments
-are fit overrides passed to every run. Complete runs are skipped, interrupted ones resume from
+are fit overrides passed to every run; ``--set`` gives one variant an argument. An invocation
+that changes the config's protocol renders under ``<out_dir>/results/``
+(:mod:`cl_attractors.commands.grid_args`). Complete runs are skipped, interrupted ones resume from
 their last checkpoint, failed ones are reported (exit status 1) without stopping the others.
 Runs go to the local pool (``grid/runner.py``), or with ``--scheduler`` to a Dask cluster
 (``grid/cluster.py``, docs/distributed.md).
@@ -15,100 +18,41 @@ Runs go to the local pool (``grid/runner.py``), or with ``--scheduler`` to a Das
 
 from __future__ import annotations
 
-import argparse
-import dataclasses
-import json
+import shlex
 import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
+from cl_attractors.commands.grid_args import (
+    ARGS_FILE,
+    RECORD_FILE,
+    check_reuse,
+    grid_parser,
+    grid_spec,
+    record,
+    recorded_args,
+)
 from cl_attractors.errors import ConfigError, one_line
-from cl_attractors.grid.checks import validate
 from cl_attractors.grid.cluster import DaskRunner, check_address
 from cl_attractors.grid.runner import GridRunner, gpu_slots
-from cl_attractors.grid.spec import ExperimentSpec, Run, default_workers, load_spec, select_variants
+from cl_attractors.grid.spec import ExperimentSpec, default_workers
 from cl_attractors.io import write_json
 from cl_attractors.paths import prune_task_checkpoints
-from cl_attractors.report.claims import check_claims
-from cl_attractors.report.provenance import finish_invocation, start_invocation
+from cl_attractors.report.provenance import code_version, finish_invocation, start_invocation
 from cl_attractors.report.render import render
+from cl_attractors.runs import GRID_FILE
 
-ARGS_FILE = "experiment_args.json"
+__all__ = ["ARGS_FILE", "main", "report_main", "run_experiment"]
+DESCRIPTION = (
+    "Run a grid of fits (a paper figure: variants x seeds x sweep values) in parallel, skipping "
+    "finished runs and resuming interrupted ones, then render its tables, figure and results.md "
+    "and print the final table."
+)
+REPORT_DESCRIPTION = "Re-render a grid's tables, figure and results.md from its saved runs only."
 MAX_WORKERS = 4096  # parallel fits on one machine; more is a typo (and memory for nothing)
 Probe = Callable[[list[str]], object]  # builds a fit from its arguments without training
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:  # one line, no usage dump
-        raise ConfigError(f"{self.prog}: {message}")
-
-
-def grid_parser(prog: str, running: bool) -> argparse.ArgumentParser:
-    parser = _Parser(prog=prog, allow_abbrev=False)
-    parser.add_argument("--config", required=True, help="experiment YAML (configs/grid/fig*.yaml)")
-    parser.add_argument("--seeds", type=int, nargs="+", help="replace the YAML's seeds")
-    parser.add_argument("--variants", nargs="+", help="only these variants of the YAML")
-    parser.add_argument("--out_dir", help="run directory root (default: the YAML's, or runs/<name>)")
-    parser.add_argument("--results_dir", help="tables, figures, results.md (default results/<name>)")
-    if running:
-        parser.add_argument("--workers", type=int, help="parallel runs (default: CPU cores, or GPUs)")
-        parser.add_argument(
-            "--workers-per-gpu",
-            "--workers_per_gpu",
-            dest="workers_per_gpu",
-            type=int,
-            help="K runs at once on each GPU, one CPU thread each (docs/distributed.md: choosing K)",
-        )
-        parser.add_argument(
-            "--keep_task_checkpoints",
-            action="store_true",
-            help="keep every run's checkpoint after each task (default: a finished run keeps its final one)",
-        )
-        parser.add_argument(
-            "--scheduler",
-            help="run on the Dask cluster of this scheduler: tcp://HOST:8786 (docs/distributed.md)",
-        )
-    return parser
-
-
-def grid_spec(args: argparse.Namespace, extra: list[str]) -> ExperimentSpec:
-    """The spec with the command line applied, validated (claims too, against every variant of
-    the YAML: ``--variants`` may leave some out)."""
-    spec = load_spec(args.config)
-    everything = dict(spec.variants)
-    select_variants(spec, args.variants)
-    if args.seeds is not None:
-        spec.seeds = list(args.seeds)
-    if args.out_dir:
-        spec.out_dir = Path(args.out_dir)
-    if args.results_dir:
-        spec.results_dir = Path(args.results_dir)
-    spec.keep_task_checkpoints = getattr(args, "keep_task_checkpoints", False)
-    validate(spec, extra)
-    names = set(dataclasses.replace(spec, variants=everything).variant_args())
-    check_claims(spec.claims, names | set(everything), set(everything))
-    return spec
-
-
-def check_reuse(runs: list[Run]) -> None:
-    """A run directory made with other fit arguments must not be skipped or resumed silently."""
-    for run in runs:
-        path = run.run_dir / ARGS_FILE
-        if path.is_file() and read_json(path, None) != list(run.args):
-            raise ConfigError(
-                f"{run.run_dir} was made with other fit arguments (see {path}); "
-                "use another --out_dir or delete it"
-            )
-
-
-def read_json(path: Path, default: Any) -> Any:
-    """A JSON file this command wrote; ``default`` when it was torn or edited into non-JSON."""
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return default
 
 
 def probe_variants(spec: ExperimentSpec, extra: list[str], probe: Probe) -> None:
@@ -168,10 +112,11 @@ def run_experiment(
     per_gpu: int | None = None,
     scheduler: str | None = None,
     invocation: tuple[Sequence[str], float] | None = None,
+    recorded: dict[str, Any] | None = None,
 ) -> int:
     """Run the grid's unfinished runs; returns the number of failed runs. With ``invocation`` (the
     command's arguments and start time), it is recorded before the first run and ended after the
-    last, in the grid's provenance."""
+    last, in the grid's provenance; ``recorded`` (its command-line changes) is kept for ``report``."""
     runs = spec.runs(extra)
     check_reuse(runs)
     if not spec.keep_task_checkpoints:  # finished before pruning existed, or by another runner
@@ -185,9 +130,11 @@ def run_experiment(
     # whole seeds, which pair across variants
     todo = sorted((r for r in runs if not r.complete), key=lambda r: spec.seeds.index(r.seed))
     runner = make_runner(spec, len(todo), workers, per_gpu, scheduler)
-    write_json(spec.out_dir / "experiment.json", {"config": spec.name, "extra": extra})
+    write_json(spec.out_dir / RECORD_FILE, recorded or {"config": spec.name, "extra": extra})
+    code = code_version()
     for run in todo:
         write_json(run.run_dir / ARGS_FILE, list(run.args))
+        write_json(run.run_dir / GRID_FILE, {"grid": spec.name, "variant": run.variant, "code": code})
     print(
         f"{spec.name}: {len(runs)} runs, {len(runs) - len(todo)} already complete, "
         f"{len(todo)} to run with {runner.describe(len(todo))}",
@@ -213,27 +160,52 @@ def main(argv: Sequence[str], probe: Probe | None = None) -> None:
     """``cli.py experiment``: validate (and with ``probe``, build each variant's fit once), run
     what is missing, aggregate and render."""
     started = time.time()
-    args, extra = grid_parser("cli.py experiment", running=True).parse_known_args(list(argv))
+    parser = grid_parser("cli.py experiment", running=True, description=DESCRIPTION)
+    args, extra = parser.parse_known_args(list(argv))
     spec = grid_spec(args, extra)
     if probe is not None and spec.needs_runs:
         probe_variants(spec, extra, probe)
-    failed = (
-        run_experiment(spec, extra, args.workers, args.workers_per_gpu, args.scheduler, (argv, started))
-        if spec.needs_runs
-        else 0
-    )
+    where_results(spec)
+    try:
+        failed = (
+            run_experiment(
+                spec,
+                extra,
+                args.workers,
+                args.workers_per_gpu,
+                args.scheduler,
+                (argv, started),
+                record(spec, args, extra),
+            )
+            if spec.needs_runs
+            else 0
+        )
+    except KeyboardInterrupt:
+        print(f"\nresume with: python cli.py experiment {shlex.join(argv)}", file=sys.stderr)
+        raise
     path = render(spec, spec.runs(extra) if spec.needs_runs else [])
     print(f"results: {path}")
     if failed:
         raise SystemExit(1)
 
 
+def where_results(spec: ExperimentSpec) -> None:
+    """Say where an invocation that changes the config's protocol writes its tables instead."""
+    if spec.changes:
+        print(
+            f"{spec.name}: this invocation changes the config's protocol ({'; '.join(spec.changes)}): "
+            f"tables and figures go to {spec.results_dir}",
+            file=sys.stderr,
+        )
+
+
 def report_main(argv: Sequence[str]) -> None:
-    """``cli.py report``: re-render the tables, figures and results.md from finished runs only."""
-    args, extra = grid_parser("cli.py report", running=False).parse_known_args(list(argv))
+    """``cli.py report``: re-render the tables, figures and results.md from finished runs only
+    (with the fit overrides, seeds, variants and ``--set`` the last experiment of this out_dir
+    recorded, unless the command line gives its own)."""
+    parser = grid_parser("cli.py report", running=False, description=REPORT_DESCRIPTION)
+    args, extra = parser.parse_known_args(list(argv))
+    extra = recorded_args(args, extra)
     spec = grid_spec(args, extra)
-    recorded = spec.out_dir / "experiment.json"
-    if not extra and recorded.is_file():
-        saved = read_json(recorded, {})
-        extra = list(saved.get("extra") or []) if isinstance(saved, dict) else []
+    where_results(spec)
     print(f"results: {render(spec, spec.runs(extra) if spec.needs_runs else [])}")

@@ -1,0 +1,58 @@
+"""A study has one protocol, and a quick try never publishes (issue 22): ``tune`` stores its fit
+arguments, space and code version in the study, refuses to join it with others, and copies to the
+YAML's results_dir only when the command line keeps the YAML's protocol (or says --publish)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import optuna
+import pytest
+import yaml
+
+from cl_attractors.errors import ConfigError
+from cl_attractors.report.provenance import code_version
+from cl_attractors.tune import study as tune
+from cl_attractors.tune.protocol import check_protocol, protocol
+from tests.helpers import SPACE, fit_args, write_search
+
+
+def test_a_study_records_its_protocol_and_refuses_another(tmp_path: Path) -> None:
+    results = tmp_path / "published"
+    config = write_search(tmp_path, n_trials=1, results_dir=str(results))
+    tune.main(["--config", str(config)])
+    study = optuna.load_study(study_name="search", storage=f"sqlite:///{tmp_path / 'study' / 'study.db'}")
+    assert study.user_attrs["fit_args"] == fit_args() and study.user_attrs["space"] == SPACE
+    assert study.user_attrs["code_versions"] == [code_version() or "unknown"]
+    header = (results / "best_method.yaml").read_text()
+    assert f"# protocol (fit arguments of every trial): {' '.join(fit_args())}" in header
+    assert yaml.safe_load(header)["class_path"].endswith("StickyGradient")  # still a method config
+    with pytest.raises(
+        ConfigError, match=r"other fit arguments: .*`--data.num_tasks 3`; join it with its own"
+    ):
+        tune.main(["--config", str(config), "--data.num_tasks", "3"])
+    assert len(study.get_trials()) == 1  # nothing joined
+
+
+def test_a_quick_try_is_not_published_without_publish(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    results = tmp_path / "published"
+    config = write_search(tmp_path, n_trials=2, results_dir=str(results))
+    tune.main(["--config", str(config), "--n_trials", "1"])
+    assert "this command changes the config's protocol (--n_trials 1)" in capsys.readouterr().out
+    assert not results.exists() and (tmp_path / "study" / "best_method.yaml").is_file()
+    tune.main(["--config", str(config), "--n_trials", "1", "--publish"])
+    assert "finished study copied to" in capsys.readouterr().out and (results / "best_method.yaml").is_file()
+
+
+def test_check_protocol_on_a_study_made_before_protocols_were_stored() -> None:
+    study = optuna.create_study()
+    study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=1)
+    notes = check_protocol(study, protocol(["--a", "1"], {"x": {}}), "memory")
+    assert "recorded no protocol" in notes[0] and study.user_attrs["fit_args"] == ["--a", "1"]
+    assert check_protocol(study, protocol(["--a", "1"], {"x": {}}), "memory") == []
+    with pytest.raises(ConfigError, match=r"has other search space"):
+        check_protocol(study, protocol(["--a", "1"], {"y": {}}), "memory")
+    with pytest.raises(ConfigError, match=r"it was made with `1`, this command gives `2`"):
+        check_protocol(study, protocol(["--a", "2"], {"x": {}}), "memory")

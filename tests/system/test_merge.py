@@ -14,7 +14,7 @@ import pytest
 import torch
 
 import cli
-from cl_attractors.grid.merge import check_copy
+from cl_attractors.commands.merge import check_copy
 from cl_attractors.grid.spec import ExperimentSpec, Run, load_spec
 from cl_attractors.io import matrix_to_csv
 from cl_attractors.report.provenance import load_invocations

@@ -17,8 +17,8 @@ import pytest
 import yaml
 
 import cli
+from cl_attractors.commands import experiment
 from cl_attractors.errors import MAX_MESSAGE
-from cl_attractors.grid import command as experiment
 from cl_attractors.grid.spec import load_spec
 from cl_attractors.paths import study_folder
 from cl_attractors.tune.storage import open_storage

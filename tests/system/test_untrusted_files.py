@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 import cli
-from cl_attractors.grid import command as experiment
+from cl_attractors.commands import experiment
 from cl_attractors.grid.spec import load_spec
 from tests.helpers import tiny_args, write_spec
 from tests.unit.test_safe_loading import plant

@@ -1,7 +1,8 @@
 """cl-attractors command line (also installed as the ``cl-attractors`` command: ``pip install -e .``).
 
     python cli.py fit -c configs/experiment/vanilla.yaml [--seed 3 --model.method EWC ...]
-    python cli.py fit ... --run_dir runs/x --ckpt_path last      # resume a killed run
+    python cli.py fit --run_dir runs/x --ckpt_path last          # resume a killed run (its own config)
+    python cli.py validate -c runs/x/config.yaml --ckpt_path runs/x/checkpoints/task_02.ckpt
     python cli.py tune --config configs/search/sticky_paper.yaml    # meta-learn phi (Optuna TPE)
     python cli.py experiment --config configs/grid/fig2.yaml
     python cli.py report --config configs/grid/fig2.yaml    # figures from saved runs
@@ -30,7 +31,7 @@ KEPT = "finished tasks, checkpoints and studies are kept; re-run (fit: --ckpt_pa
 
 COMMANDS = {
     "fit": "train one run over the whole task sequence (LightningCLI: `fit --help` lists every field)",
-    "validate": "evaluate a checkpoint on every task (LightningCLI)",
+    "validate": "a checkpoint's accuracy on every task, written to <run>/validation/ (LightningCLI)",
     "tune": "meta-learn a method's hyperparameters with Optuna TPE on Eq. 2",
     "experiment": "run a grid of fits (a paper figure) in parallel, then report",
     "report": "tables, figures and claims of a grid from its saved runs",
@@ -83,9 +84,29 @@ def _probe_fit(args: Sequence[str]) -> None:
 def _fit(args: Sequence[str]) -> None:
     from cl_attractors.train.cli import make_cli
 
+    if args and args[0] == "validate" and not any(a.startswith("--ckpt_path") for a in args):
+        raise ConfigError(
+            "validate needs --ckpt_path RUN/checkpoints/task_XX.ckpt: the checkpoint to evaluate"
+        )
     cli = make_cli(args)
     if cli.subcommand == "fit":
         print_outcome(cli)
+    elif cli.subcommand == "validate":
+        print_validation(cli)
+
+
+def print_validation(cli: Any) -> None:
+    """Print a checkpoint's accuracy per task beside the column the run recorded, and write it
+    to ``<run>/validation/`` (callbacks/validation.py)."""
+    from callbacks.task_sequence import TaskSequence
+    from callbacks.validation import report
+
+    seq = next(c for c in cli.trainer.callbacks if isinstance(c, TaskSequence))
+    config = cli.config[cli.subcommand]
+    if seq.validated is None:
+        raise ConfigError(f"validate: {config.ckpt_path} evaluated no task; check --data.eval_split")
+    text, _ = report(seq.validated, Path(config.ckpt_path), str(config.data.eval_split))
+    print(text)
 
 
 def print_outcome(cli: Any) -> None:

@@ -90,6 +90,7 @@ class TaskSequence(pl.Callback):
         self._start = time.monotonic()
         self._correct: list[int] = []
         self._count: list[int] = []
+        self.validated: torch.Tensor | None = None  # `validate`: the checkpoint's accuracy per task
 
     # ---- set-up: the schedule's limits, once ---------------------------------------------
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
@@ -193,6 +194,8 @@ class TaskSequence(pl.Callback):
                 self.initial = column
         elif trainer.state.fn == TrainerFn.FITTING and self.position is not None:
             self.matrix[:, self.position.task] = column
+        elif trainer.state.fn == TrainerFn.VALIDATING:
+            self.validated = column
 
     # ---- outputs ------------------------------------------------------------------------
     def summary(self) -> dict:
@@ -212,6 +215,9 @@ class TaskSequence(pl.Callback):
         """Atomically (re)write accuracy_matrix.csv, metrics.json and permutations.pt."""
         write_text(run_dir / "accuracy_matrix.csv", matrix_to_csv(self.matrix))
         write_json(run_dir / "metrics.json", self.summary())
+        # apart from metrics.json, which a resumed run repeats byte for byte
+        timing = {"wall_time_s": round(self.seconds, 1), "tasks_done": self.tasks_done}
+        write_json(run_dir / "timing.json", timing)
         if not (run_dir / "permutations.pt").exists():
             save_tensor(run_dir / "permutations.pt", permutations)
 

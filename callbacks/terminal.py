@@ -82,6 +82,8 @@ class TaskProgressBar(ProgressBar, TaskCallback):
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, task: int, summary: dict[str, Any]
     ) -> None:
         n = trainer.datamodule.num_tasks
+        if self._bar is None and self._enabled and trainer.is_global_zero:
+            print_task_line(task, n, summary, time.monotonic() - self._start, self._first_task)
         if self._bar is not None:
             after = summary["current_acc"][-1], summary["final_avg_acc"]
             self._bar.set_postfix_str(
@@ -89,11 +91,6 @@ class TaskProgressBar(ProgressBar, TaskCallback):
             )
             if task + 1 == n:  # before Lightning's closing remarks
                 self._close()
-        elif self._enabled and trainer.is_global_zero:
-            elapsed = time.monotonic() - self._start
-            left = elapsed / (task + 1 - (self._first_task or 0)) * (n - task - 1)
-            print(f"{task_line(task, n, summary)}  {clock(elapsed)} elapsed, ~{clock(left)} left")
-            sys.stdout.flush()
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._close()
@@ -109,9 +106,47 @@ class TaskProgressBar(ProgressBar, TaskCallback):
             self._bar = None
 
 
+def print_task_line(task: int, n: int, summary: dict[str, Any], elapsed: float, first: int | None) -> None:
+    """``task k/N  current ..  average ..  m:ss elapsed, ~m:ss left``, flushed (a log file)."""
+    left = elapsed / (task + 1 - (first or 0)) * (n - task - 1)
+    print(f"{task_line(task, n, summary)}  {clock(elapsed)} elapsed, ~{clock(left)} left")
+    sys.stdout.flush()
+
+
+class TaskLines(TaskCallback):
+    """One line per task when the progress bar is off (``--trainer.enable_progress_bar false``,
+    as in a grid's runs): their ``run.log`` still says how far each run is."""
+
+    def __init__(self) -> None:
+        self._start = time.monotonic()
+        self._first_task: int | None = None
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._start, self._first_task = time.monotonic(), None
+
+    def on_task_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, task: int) -> None:
+        if self._first_task is None:
+            self._first_task = task
+
+    def on_task_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, task: int, summary: dict[str, Any]
+    ) -> None:
+        if trainer.is_global_zero:
+            n = trainer.datamodule.num_tasks
+            print_task_line(task, n, summary, time.monotonic() - self._start, self._first_task)
+
+
+DROPPED = ("💡 Tip", "GPU available", "TPU available", "HPU available")
+
+
 class _NoTips(logging.Filter):
+    """Lightning's advertisements and its device banners ("GPU available: False, used: False",
+    "TPU available", ...: the run's summary names its device)."""
+
     def filter(self, record: logging.LogRecord) -> bool:
-        return not record.getMessage().startswith("💡 Tip")
+        return not record.getMessage().startswith(
+            ("💡 Tip", "GPU available", "TPU available", "HPU available")
+        )
 
 
 def quiet_lightning() -> None:

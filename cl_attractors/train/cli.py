@@ -18,7 +18,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import yaml
 from jsonargparse import Namespace
+from lightning.pytorch.cli import SaveConfigCallback
 
 import cl_attractors.methods
 from callbacks.task_sequence import TaskSequence
@@ -29,6 +31,7 @@ from cl_attractors.train.compose import expand_argv
 from cl_attractors.train.data import PermutedMNIST
 from cl_attractors.train.guard import GuardedCLI
 from cl_attractors.train.module import CLModule
+from cl_attractors.train.resume import check_resume, resume_args
 
 PRINT_FLAGS = {"skip_default", "skip_unset"}
 
@@ -84,9 +87,11 @@ class CLI(GuardedCLI):
         super().parse_arguments(parser, args)
         subcommand = self.config.get("subcommand")
         cfg = self.config[subcommand] if subcommand else self.config
-        derive(cfg)
+        derive(cfg, subcommand)
+        printer = self._subcommand_parsers[subcommand] if subcommand else parser
+        if subcommand == "fit" and cfg.get("ckpt_path") and cfg.get("run_dir"):
+            check_resume(cfg.run_dir, yaml.safe_load(printer.dump(cfg, skip_none=False)))
         if print_flags is not None:
-            printer = self._subcommand_parsers[subcommand] if subcommand else parser
             sys.stdout.write(
                 printer.dump(
                     cfg,
@@ -102,10 +107,11 @@ class CLI(GuardedCLI):
             ensure_writable(Path(cfg.run_dir))
 
 
-def derive(cfg: Namespace) -> None:
+def derive(cfg: Namespace, subcommand: str | None = "fit") -> None:
     """The values set from others: the task checkpoints (a ``trainer.callbacks`` list in a YAML
     replaces the default list: they are put back, or resume would have nothing to resume from),
-    the task progress bar (unless disabled) and the logger of ``run_dir``. The epochs of the whole
+    the task progress bar (without one, a plain line per task) and the logger of ``run_dir``
+    (``validate`` logs nothing: it leaves the run's files alone). The epochs of the whole
     sequence are set by the task-sequence callback."""
     callbacks = cfg.trainer.get("callbacks") or []
     if not any("TaskCheckpoint" in c.class_path for c in callbacks):
@@ -113,12 +119,14 @@ def derive(cfg: Namespace) -> None:
             class_path="callbacks.task_checkpoint.TaskCheckpoint", init_args=Namespace(dirpath=None)
         )
         cfg.trainer.callbacks = [ckpt, *callbacks]
-    if cfg.trainer.get("enable_progress_bar") is not False:
-        callbacks = cfg.trainer.get("callbacks") or []
-        if not any("ProgressBar" in c.class_path for c in callbacks):
-            bar = Namespace(class_path="callbacks.terminal.TaskProgressBar", init_args=Namespace())
-            cfg.trainer.callbacks = [*callbacks, bar]
-    if cfg.get("run_dir"):
+    callbacks = cfg.trainer.get("callbacks") or []
+    if not any(c.class_path.endswith(("ProgressBar", "TaskLines")) for c in callbacks):
+        shown = "TaskLines" if cfg.trainer.get("enable_progress_bar") is False else "TaskProgressBar"
+        line = Namespace(class_path=f"callbacks.terminal.{shown}", init_args=Namespace())
+        cfg.trainer.callbacks = [*callbacks, line]
+    if subcommand == "validate":
+        cfg.trainer.logger = False
+    elif cfg.get("run_dir"):
         run_dir = Path(cfg.run_dir)
         cfg.trainer.logger = Namespace(
             class_path="lightning.pytorch.loggers.TensorBoardLogger",
@@ -135,11 +143,14 @@ def make_cli(args: Sequence[str], run: bool = True) -> CLI:
     # compiling the methods' kernels on a machine without a GPU: torch says it found no CUDA
     logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
     import_methods()
+    args = resume_args(args)  # `fit --run_dir R --ckpt_path last`: R's own config
+    validate = bool(args) and args[0] == "validate"  # writes nothing into the checkpoint's run
     return CLI(
         CLModule,
         PermutedMNIST,
         args=expand_argv(args),
         run=run,
+        save_config_callback=None if validate else SaveConfigCallback,
         save_config_kwargs={"overwrite": True},
         auto_configure_optimizers=False,
         parser_kwargs={"exit_on_error": False},

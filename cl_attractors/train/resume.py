@@ -15,6 +15,7 @@ from cl_attractors.errors import ConfigError
 
 # keys a resume may set differently: how to resume, what to print, where Lightning shows progress
 FREE = ("ckpt_path", "trainer.enable_progress_bar", "print_config")
+TERMINAL = "callbacks.terminal."
 
 
 def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
@@ -27,9 +28,20 @@ def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
     return out
 
 
+def _shown(config: dict[str, Any]) -> dict[str, Any]:
+    """``config`` without the terminal's callbacks (a progress bar, or a line per task: how the
+    run is shown, not what it learns)."""
+    trainer = dict(config.get("trainer") or {})
+    kept = [
+        c for c in trainer.get("callbacks") or [] if not str(c.get("class_path", "")).startswith(TERMINAL)
+    ]
+    return {**config, "trainer": {**trainer, "callbacks": kept}}
+
+
 def differences(saved: dict[str, Any], given: dict[str, Any]) -> list[tuple[str, Any, Any]]:
-    """(key, saved value, given value) for each leaf that differs, :data:`FREE` keys aside."""
-    a, b = flatten(saved), flatten(given)
+    """(key, saved value, given value) for each leaf that differs, :data:`FREE` keys and the
+    terminal's callbacks aside."""
+    a, b = flatten(_shown(saved)), flatten(_shown(given))
     keys = sorted(set(a) | set(b))
     return [
         (k, a.get(k), b.get(k))

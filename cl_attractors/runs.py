@@ -63,14 +63,26 @@ def _read(path: Path, parse: Any) -> Any:
 
 
 def grid_columns(run_dir: Path) -> dict[str, Any]:
-    """``grid``, ``variant`` and ``commit`` of a run a grid made (``grid.json``); a run made before
-    grids recorded them gets its variant from its place, ``<out_dir>/<variant>/seed_<s>``."""
-    path = run_dir / GRID_FILE
+    """``grid``, ``variant`` and ``commit`` of a run a grid made (``grid.json``; a run made before
+    grids recorded them gets its variant from its place, ``<out_dir>/<variant>/seed_<s>``), and
+    ``wall_time_s``, its training time over every process that worked on it (``timing.json``)."""
+    path, timing = run_dir / GRID_FILE, run_dir / "timing.json"
+    wall = _read(timing, json.loads).get("wall_time_s") if timing.is_file() else None
     if path.is_file():
         made = _read(path, json.loads)
-        return {"grid": made.get("grid"), "variant": made.get("variant"), "commit": made.get("code")}
+        return {
+            "grid": made.get("grid"),
+            "variant": made.get("variant"),
+            "commit": made.get("code"),
+            "wall_time_s": wall,
+        }
     placed = run_dir.name.startswith("seed_") and run_dir.name[5:].isdigit()
-    return {"grid": None, "variant": run_dir.parent.name if placed else None, "commit": None}
+    return {
+        "grid": None,
+        "variant": run_dir.parent.name if placed else None,
+        "commit": None,
+        "wall_time_s": wall,
+    }
 
 
 def read_run(run_dir: Path, root: Path) -> dict[str, Any]:
@@ -94,7 +106,8 @@ def load_runs(path: str | Path) -> pd.DataFrame:
     itself may be one run), one row each, sorted by ``run``.
 
     Columns: ``run`` (the directory relative to ``path``), ``run_dir``; ``grid``, ``variant`` and
-    ``commit`` (the code version a grid ran it with; None outside a grid); from ``config.yaml``:
+    ``commit`` (the code version a grid ran it with; None outside a grid), ``wall_time_s``; from
+    ``config.yaml``:
     ``method`` (class name), ``method.<arg>``, ``optimizer``, ``lr``, ``seed``,
     ``model.hidden_sizes``, ``data.<arg>``; from ``metrics.json``: ``complete``, ``tasks_done``,
     ``final_avg_acc``, ``final_prev_acc``, ``final_current_acc``, ``bwt``, ``forgetting``, ``fwt``,

@@ -29,7 +29,9 @@ from callbacks import dashboard
 from callbacks.task_sequence import TaskSequence
 from cl_attractors import metrics
 from cl_attractors.errors import ConfigError, one_line
+from cl_attractors.io import write_json
 from cl_attractors.paths import study_folder
+from cl_attractors.runs import GRID_FILE
 from cl_attractors.train.cli import make_cli
 from cl_attractors.tune.space import Param, fit_overrides, suggest
 
@@ -133,6 +135,11 @@ class Objective:
         self.space = space
         self.out_dir = Path(out_dir)
         self.method = method
+        # φ is a constant of the compiled per-step kernels (they specialise on it: the fastest
+        # code for a step run millions of times), so each trial compiles anew; a fresh dynamo
+        # cache per trial keeps the 8 recompilations of one process from warning and falling back
+        # to eager. Threads sharing a process (n_jobs > 1) cannot reset it under each other.
+        self.fresh_compile = True
 
     def __call__(self, trial: optuna.Trial) -> float:
         phi = suggest(trial, self.space)
@@ -140,6 +147,11 @@ class Objective:
         trial.set_user_attr("phi", phi)
         trial.set_user_attr("run_dir", str(run_dir))
         trial.set_user_attr("worker", worker_name())
+        if self.fresh_compile:
+            torch._dynamo.reset()
+        # its row of the HParams table names the study and the trial (callbacks/hparams.py)
+        made = {"grid": f"tune:{trial.study.study_name}", "variant": run_dir.name, "code": None}
+        write_json(run_dir / GRID_FILE, made)
         try:
             cli = build(
                 [
@@ -162,7 +174,6 @@ class Objective:
         # trials are never resumed mid-sequence (a stale one is re-queued): no checkpoints
         trainer.callbacks[:] = [c for c in trainer.callbacks if not isinstance(c, ModelCheckpoint)]
         trainer.callbacks += [Eq2SoFar(seq), PyTorchLightningPruningCallback(trial, monitor=MONITOR)]
-        trainer.logger.log_hyperparams(phi)
         try:
             trainer.fit(cli.model, datamodule=cli.datamodule)
         except optuna.TrialPruned as err:

@@ -123,6 +123,7 @@ def run_study(
         )
         return
     if search.n_jobs > 1:
+        objective.fresh_compile = False  # one dynamo cache shared by the threads (objective.py)
         import torch
 
         torch.set_num_threads(1)  # threads of one process must not fight over cores

@@ -56,3 +56,24 @@ def test_check_protocol_on_a_study_made_before_protocols_were_stored() -> None:
         check_protocol(study, protocol(["--a", "1"], {"y": {}}), "memory")
     with pytest.raises(ConfigError, match=r"it was made with `1`, this command gives `2`"):
         check_protocol(study, protocol(["--a", "2"], {"x": {}}), "memory")
+
+
+def test_each_trial_compiles_afresh_and_logs_the_one_hparams_schema(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import torch
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    resets: list[int] = []
+    monkeypatch.setattr(torch._dynamo, "reset", lambda: resets.append(1))
+    tune.main(["--config", str(write_search(tmp_path, n_trials=2))])
+    assert len(resets) == 2  # no 8-recompilation warning however many φ a process tries
+    (trial_dir,) = (tmp_path / "study" / "trials").rglob("trial_0001")
+    events = EventAccumulator(str(trial_dir))
+    events.Reload()
+    content = events.PluginTagToContent("hparams")
+    start = plugin_data_pb2.HParamsPluginData.FromString(content["_hparams_/session_start_info"])
+    hparams = start.session_start_info.hparams
+    assert hparams["grid"].string_value == "tune:search" and hparams["variant"].string_value == "trial_0001"
+    assert "a1" not in hparams and "method.a1" in hparams and "method.lam" in hparams

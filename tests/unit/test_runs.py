@@ -77,8 +77,10 @@ def test_one_row_per_run_with_config_metrics_and_curves(runs_root: Path) -> None
 def test_grid_variant_and_commit_columns(runs_root: Path) -> None:
     made = {"grid": "fig2", "variant": "ewc", "code": "abc1234"}
     (runs_root / "ewc" / "seed_0" / "grid.json").write_text(json.dumps(made))
+    (runs_root / "ewc" / "seed_0" / "timing.json").write_text('{"wall_time_s": 118.5, "tasks_done": 2}')
     runs = cl_attractors.load_runs(runs_root).set_index("run")
-    assert tuple(runs.loc["ewc/seed_0", ["grid", "variant", "commit"]]) == ("fig2", "ewc", "abc1234")
+    shown = tuple(runs.loc["ewc/seed_0", ["grid", "variant", "commit", "wall_time_s"]])
+    assert shown == ("fig2", "ewc", "abc1234", 118.5)
     assert runs.loc["control/seed_0", "variant"] == "control"  # from its place, made before grid.json
     assert pd.isna(runs.loc["control/seed_0", "grid"])
 

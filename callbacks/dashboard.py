@@ -76,7 +76,7 @@ def heatmap_title(trainer: pl.Trainer) -> str:
     """The variant (a grid's run, from its ``grid.json``) or the method, and the seed."""
     method = type(trainer.lightning_module.method).__name__
     try:
-        made = json.loads((Path(str(trainer.log_dir)) / "grid.json").read_text())
+        made = json.loads((Path(str(trainer.log_dir)) / "grid.json").read_text(encoding="utf-8"))
         name = f"{made['variant']} ({method})"
     except (OSError, ValueError, KeyError, TypeError):
         name = method

@@ -119,7 +119,7 @@ def data_columns(data: dict[str, Any], data_class: type | None) -> dict[str, flo
 def made_by(run_dir: str | Path | None) -> dict[str, str]:
     """``grid`` and ``variant`` from the run's ``grid.json`` ("—" for a plain fit)."""
     try:
-        made = json.loads((Path(str(run_dir)) / "grid.json").read_text())
+        made = json.loads((Path(str(run_dir)) / "grid.json").read_text(encoding="utf-8"))
     except (OSError, ValueError, TypeError):
         made = {}
     return {"grid": str(made.get("grid") or NONE), "variant": str(made.get("variant") or NONE)}

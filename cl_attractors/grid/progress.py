@@ -47,7 +47,7 @@ class RunState:
 def _num_tasks(run: Run) -> int | None:
     """N from the accuracy matrix (rows), else from the run's ``--data.num_tasks`` argument."""
     try:
-        return len((run.run_dir / "accuracy_matrix.csv").read_text().strip().splitlines()) - 1
+        return len((run.run_dir / "accuracy_matrix.csv").read_text(encoding="utf-8").strip().splitlines()) - 1
     except OSError:
         pass
     args = list(run.args)
@@ -57,7 +57,7 @@ def _num_tasks(run: Run) -> int | None:
 
 def run_state(run: Run) -> RunState:
     try:
-        metrics = json.loads((run.run_dir / "metrics.json").read_text())
+        metrics = json.loads((run.run_dir / "metrics.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
         metrics = {}
     seen = metrics.get("avg_acc_seen") or [None]

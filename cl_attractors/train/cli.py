@@ -18,7 +18,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import yaml
 from jsonargparse import Namespace
 from lightning.pytorch.cli import SaveConfigCallback
 
@@ -26,7 +25,7 @@ import cl_attractors.methods
 from callbacks.task_sequence import TaskSequence
 from callbacks.terminal import quiet_lightning
 from cl_attractors.errors import ConfigError
-from cl_attractors.io import ensure_writable
+from cl_attractors.io import ensure_writable, safe_yaml
 from cl_attractors.train.compose import expand_argv
 from cl_attractors.train.data import PermutedMNIST
 from cl_attractors.train.guard import GuardedCLI
@@ -90,7 +89,7 @@ class CLI(GuardedCLI):
         derive(cfg, subcommand)
         printer = self._subcommand_parsers[subcommand] if subcommand else parser
         if subcommand == "fit" and cfg.get("ckpt_path") and cfg.get("run_dir"):
-            check_resume(cfg.run_dir, yaml.safe_load(printer.dump(cfg, skip_none=False)))
+            check_resume(cfg.run_dir, safe_yaml(printer.dump(cfg, skip_none=False), "the resumed config"))
         if print_flags is not None:
             sys.stdout.write(
                 printer.dump(

@@ -9,9 +9,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from cl_attractors.errors import ConfigError
+from cl_attractors.io import read_yaml
 
 # keys a resume may set differently: how to resume, what to print, where Lightning shows progress
 FREE = ("ckpt_path", "trainer.enable_progress_bar", "print_config")
@@ -77,7 +76,7 @@ def check_resume(run_dir: str | Path, given: dict[str, Any]) -> None:
     saved_path = run_config(run_dir)
     if saved_path is None:
         return
-    saved = yaml.safe_load(saved_path.read_text()) or {}
+    saved = read_yaml(saved_path, "--run_dir") or {}
     found = differences(saved, given)
     if found:
         key, was, now = found[0]

@@ -39,6 +39,7 @@ SAMPLER_KEYS = {"seed", "n_startup_trials", "n_ei_candidates", *BOOL_KEYS}
 PRUNERS = {"median": optuna.pruners.MedianPruner, "none": optuna.pruners.NopPruner}
 METRIC = "Eq. 2"
 MAX_POLL_S = 10
+MAX_JOBS = 1024  # threads of one process: more is a typo (each holds a fit in memory)
 TOP_KEYS = {
     "fit",
     "space",
@@ -127,6 +128,8 @@ def load_search(argv: Sequence[str]) -> Search:
         search.sampler["seed"] = args.sampler_seed
     _check_int("n_trials", search.n_trials)
     _check_int("n_jobs", search.n_jobs)
+    if search.n_jobs > MAX_JOBS:
+        raise ConfigError(f"search.n_jobs={search.n_jobs} is not allowed; use an integer in [1, {MAX_JOBS}]")
     return search
 
 

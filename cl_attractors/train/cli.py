@@ -3,8 +3,9 @@
 The command line is first rewritten by :mod:`cl_attractors.train.compose` (``defaults`` lists,
 group files, file-relative paths, seed aliases). Methods are selectable by class name
 (``--model.method EWC``) because every module of :mod:`cl_attractors.methods` is imported here.
-``--print_config`` prints the configuration that will run, derived values included
-(``trainer.max_epochs``, the logger of ``--run_dir``).
+The schedule is linked where Lightning expects it: ``trainer.max_epochs`` and
+``trainer.check_val_every_n_epoch`` are computed from ``data.num_tasks`` and
+``data.epochs_per_task``. ``--print_config`` prints the configuration that will run.
 """
 
 from __future__ import annotations
@@ -18,16 +19,19 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import lightning.pytorch as pl
 from jsonargparse import Namespace
+from lightning.fabric.utilities.exceptions import MisconfigurationException
 
 import cl_attractors.methods
 from callbacks.task_sequence import TaskSequence
 from callbacks.terminal import quiet_lightning
 from cl_attractors.errors import ConfigError
 from cl_attractors.io import ensure_writable
+from cl_attractors.schedule import max_epochs
 from cl_attractors.train.compose import expand_argv
-from cl_attractors.train.data import PermutedMNIST
-from cl_attractors.train.guard import GuardedCLI
+from cl_attractors.train.data import TaskData
+from cl_attractors.train.guard import GuardedCLI, RunGuard, lightning_refusals
 from cl_attractors.train.module import CLModule
 
 PRINT_FLAGS = {"skip_default", "skip_unset"}
@@ -61,7 +65,10 @@ class CLI(GuardedCLI):
     evaluates every task on data.eval_split inside fit)."""
 
     def add_arguments_to_parser(self, parser: Any) -> None:
+        parser.add_lightning_class_args(RunGuard, "guard")
         parser.add_lightning_class_args(TaskSequence, "tasks")
+        parser.link_arguments(("data.num_tasks", "data.epochs_per_task"), "trainer.max_epochs", max_epochs)
+        parser.link_arguments("data.epochs_per_task", "trainer.check_val_every_n_epoch")
         parser.add_argument(
             "--seed",
             type=int,
@@ -78,6 +85,7 @@ class CLI(GuardedCLI):
             help="write logs, outputs and checkpoints exactly here (resume: "
             "same --run_dir with --ckpt_path last)",
         )
+        parser.link_arguments("run_dir", "guard.run_dir", apply_on="parse")
 
     def parse_arguments(self, parser: Any, args: Any) -> None:
         args, print_flags = split_print_config(args)
@@ -104,11 +112,12 @@ class CLI(GuardedCLI):
 
 def derive(cfg: Namespace) -> None:
     """The values set from others: the task checkpoints (a ``trainer.callbacks`` list in a YAML
-    replaces the default list: they are put back, or resume would have nothing to resume from),
-    the task progress bar (unless disabled) and the logger of ``run_dir``. The epochs of the whole
-    sequence are set by the task-sequence callback."""
+    replaces the default list: they are put back, or resume would have nothing to resume from;
+    not with ``trainer.enable_checkpointing false``, as tune's trials run), the task progress bar
+    (unless disabled) and the logger of ``run_dir``."""
     callbacks = cfg.trainer.get("callbacks") or []
-    if not any("TaskCheckpoint" in c.class_path for c in callbacks):
+    wanted = cfg.trainer.get("enable_checkpointing") is not False
+    if wanted and not any("TaskCheckpoint" in c.class_path for c in callbacks):
         ckpt = Namespace(
             class_path="callbacks.task_checkpoint.TaskCheckpoint", init_args=Namespace(dirpath=None)
         )
@@ -128,19 +137,23 @@ def derive(cfg: Namespace) -> None:
         )
 
 
-def make_cli(args: Sequence[str], run: bool = True) -> CLI:
-    """Build (and with ``run`` execute) the CLI from command-line style ``args``."""
+def make_cli(args: Sequence[str], run: bool = True, callbacks: Sequence[pl.Callback] = ()) -> CLI:
+    """Build (and with ``run`` execute) the CLI from command-line style ``args``; ``callbacks`` are
+    added to the configured ones (LightningCLI's persistent ``trainer_defaults`` callbacks)."""
     warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")
     quiet_lightning()
     # compiling the methods' kernels on a machine without a GPU: torch says it found no CUDA
     logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
     import_methods()
-    return CLI(
-        CLModule,
-        PermutedMNIST,
-        args=expand_argv(args),
-        run=run,
-        save_config_kwargs={"overwrite": True},
-        auto_configure_optimizers=False,
-        parser_kwargs={"exit_on_error": False},
-    )
+    # Lightning checks some settings only when the fit starts: a refusal, not a bug
+    with lightning_refusals("trainer: ", (MisconfigurationException,)):
+        return CLI(
+            CLModule,
+            TaskData,
+            args=expand_argv(args),
+            run=run,
+            save_config_kwargs={"overwrite": True},
+            auto_configure_optimizers=False,
+            parser_kwargs={"exit_on_error": False},
+            trainer_defaults={"callbacks": list(callbacks)} if callbacks else None,
+        )

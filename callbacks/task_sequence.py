@@ -95,7 +95,7 @@ class TaskSequence(pl.Callback):
         """Accuracy of the network as it is on every task (the eval split), as a float64 column."""
         dm = trainer.datamodule
         training = pl_module.training
-        pl_module.eval()
+        pl_module.train(False)  # evaluation mode
         column = []
         for task in range(dm.num_tasks):
             correct = count = 0

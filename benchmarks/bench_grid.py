@@ -33,7 +33,7 @@ from cl_attractors.io import write_json
 ROOT = Path(__file__).resolve().parents[1]
 TINY = [  # a few seconds of training: the per-run costs that are not training show
     *("--data.source", "synthetic", "--data.synthetic_size", "256", "--data.num_tasks", "2"),
-    *("--data.batch_size", "32", "--model.hidden_sizes", "[16]", "--tasks.heatmaps", "false"),
+    *("--data.batch_size", "32", "--model.net.hidden_sizes", "[16]", "--tasks.heatmaps", "false"),
     *("--model.optimizer.init_args.fused", "false", "--trainer.accelerator", "cpu"),
 ]
 

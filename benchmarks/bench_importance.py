@@ -26,7 +26,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from cl_attractors.io import write_json
 from cl_attractors.methods.importance import fisher_diagonal, mas_importance
-from cl_attractors.train.module import build_mlp
+from cl_attractors.train.networks import MLP
 
 Estimate = Callable[[bool], dict[str, torch.Tensor]]
 
@@ -49,7 +49,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    net = build_mlp(784, [2000], 10)
+    net = MLP(784, [2000], 10)
     params: dict[str, torch.Tensor] = dict(net.named_parameters())
     x, y = torch.rand(args.samples, 784), torch.randint(0, 10, (args.samples,))
     cases: dict[str, Estimate] = {

@@ -38,21 +38,22 @@ from cl_attractors.methods import load_method  # noqa: E402
 from cl_attractors.methods.base import CLMethod  # noqa: E402
 from cl_attractors.methods.formulas import Dip  # noqa: E402
 from cl_attractors.train.module import CLModule  # noqa: E402
+from cl_attractors.train.networks import MLP  # noqa: E402
 
 
 def hook_of(method: CLMethod) -> Callable[[], None]:
     """The method's pre-step hook on a full model with random gradients."""
-    module = CLModule(hidden_sizes=[2000], method=method)
+    module = CLModule(MLP(784, [2000], 10), method=method)
     prepare(module)
     for p in module.parameters():
         p.grad = torch.randn_like(p) * 1e-3
     optimizer = torch.optim.Adam(module.parameters(), lr=1e-4)
-    return lambda: method.on_before_optimizer_step(module, optimizer)
+    return lambda: method.on_before_optimizer_step(module.context, optimizer)
 
 
 def plain_passes() -> dict[str, Callable[[], None]]:
     """A copy (the bandwidth reference) and the sticky gate with f's exponential left out."""
-    module = CLModule(hidden_sizes=[2000])
+    module = CLModule(MLP(784, [2000], 10))
     grads = [torch.randn_like(p) for p in module.parameters()]
     params = [p.detach() for p in module.parameters()]
     dip = Dip(a1=0.279, lam=4.12, gamma=4.70, f_min=0.0)
@@ -98,7 +99,7 @@ def main() -> None:
                     run()
                     times[name][state].append((time.perf_counter() - t0) * 1e3)
     ms = {n: {s: round(statistics.median(v), 3) for s, v in t.items()} for n, t in times.items()}
-    copy_bytes = 2 * sum(p.numel() for p in CLModule(hidden_sizes=[2000]).parameters()) * 4
+    copy_bytes = 2 * sum(p.numel() for p in CLModule(MLP(784, [2000], 10)).parameters()) * 4
     result = {
         "device": "cpu",
         "threads": torch.get_num_threads(),

@@ -37,10 +37,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from cl_attractors.io import write_json  # noqa: E402
 from cl_attractors.methods import load_method  # noqa: E402
-from cl_attractors.methods.base import CLMethod, Vanilla  # noqa: E402
+from cl_attractors.methods.base import CLMethod, MethodContext, Vanilla  # noqa: E402
 from cl_attractors.methods.ewc import EWC  # noqa: E402
 from cl_attractors.methods.si import SI  # noqa: E402
 from cl_attractors.train.module import CLModule  # noqa: E402
+from cl_attractors.train.networks import MLP  # noqa: E402
 
 TARGETS = {"sticky": 1.10, "ewc_9_tasks": 1.10, "si": 1.15}
 
@@ -67,7 +68,7 @@ class GradPassFloor(CLMethod):
     """Not a method: one in-place pass over the gradients (``g *= 1``), the least any method
     that edits ``p.grad`` in the hook can cost. Its ratio is the memory-bandwidth floor."""
 
-    def on_before_optimizer_step(self, module: object, optimizer: torch.optim.Optimizer) -> None:
+    def on_before_optimizer_step(self, ctx: MethodContext, optimizer: torch.optim.Optimizer) -> None:
         torch._foreach_mul_([p.grad for p in self.targets if p.grad is not None], 1.0)
 
 
@@ -81,9 +82,9 @@ def make_step(module: CLModule, batches: list[tuple[torch.Tensor, torch.Tensor]]
             loss = F.cross_entropy(module.net(x), y)
             opt.zero_grad(set_to_none=True)
             loss.backward()
-            method.on_before_optimizer_step(module, opt)
+            method.on_before_optimizer_step(module.context, opt)
             opt.step()
-            method.on_after_optimizer_step(module, opt)
+            method.on_after_optimizer_step(module.context, opt)
 
     return run
 
@@ -129,7 +130,7 @@ def main() -> None:
     runs, compile_s = {}, {}
     for name, factory in variants(not args.no_eager).items():
         torch.manual_seed(0)
-        module = CLModule(hidden_sizes=[2000], method=factory())
+        module = CLModule(MLP(784, [2000], 10), method=factory())
         prepare(module)
         runs[name] = make_step(module, batches)
         t0 = time.perf_counter()

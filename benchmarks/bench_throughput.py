@@ -5,11 +5,13 @@ fused Adam lr 1e-4, batches by tensor slicing). Inside each Lightning fit, every
 Lightning steps are followed by as many plain-loop steps on a separate model, so both see the
 same machine state (this shared machine's speed drifts by 1.5x within minutes). Throughput =
 batch / median step time (a Lightning step is timed start to next start: all of Lightning's
-per-step overhead is in); the ratio is the median over ``--repeats`` fits. Prints and writes
+per-step overhead is in); the ratio is the median over ``--repeats`` fits. It is measured for each
+``--steps_per_chunk`` value (mini-batches per Lightning training batch: 1 is one mini-batch per
+Lightning batch; 25 is the default, what chunking buys). Prints and writes
 ``benchmarks/results/throughput.json``: samples/s of each, their ratio, and the fraction of the
 float32 matmul ceiling (measured here at the training shapes) that each reaches.
 
-    python benchmarks/bench_throughput.py [--repeats 3] [--train_size 50000] [--window 25]
+    python benchmarks/bench_throughput.py [--repeats 3] [--train_size 50000] [--steps_per_chunk 1 25]
 """
 
 from __future__ import annotations
@@ -29,8 +31,10 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from callbacks.task_sequence import TaskSequence
 from cl_attractors.io import write_json
-from cl_attractors.train.data import PermutedMNIST
-from cl_attractors.train.module import CLModule, build_mlp
+from cl_attractors.train.data import TaskData
+from cl_attractors.train.families import Permuted
+from cl_attractors.train.module import CLModule
+from cl_attractors.train.networks import MLP
 
 BATCH = 50
 
@@ -38,9 +42,9 @@ BATCH = 50
 class PlainLoop:
     """The reference: the same model and optimizer in a bare PyTorch loop over the same batches."""
 
-    def __init__(self, dm: PermutedMNIST) -> None:
+    def __init__(self, dm: TaskData) -> None:
         torch.manual_seed(0)
-        self.net = build_mlp(784, [2000], 10)
+        self.net = MLP(784, [2000], 10)
         self.opt = adam(self.net.parameters())
         self.batches = dm.train_batches(0)
         self.it = iter(self.batches)
@@ -63,8 +67,8 @@ class PlainLoop:
 
 
 class Interleaved(pl.Callback):
-    """Times every Lightning step (start to next start, all overhead included) and, after every
-    ``window`` of them, runs ``window`` plain-loop steps: both see the same machine state."""
+    """Times every Lightning batch (start to next start, all overhead included) and, after every
+    ``window`` of them, runs as many plain-loop steps: both see the same machine state."""
 
     def __init__(self, plain: PlainLoop, window: int) -> None:
         self.plain, self.window = plain, window
@@ -88,7 +92,7 @@ def adam(params) -> torch.optim.Optimizer:
     return torch.optim.Adam(params, lr=1e-4, fused=True)
 
 
-def interleaved_fit(dm: PermutedMNIST, window: int) -> tuple[float, float]:
+def interleaved_fit(dm: TaskData, window: int) -> tuple[float, float]:
     """samples/s of (plain loop, Lightning fit) from median step times, interleaved in windows."""
     timer = Interleaved(PlainLoop(dm), window)
     pl.seed_everything(0, verbose=False)
@@ -100,10 +104,12 @@ def interleaved_fit(dm: PermutedMNIST, window: int) -> tuple[float, float]:
         enable_model_summary=False,
         enable_progress_bar=False,
         deterministic=True,
+        max_epochs=dm.schedule.max_epochs,
+        num_sanity_val_steps=0,
         callbacks=[TaskSequence(heatmaps=False), timer],
     )
-    trainer.fit(CLModule(hidden_sizes=[2000], optimizer=adam), datamodule=dm)
-    light_step = statistics.median(timer.light) / dm.steps_per_batch  # a Lightning batch = K steps
+    trainer.fit(CLModule(MLP(784, [2000], 10), optimizer=adam), datamodule=dm)
+    light_step = statistics.median(timer.light) / dm.steps_per_chunk  # a Lightning batch = K steps
     return BATCH / statistics.median(timer.reference), BATCH / light_step
 
 
@@ -116,6 +122,33 @@ def matmul_ceiling() -> float:
     for _ in range(n):
         x @ w, g @ w.T, x.T @ g
     return 3 * 2 * BATCH * 784 * 2000 * n / (time.perf_counter() - t0) / 1e9
+
+
+def measure(steps_per_chunk: int, repeats: int, train_size: int | None, window: int) -> dict:
+    """The ratio of Lightning to plain throughput with chunks of ``steps_per_chunk`` mini-batches."""
+    dm = TaskData(
+        family=Permuted(),
+        num_tasks=1,
+        batch_size=BATCH,
+        steps_per_chunk=steps_per_chunk,
+        train_size=train_size,
+    )
+    dm.setup()
+    # about 50 optimizer steps per window, whatever the chunk
+    plain, light = zip(
+        *(interleaved_fit(dm, window or max(1, 50 // steps_per_chunk)) for _ in range(repeats))
+    )
+    ratios = [lt / p for lt, p in zip(light, plain)]
+    return {
+        "steps_per_chunk": steps_per_chunk,
+        "train_samples": dm.num_train,
+        "plain_samples_per_s": list(plain),
+        "lightning_samples_per_s": list(light),
+        "ratio_lightning_over_plain_per_round": ratios,
+        "ratio_lightning_over_plain": statistics.median(ratios),
+        "plain_median": statistics.median(plain),
+        "lightning_median": statistics.median(light),
+    }
 
 
 CEILING_NOTE = (
@@ -135,40 +168,27 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--train_size", type=int, default=None)
-    parser.add_argument("--window", type=int, default=2, help="Lightning batches per window")
-    parser.add_argument("--steps_per_batch", type=int, default=25, help="as data.steps_per_batch")
-    args = parser.parse_args()
-    dm = PermutedMNIST(
-        num_tasks=1, batch_size=BATCH, steps_per_batch=args.steps_per_batch, train_size=args.train_size
+    parser.add_argument("--window", type=int, default=0, help="Lightning batches per window (0: ~50 steps)")
+    parser.add_argument(
+        "--steps_per_chunk", type=int, nargs="+", default=[1, 25], help="as data.steps_per_chunk"
     )
-    dm.setup()
-    plain, light = [], []
-    for _ in range(args.repeats):
-        p, lt = interleaved_fit(dm, args.window)
-        plain.append(p)
-        light.append(lt)
+    args = parser.parse_args()
+    runs = [measure(k, args.repeats, args.train_size, args.window) for k in args.steps_per_chunk]
     ceiling = matmul_ceiling()
     flop_per_sample = 3 * 2 * (784 * 2000 + 2000 * 10)
-    ratios = [lt / pl_ for lt, pl_ in zip(light, plain)]
-    best_plain, best_light = statistics.median(plain), statistics.median(light)
+    flagged = False
+    for run in runs:
+        for name in ("plain", "lightning"):
+            fraction = run.pop(f"{name}_median") * flop_per_sample / 1e9 / ceiling
+            run[f"{name}_fraction_of_matmul_ceiling"], bad = ceiling_fraction(fraction)
+            flagged = flagged or bad
     result = {
         "device": "cpu",
         "threads": torch.get_num_threads(),
         "batch_size": BATCH,
-        "steps_per_batch": args.steps_per_batch,
-        "train_samples": dm.num_train,
-        "plain_samples_per_s": plain,
-        "lightning_samples_per_s": light,
-        "ratio_lightning_over_plain_per_round": ratios,
-        "ratio_lightning_over_plain": statistics.median(ratios),
         "matmul_ceiling_gflops": ceiling,
+        "runs": runs,
     }
-    flagged = False
-    for name, best in (("plain", best_plain), ("lightning", best_light)):
-        result[f"{name}_fraction_of_matmul_ceiling"], bad = ceiling_fraction(
-            best * flop_per_sample / 1e9 / ceiling
-        )
-        flagged = flagged or bad
     if flagged:
         result["ceiling_note"] = CEILING_NOTE
         print(f"warning: {CEILING_NOTE}", file=sys.stderr)

@@ -1,12 +1,13 @@
-"""Runs the task sequence inside one ``trainer.fit``: the one owner of the schedule, and A(i, j).
+"""Runs the task sequence inside one ``trainer.fit``: tells the run the task, and fills A(i, j).
 
-Epoch ``e`` trains task ``e // epochs_per_task``: :class:`TaskSchedule` is the only place that says
-so. :class:`TaskSequence` sets Lightning's limits from it once (``max_epochs``, the validation
-cadence, the logging interval; the output directory is checked once, by the command line, before
-anything is built) and, at every epoch start, tells the datamodule which task (and which
-of its epochs) to serve and the module which task it trains. At a task's first epoch it clears the
-optimizer state (Adam moments and step counts; the learning rate is kept) and calls the method's
-``on_task_start``. After a task's last epoch (Lightning has just evaluated every task, one
+Epoch ``e`` trains task ``e // epochs_per_task``: the datamodule's
+:class:`~cl_attractors.schedule.TaskSchedule` is the only place that says so (the command line
+links ``trainer.max_epochs`` and ``trainer.check_val_every_n_epoch`` from it; :meth:`setup`
+refuses a trainer that disagrees). Before the first task, the untrained network is evaluated on
+every task, explicitly (forward transfer needs it). At every epoch start the callback tells the
+module (and through it the method's context) which task it trains; at a task's first epoch it
+clears the optimizer state (Adam moments and step counts; the learning rate is kept) and calls the
+method's ``on_task_start``. After a task's last epoch (Lightning has just evaluated every task, one
 dataloader per task, filling column j of A) it ends the task in this order: the method's
 ``on_task_end`` (EWC Fisher, SI consolidation), the task checkpoint, the outputs (so metrics.json
 says a task is done only once its checkpoint is on disk), TensorBoard, then every
@@ -15,9 +16,7 @@ says a task is done only once its checkpoint is on disk), TensorBoard, then ever
 
 from __future__ import annotations
 
-import math
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,32 +29,7 @@ from callbacks.task_checkpoint import TaskCheckpoint
 from cl_attractors import metrics
 from cl_attractors.errors import require
 from cl_attractors.io import matrix_to_csv, save_tensor, write_json, write_text
-
-
-@dataclass(frozen=True)
-class TaskPosition:
-    """Where an epoch falls in the sequence: its task and its epoch within that task."""
-
-    task: int
-    epoch: int
-    first: bool
-    last: bool
-
-
-@dataclass(frozen=True)
-class TaskSchedule:
-    """``num_tasks`` tasks of ``epochs_per_task`` epochs each, trained one after the other."""
-
-    num_tasks: int
-    epochs_per_task: int
-
-    @property
-    def max_epochs(self) -> int:
-        return self.num_tasks * self.epochs_per_task
-
-    def position(self, epoch: int) -> TaskPosition:
-        task, within = divmod(epoch, self.epochs_per_task)
-        return TaskPosition(task, within, within == 0, within == self.epochs_per_task - 1)
+from cl_attractors.schedule import TaskPosition, TaskSchedule
 
 
 class TaskCallback(pl.Callback):
@@ -72,8 +46,6 @@ class TaskCallback(pl.Callback):
 
 class TaskSequence(pl.Callback):
     """Runs ``data.num_tasks`` tasks in one fit and records A[i, j] = acc on task i after task j.
-
-    The sanity check is made a full evaluation of the untrained network (for forward transfer).
 
     Args:
         heatmaps: log an A(i, j) heat-map image to TensorBoard after each task.
@@ -92,24 +64,50 @@ class TaskSequence(pl.Callback):
         self._count: list[int] = []
         self.validated: torch.Tensor | None = None  # `validate`: the checkpoint's accuracy per task
 
-    # ---- set-up: the schedule's limits, once ---------------------------------------------
+    # ---- set-up: the schedule is the datamodule's; the trainer must agree with it ---------
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         dm = trainer.datamodule
-        self.schedule = TaskSchedule(dm.num_tasks, dm.epochs_per_task)
-        trainer.fit_loop.max_epochs = self.schedule.max_epochs
-        trainer.check_val_every_n_epoch = self.schedule.epochs_per_task
-        every = trainer.log_every_n_steps
-        require(isinstance(every, int) and every >= 1, "trainer.log_every_n_steps", every, "an integer >= 1")
-        # counted in Lightning batches (data.steps_per_batch optimizer steps each); at most one epoch's
-        trainer.log_every_n_steps = min(every, len(dm.train_dataloader()))
+        self.schedule = dm.schedule
+        for name, value in (
+            ("max_epochs", self.schedule.max_epochs),
+            ("check_val_every_n_epoch", self.schedule.epochs_per_task),
+        ):
+            given = getattr(trainer, name)
+            require(
+                given == value,
+                f"trainer.{name}",
+                given,
+                f"{value} (from data.num_tasks, data.epochs_per_task)",
+            )
         if self.A is None:
-            self.A = torch.full((dm.num_tasks, dm.num_tasks), math.nan, dtype=torch.float64)
+            self.A = torch.full((dm.num_tasks, dm.num_tasks), torch.nan, dtype=torch.float64)
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._start = time.monotonic()
-        # after a checkpoint restore: evaluate the untrained network only once, and fully
-        trainer.num_sanity_val_steps = 0 if self.initial is not None else math.inf
         dashboard.remember_hparams(trainer, pl_module)
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self.initial is None:  # not after a checkpoint restore: it holds the untrained column
+            self.initial = self.evaluate(trainer, pl_module)
+
+    @staticmethod
+    @torch.no_grad()
+    def evaluate(trainer: pl.Trainer, pl_module: Any) -> torch.Tensor:
+        """Accuracy of the network as it is on every task (the eval split), as a float64 column."""
+        dm = trainer.datamodule
+        training = pl_module.training
+        pl_module.train(False)  # evaluation mode
+        column = []
+        for task in range(dm.num_tasks):
+            correct = count = 0
+            for batch in dm.eval_batches(task):
+                out = pl_module.count_correct(
+                    pl_module.transfer_batch_to_device(batch, pl_module.device, 0), task
+                )
+                correct, count = correct + int(out["correct"]), count + int(out["count"])
+            column.append(correct / max(count, 1))
+        pl_module.train(training)
+        return torch.tensor(column, dtype=torch.float64)
 
     @property
     def matrix(self) -> torch.Tensor:
@@ -132,12 +130,11 @@ class TaskSequence(pl.Callback):
         if self.schedule is None:
             raise RuntimeError("TaskSequence.setup has not run")
         self.position = pos = self.schedule.position(trainer.current_epoch)
-        trainer.datamodule.set_task(pos.task, pos.epoch)
-        pl_module.current_task = pos.task
+        pl_module.set_task(pos.task)
         if pos.first:
             for optimizer in trainer.optimizers:
                 optimizer.state.clear()
-            pl_module.method.on_task_start(pl_module, pos.task)
+            pl_module.method.on_task_start(pl_module.context)
             for callback in self._task_callbacks(trainer):
                 callback.on_task_start(trainer, pl_module, pos.task)
 
@@ -148,14 +145,14 @@ class TaskSequence(pl.Callback):
     def _end_task(self, trainer: pl.Trainer, pl_module: pl.LightningModule, task: int) -> None:
         dm = trainer.datamodule
         with torch.enable_grad():
-            stats = pl_module.method.on_task_end(pl_module, task, dm)
+            stats = pl_module.method.on_task_end(pl_module.context)
         self.tasks_done = task + 1
         for checkpoint in trainer.checkpoint_callbacks:
             if isinstance(checkpoint, TaskCheckpoint):
                 checkpoint.save_task(trainer, task)
         summary = self.summary()
         if trainer.is_global_zero:
-            self.write_outputs(self.run_dir(trainer), dm.permutations)
+            self.write_outputs(self.run_dir(trainer), dm.family.state_dict())
         dashboard.log_task(trainer, self.matrix, task, dm.eval_split, stats, self.heatmaps)
         if summary["complete"]:
             dashboard.log_final(trainer, summary)
@@ -184,15 +181,14 @@ class TaskSequence(pl.Callback):
         self._count[dataloader_idx] += int(outputs["count"])
 
     def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        dm = trainer.datamodule
         column = torch.tensor(
             [c / max(n, 1) for c, n in zip(self._correct, self._count)], dtype=torch.float64
         )
-        if trainer.sanity_checking:
-            full = all(n == len(dm.eval_batches(i).y) for i, n in enumerate(self._count))
-            if self.initial is None and full and trainer.global_step == 0:
-                self.initial = column
-        elif trainer.state.fn == TrainerFn.FITTING and self.position is not None:
+        if (
+            trainer.state.fn == TrainerFn.FITTING
+            and not trainer.sanity_checking
+            and self.position is not None
+        ):
             self.matrix[:, self.position.task] = column
         elif trainer.state.fn == TrainerFn.VALIDATING:
             self.validated = column
@@ -211,15 +207,17 @@ class TaskSequence(pl.Callback):
             out.update(metrics.summarize(part, None if self.initial is None else self.initial[:k]))
         return out
 
-    def write_outputs(self, run_dir: Path, permutations: torch.Tensor) -> None:
-        """Atomically (re)write accuracy_matrix.csv, metrics.json and permutations.pt."""
+    def write_outputs(self, run_dir: Path, family_state: dict[str, torch.Tensor]) -> None:
+        """Atomically (re)write accuracy_matrix.csv and metrics.json; the family's drawn state
+        (``permutations.pt`` for permuted tasks) once."""
         write_text(run_dir / "accuracy_matrix.csv", matrix_to_csv(self.matrix))
         write_json(run_dir / "metrics.json", self.summary())
         # apart from metrics.json, which a resumed run repeats byte for byte
         timing = {"wall_time_s": round(self.seconds, 1), "tasks_done": self.tasks_done}
         write_json(run_dir / "timing.json", timing)
-        if not (run_dir / "permutations.pt").exists():
-            save_tensor(run_dir / "permutations.pt", permutations)
+        for name, tensor in family_state.items():
+            if not (run_dir / f"{name}.pt").exists():
+                save_tensor(run_dir / f"{name}.pt", tensor)
 
     # ---- checkpoint ---------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:

@@ -2,7 +2,7 @@
 
 In a terminal the bar reads ``task 3/10`` with the last evaluated task's accuracy and the average
 accuracy over the tasks seen, and tqdm's estimate of the time left for the whole sequence; no bar
-is drawn for the sanity check or the per-task evaluations. When stdout is not a terminal (a log
+is drawn for the per-task evaluations. When stdout is not a terminal (a log
 file, a grid worker) it prints one plain line per task instead. :func:`quiet_lightning` turns off
 Lightning's advertisements; :func:`fit_report` is the summary printed when ``fit`` ends.
 """
@@ -150,13 +150,16 @@ class _NoTips(logging.Filter):
 
 
 def quiet_lightning() -> None:
-    """Drop Lightning's advertisements ("💡 Tip: ... litlogger") and a deprecation warning that
-    Lightning 2.6's CombinedLoader triggers in torch 2.14's pytree (not ours to fix)."""
+    """Drop Lightning's advertisements ("💡 Tip: ... litlogger"), a deprecation warning that
+    Lightning 2.6's CombinedLoader triggers in torch 2.14's pytree (not ours to fix), and its
+    logging-interval warning (about Lightning batches; the loss is logged per optimizer step)."""
     for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
         log = logging.getLogger(name)
         if not any(isinstance(f, _NoTips) for f in log.filters):
             log.addFilter(_NoTips())
     warnings.filterwarnings("ignore", r"`isinstance\(treespec, LeafSpec\)` is deprecated", FutureWarning)
+    # compares chunks with log_every_n_steps, which the module counts in optimizer steps itself
+    warnings.filterwarnings("ignore", r"The number of training batches \(\d+\) is smaller than the logging")
 
 
 @contextmanager

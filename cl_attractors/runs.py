@@ -41,9 +41,19 @@ def config_columns(config: dict[str, Any]) -> dict[str, Any]:
         "optimizer": _short(optimizer.get("class_path")),
         "lr": (optimizer.get("init_args") or {}).get("lr"),
         "seed": config.get("seed", config.get("seed_everything")),
-        "model.hidden_sizes": _hashable(model.get("hidden_sizes")),
     }
-    out.update({f"data.{k}": _hashable(v) for k, v in (config.get("data") or {}).items()})
+    net: dict[str, Any] = model["net"] if isinstance(model.get("net"), dict) else {}
+    out["model.net"] = _short(net.get("class_path")) or ("MLP" if "hidden_sizes" in model else None)
+    # a run saved before model.net (hidden_sizes on the model) or after (on the net's arguments)
+    out["model.hidden_sizes"] = _hashable(
+        (net.get("init_args") or {}).get("hidden_sizes", model.get("hidden_sizes"))
+    )
+    data = dict(config.get("data") or {})
+    family = data.pop("family", None)
+    if isinstance(family, dict):  # the family's arguments read like data settings (data.shared_fraction)
+        out["data.family"] = _short(family.get("class_path"))
+        data.update(family.get("init_args") or {})
+    out.update({f"data.{k}": _hashable(v) for k, v in data.items()})
     return out
 
 

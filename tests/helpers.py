@@ -19,7 +19,7 @@ import yaml
 from torch import Tensor, nn
 
 from cl_attractors.methods import load_method
-from cl_attractors.methods.base import CLMethod
+from cl_attractors.methods.base import CLMethod, MethodContext
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -40,9 +40,9 @@ def tiny_args(
         str(num_tasks),
         "--data.batch_size",
         "32",
-        "--data.steps_per_batch",
+        "--data.steps_per_chunk",
         "2",
-        "--model.hidden_sizes",
+        "--model.net.hidden_sizes",
         "[16]",
         "--model.optimizer.init_args.lr",
         "0.01",
@@ -119,7 +119,7 @@ TINY = [
     "2",
     "--data.batch_size",
     "32",
-    "--model.hidden_sizes",
+    "--model.net.hidden_sizes",
     "[16]",
     "--model.optimizer.init_args.fused",
     "false",
@@ -164,31 +164,47 @@ def metrics_json(seen: list[float], prev: list[float | None], cur: list[float], 
     }
 
 
+def subclasses(base: type) -> list[type]:
+    """Every subclass of ``base`` defined in the package, found, not listed: every module of
+    ``cl_attractors.methods`` and ``cl_attractors.train`` is imported first."""
+    import importlib
+    import pkgutil
+
+    import cl_attractors.methods
+    import cl_attractors.train
+
+    for package in (cl_attractors.methods, cl_attractors.train):
+        for info in pkgutil.iter_modules(package.__path__):
+            importlib.import_module(f"{package.__name__}.{info.name}")
+    found, todo = [], [base]
+    while todo:
+        for sub in todo.pop().__subclasses__():
+            if sub.__module__.startswith("cl_attractors.") and sub not in found:
+                found.append(sub)
+                todo.append(sub)
+    return sorted(found, key=lambda c: c.__qualname__)
+
+
 def paper_method(name: str, **overrides: object) -> Any:
     """The method of ``configs/method/<name>.yaml`` (the paper's values), ``overrides`` on top."""
     return load_method(ROOT / "configs" / "method" / f"{name}.yaml", **overrides)
 
 
-class FakeModule:
-    """The two things methods use from CLModule: ``net`` and ``batch_to_device``."""
-
-    def __init__(self, net: nn.Module) -> None:
-        self.net = net
-
-    def batch_to_device(self, batch: Any) -> Any:
-        return batch
-
-
 class FakeData:
-    """``train_sample`` of a fixed random classification set."""
+    """A fixed random classification set (4 features, 3 classes) that a context samples from."""
 
     def __init__(self, seed: int = 0) -> None:
         gen = torch.Generator().manual_seed(seed)
         self.x, self.y = torch.randn(64, 4, generator=gen), torch.randint(0, 3, (64,), generator=gen)
 
-    def train_sample(self, task: int, n: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+    def sample(self, task: int, n: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
         idx = torch.randperm(len(self.y), generator=generator)[:n]
         return self.x[idx], self.y[idx]
+
+
+def fake_context(net: nn.Module, task: int = 0, data: FakeData | None = None) -> MethodContext:
+    """The context a method sees, over ``net`` and :class:`FakeData`."""
+    return MethodContext(net, (data or FakeData()).sample, task)
 
 
 def tiny_net(method: CLMethod, seed: int = 0, lr: float = 1e-2) -> tuple[nn.Module, torch.optim.Optimizer]:
@@ -204,14 +220,14 @@ def train_steps(
 ) -> None:
     """``steps`` optimizer steps on random batches shaped as :class:`FakeData`'s, through the hooks."""
     gen = torch.Generator().manual_seed(seed)
-    module = FakeModule(net)
+    ctx = fake_context(net)
     for _ in range(steps):
         x, y = torch.randn(16, 4, generator=gen), torch.randint(0, 3, (16,), generator=gen)
         opt.zero_grad()
         F.cross_entropy(net(x), y).backward()
-        method.on_before_optimizer_step(module, opt)
+        method.on_before_optimizer_step(ctx, opt)
         opt.step()
-        method.on_after_optimizer_step(module, opt)
+        method.on_after_optimizer_step(ctx, opt)
 
 
 def start(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen:

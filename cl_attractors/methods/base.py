@@ -1,24 +1,44 @@
-"""Base class of continual-learning methods: every hook is a no-op.
+"""Base class of continual-learning methods (every hook a no-op) and what a method sees of a run.
 
 A method is an ``nn.Module`` attached to the LightningModule, so its tensor state (anchors, Fisher
 diagonals, importances) lives in buffers: Lightning moves them with the model and saves them in
 every checkpoint. Methods act in gradient space: they edit ``p.grad`` in place between backward
-and the optimizer step.
+and the optimizer step; a method that needs a loss term (distillation, replay) adds it through
+:meth:`CLMethod.loss`. A method sees the run only through :class:`MethodContext`: no Lightning.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Literal, cast
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import ClassVar, Literal, cast
 
 import torch
 from torch import Tensor, nn
 
 from cl_attractors.errors import ConfigError, require
 
-if TYPE_CHECKING:
-    import lightning.pytorch as pl
-
 ParamSelection = Literal["all", "weights"]
+Sampler = Callable[[int, int, torch.Generator], tuple[Tensor, Tensor]]
+"""``(task, n, generator) -> (inputs, labels)``: ``n`` training examples of a task, on the device."""
+
+
+@dataclass
+class MethodContext:
+    """What a method sees of the run: the network, the task in training, a way to draw examples.
+
+    The LightningModule owns it and tells it the task (``task`` is the task being trained, or the
+    one that just ended in ``on_task_end``). ``sample`` draws with the caller's generator, so the
+    global RNG is untouched; the examples come on the network's device.
+    """
+
+    net: nn.Module
+    sample: Sampler
+    task: int = 0
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.net.parameters()).device
 
 
 class CLMethod(nn.Module):
@@ -33,6 +53,9 @@ class CLMethod(nn.Module):
     """
 
     counters: tuple[str, ...] = ()
+    hyperparameters: ClassVar[tuple[str, ...]] = ()
+    """The constructor arguments that define the method (its φ and switches, as opposed to how it
+    is computed): a method's YAML gives every one (the paper's values live in configs/method/)."""
 
     def __init__(self, params: ParamSelection = "all", layers: list[int] | None = None) -> None:
         super().__init__()
@@ -80,19 +103,33 @@ class CLMethod(nn.Module):
         for name in self.counters:
             setattr(self, name, state[name])
 
-    # ---- hooks (no-ops) -------------------------------------------------------------------
-    def on_task_start(self, module: pl.LightningModule, task: int) -> None:
-        """Called when training on ``task`` begins, after the optimizer state was cleared."""
+    def named_targets(self, net: nn.Module) -> dict[str, Tensor]:
+        """The targets keyed by their names in ``net`` (for ``torch.func``)."""
+        names = {id(p): n for n, p in net.named_parameters()}
+        return {names[id(p)]: p for p in self._targets}
 
-    def on_before_optimizer_step(self, module: pl.LightningModule, optimizer: torch.optim.Optimizer) -> None:
-        """Called after backward, before the optimizer step: edit ``p.grad`` in place."""
+    # ---- hooks (no-ops); a method overrides at most three --------------------------------------
+    def on_task_start(self, ctx: MethodContext) -> None:
+        """Training on ``ctx.task`` begins (the optimizer state was just cleared)."""
 
-    def on_after_optimizer_step(self, module: pl.LightningModule, optimizer: torch.optim.Optimizer) -> None:
-        """Called right after the optimizer step: edit the update if the method gates updates."""
+    def loss(self, ctx: MethodContext, x: Tensor, y: Tensor, logits: Tensor) -> Tensor | None:
+        """A term added to the mini-batch's loss (LwF, replay), or None; called every step after the
+        forward pass of ``x`` (``logits``: the outputs that count for the task, others masked)."""
+        return None
 
-    def on_task_end(self, module: pl.LightningModule, task: int, datamodule: Any) -> dict[str, float]:
-        """Called after training on ``task`` and evaluating; returns statistics to log."""
+    def on_before_optimizer_step(self, ctx: MethodContext, optimizer: torch.optim.Optimizer) -> None:
+        """After backward, before the optimizer step: edit ``p.grad`` in place."""
+
+    def on_after_optimizer_step(self, ctx: MethodContext, optimizer: torch.optim.Optimizer) -> None:
+        """Right after the optimizer step: edit the update if the method gates updates."""
+
+    def on_task_end(self, ctx: MethodContext) -> dict[str, float]:
+        """After training on ``ctx.task`` and evaluating every task; returns statistics to log."""
         return {}
+
+
+HOOKS = ("on_task_start", "loss", "on_before_optimizer_step", "on_after_optimizer_step", "on_task_end")
+"""The hooks of :class:`CLMethod`; a method overrides at most three (a contract test counts)."""
 
 
 class Vanilla(CLMethod):

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from torch import Tensor
 
 from cl_attractors.errors import require, require_finite, require_seed
-from cl_attractors.methods.base import ParamSelection
+from cl_attractors.methods.base import MethodContext, ParamSelection
 from cl_attractors.methods.importance import FISHER_ESTIMATORS, FisherEstimator, fisher_diagonal
 from cl_attractors.methods.kernels import Compile
 from cl_attractors.methods.penalty import Mode, QuadraticPenalty
@@ -38,6 +36,7 @@ class EWC(QuadraticPenalty):
         layers: linear-layer indices (``None`` = all).
     """
 
+    hyperparameters = ("lam", "fisher", "mode", "fisher_samples", "seed")
     weight_name = "fisher_sum"
     stat = "fisher"
 
@@ -57,6 +56,7 @@ class EWC(QuadraticPenalty):
         super().__init__(lam, mode, gamma_online, compile, params, layers)
         require_finite({"lam": lam, "gamma_online": gamma_online}, "method")
         require(lam >= 0, "method.lam", lam, "a number >= 0")
+        require(0 <= gamma_online <= 1, "method.gamma_online", gamma_online, "a number in [0, 1]")
         require_seed(seed, "method.seed")
         require(fisher in FISHER_ESTIMATORS, "method.fisher", fisher, f"one of {list(FISHER_ESTIMATORS)}")
         require(fisher_samples >= 1, "method.fisher_samples", fisher_samples, "an integer >= 1")
@@ -66,7 +66,7 @@ class EWC(QuadraticPenalty):
         self.lam, self.fisher, self.gamma_online = lam, fisher, gamma_online
         self.fisher_samples, self.fisher_chunk, self.seed = fisher_samples, fisher_chunk, seed
 
-    def importance(self, module: Any, task: int, datamodule: Any) -> list[Tensor]:
-        x, y = self.train_inputs(module, datamodule, task, self.fisher_samples, self.seed)
-        fisher = fisher_diagonal(module.net, self.named_targets(module), x, y, self.fisher, self.fisher_chunk)
+    def importance(self, ctx: MethodContext) -> list[Tensor]:
+        x, y = self.draw(ctx, self.fisher_samples, self.seed)
+        fisher = fisher_diagonal(ctx.net, self.named_targets(ctx.net), x, y, self.fisher, self.fisher_chunk)
         return list(fisher.values())

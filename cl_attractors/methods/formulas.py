@@ -1,11 +1,14 @@
 """The formulas of the CL methods, each written once as a pure tensor expression.
 
-Every per-step kernel derives from them: a method's fused kernel (``torch.compile``, one pass per
-tensor) calls the pure expression, and where a formula runs every step its eager in-place twin
-(``name_``, same result up to float rounding, writing only into preallocated scratch) sits right
-below it. The importance estimators (Fisher, MAS), run once per task, are in ``importance.py``.
-Reference implementations written for clarity, which the tests compare these against, live in
-``tests/reference.py``. No Lightning here.
+The per-step ones (f, the gate, L1, the quadratic pull, SI's path term) have an in-place twin
+here too (``name_``: the same arithmetic writing only into preallocated scratch, checked equal in
+the tests); the methods build their per-step kernels from these two forms (``sticky.py``:
+``algorithm1`` and ``algorithm1_``). The importance estimators (Fisher, MAS), run once per task,
+are in ``importance.py``. Reference implementations written for clarity, which the tests compare
+these against, live in ``tests/reference.py``. No Lightning here.
+
+Hyperparameters are :data:`Scalar`: a Python number, or a tensor that broadcasts against the
+weights, e.g. ``[R, 1, 1]`` for ``R`` replicas stacked as ``[R, out, in]`` (one φ per replica).
 """
 
 from __future__ import annotations
@@ -17,11 +20,13 @@ import torch
 from torch import Tensor
 
 LOG2E = math.log2(math.e)
+Scalar = float | Tensor
+"""A hyperparameter: a number, or a tensor broadcast over the weights (one value per replica)."""
 
 # ---- sticky gradient: f(w), the away-gate, L1 --------------------------------------------------
 
 
-def plasticity(w: Tensor, a1: float, lam: float, gamma: float, f_min: float = 0.0) -> Tensor:
+def plasticity(w: Tensor, a1: Scalar, lam: Scalar, gamma: Scalar, f_min: Scalar = 0.0) -> Tensor:
     """The weight-dependent learning-rate multiplier f (paper Eq. 1, with an optional floor).
 
     ``f(w) = lam - (lam - f_min) * exp(-gamma (w - a1)^2)``: ``f_min`` at the attractor, ``lam``
@@ -43,17 +48,17 @@ def plasticity(w: Tensor, a1: float, lam: float, gamma: float, f_min: float = 0.
 class Dip:
     """The parameters of f (see :func:`plasticity`)."""
 
-    a1: float
-    lam: float
-    gamma: float
-    f_min: float
+    a1: Scalar
+    lam: Scalar
+    gamma: Scalar
+    f_min: Scalar
 
     def f(self, w: Tensor) -> Tensor:
         """``f(w)``."""
         return plasticity(w, self.a1, self.lam, self.gamma, self.f_min)
 
 
-def toward(w: Tensor, g: Tensor, a1: float) -> Tensor:
+def toward(w: Tensor, g: Tensor, a1: Scalar) -> Tensor:
     """Where the descent step ``-g`` moves ``w`` toward ``a1``: the gate leaves ``g`` alone there.
 
     The complement is Algorithm 1's ``sgn(w - a1) != sgn(g)``, written ``(w - a1) g > 0`` for
@@ -85,26 +90,29 @@ def gate_(g: Tensor, w: Tensor, s: Tensor, f: Tensor, dip: Dip) -> None:
     g.mul_(f)
 
 
-def l1_grad(w: Tensor, zeta: float) -> Tensor:
+def l1_grad(w: Tensor, zeta: Scalar) -> Tensor:
     """``zeta * sgn(w)``: the gradient of ``zeta * |w|`` (0 at w = 0)."""
     return zeta * torch.sign(w)
 
 
-def l1_grad_(out: Tensor, w: Tensor, zeta: float) -> None:
+def l1_grad_(out: Tensor, w: Tensor, zeta: Scalar) -> None:
     """In place: ``out = l1_grad(w, zeta)``."""
     torch.sign(w, out=out).mul_(zeta)
 
 
-def add_l1_(g: Tensor, w: Tensor, s: Tensor, zeta: float) -> None:
+def add_l1_(g: Tensor, w: Tensor, s: Tensor, zeta: Scalar) -> None:
     """In place: ``g += l1_grad(w, zeta)``, ``s`` a scratch shaped like ``w`` (one pass: the
     product ``zeta * sgn(w)`` is exact, so adding it with ``alpha`` rounds the same)."""
-    g.add_(torch.sign(w, out=s), alpha=zeta)
+    if isinstance(zeta, Tensor):
+        g.addcmul_(torch.sign(w, out=s), zeta)
+    else:
+        g.add_(torch.sign(w, out=s), alpha=zeta)
 
 
 # ---- the quadratic pull of EWC, SI and MAS ----------------------------------------------------
 
 
-def quadratic_pull_grad(theta: Tensor, anchor_sum: Tensor, weight_sum: Tensor, scale: float = 1.0) -> Tensor:
+def quadratic_pull_grad(theta: Tensor, anchor_sum: Tensor, weight_sum: Tensor, scale: Scalar = 1.0) -> Tensor:
     """Gradient of ``scale/2 * sum_k W_k (theta - theta*_k)^2`` from accumulated sums.
 
     Since the gradient is ``scale * sum_k W_k (theta - theta*_k)``, keeping
@@ -172,7 +180,7 @@ def si_flush_(params: list[Tensor], prev_grads: list[Tensor], omega: list[Tensor
     torch._foreach_zero_(prev_grads)
 
 
-def si_importance(omega: Tensor, task_delta: Tensor, xi: float) -> Tensor:
+def si_importance(omega: Tensor, task_delta: Tensor, xi: Scalar) -> Tensor:
     """SI's importance of a finished task: ``omega / (task_delta^2 + xi)``.
 
     Args:

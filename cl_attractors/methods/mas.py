@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from torch import Tensor
 
 from cl_attractors.errors import require, require_finite, require_seed
-from cl_attractors.methods.base import ParamSelection
+from cl_attractors.methods.base import MethodContext, ParamSelection
 from cl_attractors.methods.importance import mas_importance
 from cl_attractors.methods.kernels import Compile
 from cl_attractors.methods.penalty import QuadraticPenalty
@@ -30,6 +28,8 @@ class MAS(QuadraticPenalty):
         layers: linear-layer indices (``None`` = all).
     """
 
+    hyperparameters = ("lam", "samples", "seed")
+
     def __init__(
         self,
         lam: float,
@@ -48,6 +48,6 @@ class MAS(QuadraticPenalty):
         require(chunk >= 1, "method.chunk", chunk, "an integer >= 1")
         self.lam, self.samples, self.chunk, self.seed = lam, samples, chunk, seed
 
-    def importance(self, module: Any, task: int, datamodule: Any) -> list[Tensor]:
-        x, _ = self.train_inputs(module, datamodule, task, self.samples, self.seed)
-        return list(mas_importance(module.net, self.named_targets(module), x, self.chunk).values())
+    def importance(self, ctx: MethodContext) -> list[Tensor]:
+        x, _ = self.draw(ctx, self.samples, self.seed)
+        return list(mas_importance(ctx.net, self.named_targets(ctx.net), x, self.chunk).values())

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Any, Literal
+from typing import Literal
 
 import torch
 from torch import Tensor
 
 from cl_attractors.errors import require
 from cl_attractors.methods import formulas
-from cl_attractors.methods.base import CLMethod, ParamSelection
+from cl_attractors.methods.base import CLMethod, MethodContext, ParamSelection
 from cl_attractors.methods.kernels import Compile, Kernel, check_compile, compile_wanted
 
 Mode = Literal["separate", "online"]
@@ -30,7 +30,8 @@ class QuadraticPenalty(CLMethod, ABC):
     Args:
         scale: the pull's multiplier (EWC: lambda; ``2c`` for SI's ``c sum Omega (dtheta)^2``).
         mode: ``"separate"`` (one anchor per task) or ``"online"``.
-        decay: decay of the old importance in online mode (EWC's ``gamma_online``).
+        decay: decay of the old importance in online mode, in [0, 1] (EWC's ``gamma_online``;
+            the subclass checks it under its own name).
         compile: fuse the pull into one pass with ``torch.compile``: ``true``, ``false`` or
             ``"auto"`` (when the targets are large; see ``kernels.compile_wanted``).
         params: ``"all"`` or ``"weights"``.
@@ -54,14 +55,13 @@ class QuadraticPenalty(CLMethod, ABC):
     ) -> None:
         super().__init__(params=params, layers=layers)
         require(mode in ("separate", "online"), "method.mode", mode, "'separate' or 'online'")
-        require(0 <= decay <= 1, "method.gamma_online", decay, "a number in [0, 1]")
         check_compile(compile)
         self.scale, self.mode, self.decay, self.compile_mode = scale, mode, decay, compile
         self.tasks_consolidated = 0
 
     @abstractmethod
-    def importance(self, module: Any, task: int, datamodule: Any) -> list[Tensor]:
-        """The importance ``Omega`` of each target for the task that just ended."""
+    def importance(self, ctx: MethodContext) -> list[Tensor]:
+        """The importance ``Omega`` of each target for the task that just ended (``ctx.task``)."""
 
     def setup_state(self, targets: list[Tensor]) -> None:
         for i, p in enumerate(targets):
@@ -72,7 +72,7 @@ class QuadraticPenalty(CLMethod, ABC):
 
     # ---- hooks ------------------------------------------------------------------------------
     @torch.no_grad()
-    def on_before_optimizer_step(self, module: Any, optimizer: torch.optim.Optimizer) -> None:
+    def on_before_optimizer_step(self, ctx: MethodContext, optimizer: torch.optim.Optimizer) -> None:
         if self.tasks_consolidated == 0:
             return
         params = self.targets
@@ -84,8 +84,8 @@ class QuadraticPenalty(CLMethod, ABC):
             self.scale,
         )
 
-    def on_task_end(self, module: Any, task: int, datamodule: Any) -> dict[str, float]:
-        new = self.importance(module, task, datamodule)
+    def on_task_end(self, ctx: MethodContext) -> dict[str, float]:
+        new = self.importance(ctx)
         with torch.no_grad():
             self._consolidate(new)
         self.tasks_consolidated += 1
@@ -111,16 +111,8 @@ class QuadraticPenalty(CLMethod, ABC):
         peak = torch.stack([t.max() for t in importance]).max()
         return {f"{self.stat}_mean": float(total), f"{self.stat}_max": float(peak)}
 
-    def train_inputs(
-        self, module: Any, datamodule: Any, task: int, n: int, seed: int
-    ) -> tuple[Tensor, Tensor]:
-        """``n`` training examples of ``task`` on the module's device, drawn with a generator
-        seeded by ``seed + task`` (the global RNG is untouched)."""
-        generator = torch.Generator().manual_seed(seed + task)
-        x, y = module.batch_to_device(datamodule.train_sample(task, n, generator))
-        return x, y
-
-    def named_targets(self, module: Any) -> dict[str, Tensor]:
-        """The targets keyed by their names in ``module.net`` (for ``torch.func``)."""
-        names = {id(p): n for n, p in module.net.named_parameters()}
-        return {names[id(p)]: p for p in self.targets}
+    @staticmethod
+    def draw(ctx: MethodContext, n: int, seed: int) -> tuple[Tensor, Tensor]:
+        """``n`` training examples of the task that just ended, drawn with a generator seeded by
+        ``seed + task`` (the global RNG is untouched)."""
+        return ctx.sample(ctx.task, n, torch.Generator().manual_seed(seed + ctx.task))

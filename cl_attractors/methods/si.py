@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 from torch import Tensor
 
 from cl_attractors.errors import require, require_finite
 from cl_attractors.methods import formulas
-from cl_attractors.methods.base import ParamSelection
+from cl_attractors.methods.base import MethodContext, ParamSelection
 from cl_attractors.methods.kernels import Compile, Kernel
 from cl_attractors.methods.penalty import QuadraticPenalty
 
@@ -53,6 +51,7 @@ class SI(QuadraticPenalty):
         layers: linear-layer indices (``None`` = all).
     """
 
+    hyperparameters = ("c", "xi")
     weight_name = "importance"
     stat = "omega"
 
@@ -80,7 +79,7 @@ class SI(QuadraticPenalty):
         self.step_kernel = Kernel(si_step_expr, self._step_eager, self.step_kernel.compiled)
 
     @torch.no_grad()
-    def on_before_optimizer_step(self, module: Any, optimizer: torch.optim.Optimizer) -> None:
+    def on_before_optimizer_step(self, ctx: MethodContext, optimizer: torch.optim.Optimizer) -> None:
         params = self.targets
         self.step_kernel(
             [p.grad for p in params],
@@ -108,7 +107,7 @@ class SI(QuadraticPenalty):
             formulas.pull_(grads, params, importance, anchor_sums, scale)
 
     @torch.no_grad()
-    def importance(self, module: Any, task: int, datamodule: Any) -> list[Tensor]:
+    def importance(self, ctx: MethodContext) -> list[Tensor]:
         params = [p.detach() for p in self.targets]
         omega, starts = self.per_target("omega"), self.per_target("task_start")
         formulas.si_flush_(params, self.per_target("prev_grad"), omega)

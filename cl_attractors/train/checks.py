@@ -100,6 +100,9 @@ def check_seeds(cfg: dict[str, Any], field: str = "") -> None:
 def check_trainer(trainer: dict[str, Any]) -> None:
     """Refuse trainer settings that would train or evaluate part of a task, evaluate mid-task, or
     that Lightning refuses with the module's manual optimization (only once training started)."""
+    every = trainer.get("log_every_n_steps", 50)
+    ok = every is None or (_is_int(every) and every >= 1)
+    require(ok, "trainer.log_every_n_steps", every, "an integer >= 1 (optimizer steps)")
     for name, (allowed, why) in FIXED_TRAINER.items():
         value = trainer.get(name, allowed[0])
         if not any(value == ok and type(value) is type(ok) for ok in allowed):
@@ -130,20 +133,23 @@ def network_parameters(sizes: list[int]) -> int:
 
 
 def check_memory(cfg: dict[str, Any], available: int) -> None:
-    """Refuse, before allocating, sizes whose tensors alone exceed the available memory."""
+    """Refuse, before allocating, sizes whose tensors alone exceed the available memory: an MLP's
+    (``model.net.init_args``: input_size, hidden_sizes, num_classes), A's, the synthetic images."""
     model, data = cfg.get("model") or {}, cfg.get("data") or {}
-    hidden = model.get("hidden_sizes") or []
-    sizes = [model.get("input_size", 784), *hidden, model.get("num_classes", 10)]
-    if all(_is_int(s) and s >= 1 for s in sizes):
+    net: dict[str, Any] = model["net"] if isinstance(model.get("net"), dict) else {}
+    args = net.get("init_args") or {}
+    hidden = args.get("hidden_sizes") or []
+    sizes = [args.get("input_size"), *hidden, args.get("num_classes")]
+    if isinstance(hidden, list) and all(_is_int(s) and s >= 1 for s in sizes):
         need = BYTES_PER_PARAMETER * network_parameters(sizes)
         widest = max(range(len(sizes)), key=lambda i: sizes[i])
         field = "input_size" if widest == 0 else "num_classes" if widest == len(sizes) - 1 else "hidden_sizes"
         value = sizes[widest] if field != "hidden_sizes" else hidden
-        _fits(need, available, f"model.{field}", value, "the network (weights, gradients, Adam's moments)")
+        what = "the network (weights, gradients, Adam's moments)"
+        _fits(need, available, f"model.net.init_args.{field}", value, what)
     tasks = data.get("num_tasks", 10)
-    if _is_int(tasks) and tasks >= 1:
-        # the task permutations (int64) and the accuracy matrices (float64)
-        _fits(8 * tasks * (784 + 2 * tasks), available, "data.num_tasks", tasks, "the permutations and A")
+    if _is_int(tasks) and tasks >= 1:  # the accuracy matrices (float64)
+        _fits(16 * tasks * tasks, available, "data.num_tasks", tasks, "the accuracy matrices")
     n = data.get("synthetic_size", 0)
     if data.get("source") == "synthetic" and _is_int(n) and n >= 1:
         _fits(4 * 785 * (n + 2 * max(1, n // 4)), available, "data.synthetic_size", n, "the synthetic images")

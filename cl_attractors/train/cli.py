@@ -3,8 +3,9 @@
 The command line is first rewritten by :mod:`cl_attractors.train.compose` (``defaults`` lists,
 group files, file-relative paths, seed aliases). Methods are selectable by class name
 (``--model.method EWC``) because every module of :mod:`cl_attractors.methods` is imported here.
-``--print_config`` prints the configuration that will run, derived values included
-(``trainer.max_epochs``, the logger of ``--run_dir``).
+The schedule is linked where Lightning expects it: ``trainer.max_epochs`` and
+``trainer.check_val_every_n_epoch`` are computed from ``data.num_tasks`` and
+``data.epochs_per_task``. ``--print_config`` prints the configuration that will run.
 """
 
 from __future__ import annotations
@@ -18,7 +19,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import lightning.pytorch as pl
 from jsonargparse import Namespace
+from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.cli import SaveConfigCallback
 
 import cl_attractors.methods
@@ -26,9 +29,10 @@ from callbacks.task_sequence import TaskSequence
 from callbacks.terminal import quiet_lightning
 from cl_attractors.errors import ConfigError
 from cl_attractors.io import ensure_writable, safe_yaml
+from cl_attractors.schedule import max_epochs
 from cl_attractors.train.compose import expand_argv
-from cl_attractors.train.data import PermutedMNIST
-from cl_attractors.train.guard import GuardedCLI
+from cl_attractors.train.data import TaskData
+from cl_attractors.train.guard import GuardedCLI, RunGuard, lightning_refusals
 from cl_attractors.train.module import CLModule
 from cl_attractors.train.resume import check_resume, resume_args
 
@@ -63,7 +67,10 @@ class CLI(GuardedCLI):
     evaluates every task on data.eval_split inside fit)."""
 
     def add_arguments_to_parser(self, parser: Any) -> None:
+        parser.add_lightning_class_args(RunGuard, "guard")
         parser.add_lightning_class_args(TaskSequence, "tasks")
+        parser.link_arguments(("data.num_tasks", "data.epochs_per_task"), "trainer.max_epochs", max_epochs)
+        parser.link_arguments("data.epochs_per_task", "trainer.check_val_every_n_epoch")
         parser.add_argument(
             "--seed",
             type=int,
@@ -80,6 +87,7 @@ class CLI(GuardedCLI):
             help="write logs, outputs and checkpoints exactly here (resume: "
             "same --run_dir with --ckpt_path last)",
         )
+        parser.link_arguments("run_dir", "guard.run_dir", apply_on="parse")
 
     def parse_arguments(self, parser: Any, args: Any) -> None:
         args, print_flags = split_print_config(args)
@@ -108,12 +116,13 @@ class CLI(GuardedCLI):
 
 def derive(cfg: Namespace, subcommand: str | None = "fit") -> None:
     """The values set from others: the task checkpoints (a ``trainer.callbacks`` list in a YAML
-    replaces the default list: they are put back, or resume would have nothing to resume from),
-    the task progress bar (without one, a plain line per task) and the logger of ``run_dir``
-    (``validate`` logs nothing: it leaves the run's files alone). The epochs of the whole
-    sequence are set by the task-sequence callback."""
+    replaces the default list: they are put back, or resume would have nothing to resume from;
+    not with ``trainer.enable_checkpointing false``, as tune's trials run), the task progress bar
+    (without one, a plain line per task) and the logger of ``run_dir`` (``validate`` logs
+    nothing: it leaves the run's files alone)."""
     callbacks = cfg.trainer.get("callbacks") or []
-    if not any("TaskCheckpoint" in c.class_path for c in callbacks):
+    wanted = cfg.trainer.get("enable_checkpointing") is not False
+    if wanted and not any("TaskCheckpoint" in c.class_path for c in callbacks):
         ckpt = Namespace(
             class_path="callbacks.task_checkpoint.TaskCheckpoint", init_args=Namespace(dirpath=None)
         )
@@ -135,8 +144,9 @@ def derive(cfg: Namespace, subcommand: str | None = "fit") -> None:
         )
 
 
-def make_cli(args: Sequence[str], run: bool = True) -> CLI:
-    """Build (and with ``run`` execute) the CLI from command-line style ``args``."""
+def make_cli(args: Sequence[str], run: bool = True, callbacks: Sequence[pl.Callback] = ()) -> CLI:
+    """Build (and with ``run`` execute) the CLI from command-line style ``args``; ``callbacks`` are
+    added to the configured ones (LightningCLI's persistent ``trainer_defaults`` callbacks)."""
     warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")
     quiet_lightning()
     # compiling the methods' kernels on a machine without a GPU: torch says it found no CUDA
@@ -144,13 +154,16 @@ def make_cli(args: Sequence[str], run: bool = True) -> CLI:
     import_methods()
     args = resume_args(args)  # `fit --run_dir R --ckpt_path last`: R's own config
     validate = bool(args) and args[0] == "validate"  # writes nothing into the checkpoint's run
-    return CLI(
-        CLModule,
-        PermutedMNIST,
-        args=expand_argv(args),
-        run=run,
-        save_config_callback=None if validate else SaveConfigCallback,
-        save_config_kwargs={"overwrite": True},
-        auto_configure_optimizers=False,
-        parser_kwargs={"exit_on_error": False},
-    )
+    # Lightning checks some settings only when the fit starts: a refusal, not a bug
+    with lightning_refusals("trainer: ", (MisconfigurationException,)):
+        return CLI(
+            CLModule,
+            TaskData,
+            args=expand_argv(args),
+            run=run,
+            save_config_callback=None if validate else SaveConfigCallback,
+            save_config_kwargs={"overwrite": True},
+            auto_configure_optimizers=False,
+            parser_kwargs={"exit_on_error": False},
+            trainer_defaults={"callbacks": list(callbacks)} if callbacks else None,
+        )

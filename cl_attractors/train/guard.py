@@ -1,14 +1,17 @@
 """The guards of a ``fit``/``validate`` run, each at the point where its input enters.
 
-* after parsing: :mod:`cl_attractors.train.checks` (values, seeds, whole tasks, memory), and
-  ``test``/``predict`` refused (the app has no test or predict step: ``validate`` evaluates);
-* ``--ckpt_path``: the file is read once and checked (readable, a Lightning checkpoint, the same
-  network as the config) before Lightning would silently replace the config's model by its own;
-* building the objects: Lightning's and the constructors' refusals become one-line ConfigErrors,
-  and the optimizer is built once so that its own checks (lr, betas, eps) run before training;
-* the run: one process per ``--run_dir`` (a lock), the data checked against the network, and a
-  fit that a callback stopped before its last task is an error, not a success;
-* checkpoint writes are atomic: a full disk leaves no partial file.
+* after parsing (``parse_arguments``): :mod:`cl_attractors.train.checks` (values, seeds, whole
+  tasks, memory), ``test``/``predict`` refused (the app has no test or predict step: ``validate``
+  evaluates), and ``--ckpt_path`` read once and checked (readable, a Lightning checkpoint);
+* building the objects (``instantiate_classes``, ``instantiate_trainer``): the constructors'
+  refusals become one-line ConfigErrors, the checkpoint's tensors are checked against the built
+  model (the module saves no hyperparameters, so Lightning never replaces the config's model by a
+  checkpoint's), and the optimizer is built once so that its own checks (lr, betas, eps) run;
+* the run: :class:`RunGuard` (a callback the parser adds, like the task sequence) takes one lock
+  per ``--run_dir``, checks the data against the network, and makes a fit that a callback stopped
+  before its last task an error, not a success; the trainer's checkpoint IO
+  (:class:`AtomicCheckpointIO`, a ``plugins`` entry) writes atomically: a full disk leaves no
+  partial file.
 """
 
 from __future__ import annotations
@@ -32,7 +35,6 @@ from cl_attractors.io import load_tensors, save_tensor
 from cl_attractors.train.checks import check_config
 
 LOCK_FILE = ".fit.lock"
-ARCHITECTURE = ("input_size", "hidden_sizes", "num_classes")
 SPECIAL_CKPT = ("best", "hpc", "registry")
 SUBCOMMANDS = ("fit", "validate")
 UNSUPPORTED = ("test", "predict")
@@ -86,17 +88,6 @@ def read_checkpoint(path: Path) -> dict[str, Any]:
     if not isinstance(ckpt, dict) or not isinstance(ckpt.get("state_dict"), dict):
         raise ConfigError(f"--ckpt_path {path} is not a Lightning checkpoint (it has no state_dict)")
     return ckpt
-
-
-def check_checkpoint_config(ckpt: dict[str, Any], model_cfg: dict[str, Any], path: Path) -> None:
-    """Refuse a network config that differs from the checkpoint's (Lightning would replace it)."""
-    saved = ckpt.get("hyper_parameters") or {}
-    for name in ARCHITECTURE:
-        if name in saved and name in model_cfg and saved[name] != model_cfg[name]:
-            raise ConfigError(
-                f"model.{name}={model_cfg[name]!r} differs from the checkpoint's {saved[name]!r} "
-                f"({path}); resume with the run's own config.yaml"
-            )
 
 
 def check_state_fits(ckpt: dict[str, Any], model: torch.nn.Module, path: Path) -> None:
@@ -154,19 +145,23 @@ def check_optimizer(model: Any, init_args: dict[str, Any]) -> None:
 
 
 def check_data_fits(datamodule: Any, model: Any) -> None:
-    """The network's input and output sizes against the loaded data (features, label range)."""
-    splits, source = datamodule.splits, datamodule.source
-    features = splits.x_train.shape[1]
-    if model.hparams["input_size"] != features:
+    """The network against the loaded data: it takes the task's inputs, and has an output for every
+    label (a one-line ConfigError naming ``model.net`` otherwise)."""
+    splits, source = datamodule.loaded(), datamodule.source
+    x, _ = datamodule.sample(0, 1, torch.Generator().manual_seed(0))
+    try:
+        with torch.no_grad():
+            outputs = model.net(x).shape[-1]
+    except RuntimeError as err:
         raise ConfigError(
-            f"model.input_size={model.hparams['input_size']} is not allowed; use {features}, "
-            f"the number of features of data.source={source!r}"
-        )
+            f"model.net does not take the inputs of data.source={source!r} ({list(x.shape[1:])} per "
+            f"example): {one_line(err)}"
+        ) from None
     top = max(int(y.max()) for y in (splits.y_train, splits.y_val, splits.y_test) if len(y))
-    if model.hparams["num_classes"] <= top:
+    if outputs <= top:
         raise ConfigError(
-            f"model.num_classes={model.hparams['num_classes']} is not allowed; use at least {top + 1}: "
-            f"data.source={source!r} has labels up to {top}"
+            f"model.net has {outputs} outputs; data.source={source!r} has labels up to {top}: "
+            f"use at least {top + 1} (model.net.init_args.num_classes for an MLP)"
         )
 
 
@@ -205,10 +200,14 @@ class RunDirLock:
 
 
 class RunGuard(pl.Callback):
-    """First callback of a run: locks ``run_dir``, checks the data against the network, and makes
-    a fit that ended before its last task an error."""
+    """Locks ``run_dir``, checks the data against the network, and makes a fit that ended before
+    its last task an error (the command line adds it and links ``--run_dir`` to it).
 
-    def __init__(self, run_dir: str | None) -> None:
+    Args:
+        run_dir: the run's directory (None: no lock).
+    """
+
+    def __init__(self, run_dir: str | None = None) -> None:
         self.lock = RunDirLock(Path(run_dir)) if run_dir else None
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
@@ -257,25 +256,17 @@ class GuardedCLI(LightningCLI):
                 "--data.eval_split test)"
             )
         super().parse_arguments(parser, args)
-        check_config(self._command_config().as_dict())
-
-    def _parse_ckpt_path(self) -> None:
-        """Replaces Lightning's, which would silently load the checkpoint's hyperparameters over
-        the config: the checkpoint is checked against the config instead."""
         cfg = self._command_config()
+        check_config(cfg.as_dict())
         path = resolve_ckpt_path(cfg.get("ckpt_path"), cfg.get("run_dir"))
         if path is not None:
             self.checkpoint, self.checkpoint_path = read_checkpoint(path), path
-            check_checkpoint_config(self.checkpoint, cfg.model.as_dict(), path)
-
-    def _run_subcommand(self, subcommand: str) -> None:
-        # Lightning checks some settings only when the fit starts: a refusal, not a bug
-        with lightning_refusals("trainer: ", (MisconfigurationException,)):
-            super()._run_subcommand(subcommand)
 
     def instantiate_trainer(self, **kwargs: Any) -> pl.Trainer:
         cfg = self._command_config().trainer
         shown = ", ".join(f"{k}={cfg.get(k)!r}" for k in ("accelerator", "devices", "strategy", "precision"))
+        if not cfg.get("plugins"):  # atomic checkpoint writes, unless the config names its own IO
+            kwargs.setdefault("plugins", [AtomicCheckpointIO()])
         with lightning_refusals(f"trainer ({shown}): "):
             return super().instantiate_trainer(**kwargs)
 
@@ -287,6 +278,3 @@ class GuardedCLI(LightningCLI):
             self.checkpoint = None  # Lightning reads the file again when it resumes
         optimizer = self._command_config().model.get("optimizer")
         check_optimizer(self.model, optimizer.get("init_args", {}).as_dict() if optimizer else {})
-        self.trainer.callbacks.insert(0, RunGuard(self._command_config().get("run_dir")))
-        if type(self.trainer.strategy.checkpoint_io) is TorchCheckpointIO:
-            self.trainer.strategy.checkpoint_io = AtomicCheckpointIO()

@@ -1,7 +1,8 @@
 """Where the images come from: embedded MNIST, torchvision directories, or synthetic data.
 
 Every source returns the same thing: a :class:`Splits` of flat float32 images in [0, 1] and int64
-labels, split into train / validation / test.
+labels, split into train / validation / test. A source is a function of :class:`SourceArgs`
+registered by name in :data:`SOURCES` (``data.source``).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import importlib.util
 import io
 import pickle
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
@@ -26,7 +28,6 @@ from cl_attractors.errors import ConfigError
 
 EMBEDDED_SHA256 = "f11bb9e41d6c1b6c124aa38fd605497bdcfe2ee08cf7c2bb5a41ab5d759e1416"
 TORCHVISION_SOURCES = {"mnist": "MNIST", "fashion_mnist": "FashionMNIST", "kmnist": "KMNIST"}
-SOURCES = ("embedded", *TORCHVISION_SOURCES, "synthetic")
 
 
 @dataclass(frozen=True)
@@ -175,8 +176,8 @@ def _read_idx_pair(folder: Path, images: str, labels: str) -> tuple[Tensor, Tens
         )
     if len(x) != len(y):
         raise ConfigError(f"IDX files {paths[0]} and {paths[1]} differ: {len(x)} images, {len(y)} labels")
-    if len(y) and int(y.max()) > 9:
-        raise ConfigError(f"IDX file {paths[1]} has label {int(y.max())}; MNIST-family classes are 0..9")
+    if len(y) and int(y.min()) < 0:
+        raise ConfigError(f"IDX file {paths[1]} has label {int(y.min())}; labels are class indices >= 0")
     return x, y
 
 
@@ -200,3 +201,37 @@ def make_synthetic(n_train: int, features: int = 784, classes: int = 10, seed: i
 
     n_eval = max(1, n_train // 4)
     return Splits(*draw(n_train), *draw(n_eval), *draw(n_eval))
+
+
+@dataclass(frozen=True)
+class SourceArgs:
+    """The ``data.*`` settings a source may read."""
+
+    data_dir: str | None = None
+    download: bool = False
+    val_size: int = 10000
+    split_seed: int = 0
+    synthetic_size: int = 512
+
+
+def _embedded(args: SourceArgs) -> Splits:
+    return load_embedded(Path(args.data_dir) if args.data_dir else None)
+
+
+def _torchvision(name: str) -> Callable[[SourceArgs], Splits]:
+    def load(args: SourceArgs) -> Splits:
+        return load_torchvision(name, args.data_dir, args.download, args.val_size, args.split_seed)
+
+    return load
+
+
+def _synthetic(args: SourceArgs) -> Splits:
+    return make_synthetic(args.synthetic_size)
+
+
+SOURCES: dict[str, Callable[[SourceArgs], Splits]] = {
+    "embedded": _embedded,
+    **{name: _torchvision(name) for name in TORCHVISION_SOURCES},
+    "synthetic": _synthetic,
+}
+"""``data.source`` -> the function that loads it."""

@@ -1,7 +1,8 @@
 """One trial of the meta-learning study: a full task sequence scored by Eq. 2.
 
 The trial builds the run with :func:`cl_attractors.train.cli.make_cli` from the search's ``fit``
-arguments plus its φ, adds Optuna's Lightning pruning callback on ``tune/eq2_so_far`` (Eq. 2
+arguments plus its φ, with the configured callbacks less the checkpoints (a trial is never
+resumed mid-sequence) plus Optuna's Lightning pruning callback on ``tune/eq2_so_far`` (Eq. 2
 accumulated over the tasks evaluated so far, logged after each task: one report per task), and
 fits. The accuracy matrix (one attribute per row), Eq. 2, φ and the worker go to the trial's user
 attributes whatever its fate.
@@ -10,6 +11,7 @@ attributes whatever its fate.
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import socket
@@ -21,7 +23,7 @@ from typing import Any
 import lightning.pytorch as pl
 import optuna
 import torch
-from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar
 from optuna_integration import PyTorchLightningPruningCallback
 from torch import Tensor
 
@@ -44,11 +46,14 @@ class Eq2SoFar(pl.Callback):
     column) and logs it on the task axis, like every ``cl/*`` scalar (``self.log`` would add an
     ``epoch`` curve and use the step axis)."""
 
-    def __init__(self, seq: TaskSequence) -> None:
-        self.seq = seq
+    def __init__(self) -> None:
+        self.seq: TaskSequence | None = None
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        self.seq = next(c for c in trainer.callbacks if isinstance(c, TaskSequence))
 
     def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if trainer.sanity_checking or self.seq.A is None or self.seq.position is None:
+        if self.seq is None or self.seq.A is None or self.seq.position is None or trainer.sanity_checking:
             return
         value = metrics.eq2_so_far(self.seq.A)
         trainer.callback_metrics[MONITOR] = torch.tensor(value)
@@ -58,20 +63,24 @@ class Eq2SoFar(pl.Callback):
 
 @dataclass(frozen=True)
 class MethodInfo:
-    """The method class the ``fit`` arguments select, and its full ``init_args`` there."""
+    """The method class the ``fit`` arguments select, its full ``init_args`` there, and the trainer
+    callbacks a trial keeps (``--trainer.callbacks`` as JSON: the configured ones but checkpoints
+    and progress bars)."""
 
     cls: type
     init_args: dict[str, Any]
+    trial_callbacks: str = "[]"
 
     @property
     def class_path(self) -> str:
         return f"{self.cls.__module__}.{self.cls.__qualname__}"
 
 
-def build(args: Sequence[str]) -> Any:
-    """The CLI (model, datamodule, trainer) for ``args``; a rejected argument is a ConfigError."""
+def build(args: Sequence[str], callbacks: Sequence[pl.Callback] = ()) -> Any:
+    """The CLI (model, datamodule, trainer, with ``callbacks`` added) for ``args``; a rejected
+    argument is a ConfigError."""
     try:
-        return make_cli(list(args), run=False)
+        return make_cli(list(args), run=False, callbacks=callbacks)
     except argparse.ArgumentError as err:
         raise ConfigError(f"fit arguments rejected: {' '.join(str(err).split())[:400]}") from err
 
@@ -84,7 +93,11 @@ def probe_method(fit_args: Sequence[str]) -> MethodInfo:
     init_args = (
         method_cfg.init_args.as_dict() if method_cfg is not None and method_cfg.get("init_args") else {}
     )
-    return MethodInfo(type(cli.model.method), init_args)
+    kept = [c for c in cli.trainer.callbacks if not isinstance(c, ModelCheckpoint | ProgressBar)]
+    configured = cli.config.get("trainer", {}).get("callbacks") or []
+    names = {f"{type(c).__module__}.{type(c).__qualname__}" for c in kept}
+    callbacks = [c.as_dict() for c in configured if c.class_path in names]
+    return MethodInfo(type(cli.model.method), init_args, json.dumps(callbacks))
 
 
 ROW = "A_row_"
@@ -153,15 +166,11 @@ class Objective:
         made = {"grid": f"tune:{trial.study.study_name}", "variant": run_dir.name, "code": None}
         write_json(run_dir / GRID_FILE, made)
         try:
+            args = [*self.fit_args, *fit_overrides(phi), "--trainer.callbacks", self.method.trial_callbacks]
+            args += ["--trainer.enable_checkpointing", "false"]
             cli = build(
-                [
-                    "--trainer.enable_progress_bar",
-                    "false",
-                    *self.fit_args,
-                    *fit_overrides(phi),
-                    "--run_dir",
-                    str(run_dir),
-                ]
+                ["--trainer.enable_progress_bar", "false", *args, "--run_dir", str(run_dir)],
+                [Eq2SoFar(), PyTorchLightningPruningCallback(trial, monitor=MONITOR)],
             )
         except Exception as err:
             trial.set_user_attr("fail_reason", describe(err))
@@ -171,9 +180,6 @@ class Objective:
 
     def _fit(self, trial: optuna.Trial, cli: Any, seq: TaskSequence, phi: dict[str, Any]) -> float:
         trainer = cli.trainer
-        # trials are never resumed mid-sequence (a stale one is re-queued): no checkpoints
-        trainer.callbacks[:] = [c for c in trainer.callbacks if not isinstance(c, ModelCheckpoint)]
-        trainer.callbacks += [Eq2SoFar(seq), PyTorchLightningPruningCallback(trial, monitor=MONITOR)]
         try:
             trainer.fit(cli.model, datamodule=cli.datamodule)
         except optuna.TrialPruned as err:

@@ -18,6 +18,7 @@ from cl_attractors.io import read_yaml_mapping
 from cl_attractors.paths import resolve_args
 
 DESCRIPTION = "Meta-learn a method's hyperparameters with Optuna TPE on Eq. 2 (one study)."
+MAX_JOBS = 1024  # threads of one process: more is a typo (each holds a fit in memory)
 TOP_KEYS = {
     "fit",
     "space",
@@ -122,6 +123,8 @@ def load_search(argv: Sequence[str]) -> Search:
         search.sampler["seed"] = args.sampler_seed
     _check_int("n_trials", search.n_trials)
     _check_int("n_jobs", search.n_jobs)
+    if search.n_jobs > MAX_JOBS:
+        raise ConfigError(f"search.n_jobs={search.n_jobs} is not allowed; use an integer in [1, {MAX_JOBS}]")
     return search
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime
-import json
 import time
 import warnings
 from collections.abc import Callable
@@ -25,10 +24,11 @@ import sqlalchemy
 import sqlalchemy.exc
 from optuna.storages import JournalStorage, RDBStorage
 from optuna.storages._heartbeat import BaseHeartbeat  # not exported; RDBStorage implements it too
-from optuna.storages.journal import JournalFileBackend, JournalFileSymlinkLock
+from optuna.storages.journal import JournalFileBackend
 from optuna.trial import FrozenTrial, TrialState
 
 from cl_attractors.errors import USERINFO, ConfigError, mask_secrets, register_secret, require
+from cl_attractors.tune.journal import repair_journal
 
 SCHEMA_RACE_RETRIES = 5
 HEARTBEAT_KEYS = ("interval", "grace_period", "max_retry")
@@ -200,34 +200,6 @@ def _journal(url: str, interval: int, grace: int, retry: StaleCallback) -> Heart
     except OSError as err:
         raise ConfigError(f"search.storage={shown(url)!r} cannot be opened: {err}; fix the path") from None
     return HeartbeatJournalStorage(backend, interval, grace, retry)
-
-
-def repair_journal(path: Path) -> None:
-    """Cut a torn last line (a worker killed mid-append) off the journal, under the journal's own
-    lock (a live writer holds it while it appends): Optuna skips such a line on reading, but the
-    next append would glue its record to it and no process could read the study again. A line in
-    the middle that is not JSON is refused in one line naming it."""
-    if not path.is_file() or path.stat().st_size == 0:
-        return
-    lock = JournalFileSymlinkLock(str(path))
-    lock.acquire()
-    try:
-        with open(path, "rb+") as fh:
-            data = fh.read()
-            keep = data.rfind(b"\n") + 1
-            if keep < len(data):
-                fh.truncate(keep)
-                print(f"note: cut a torn last line ({len(data) - keep} bytes) off the journal {path}")
-        for number, line in enumerate(data[:keep].splitlines(), 1):
-            try:
-                json.loads(line)
-            except ValueError:
-                raise ConfigError(
-                    f"search.storage journal {path} line {number} is not a journal record; restore the "
-                    "file from a copy or start another study file"
-                ) from None
-    finally:
-        lock.release()
 
 
 class HeartbeatJournalStorage(JournalStorage, BaseHeartbeat):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 from pathlib import Path
 
@@ -10,9 +11,10 @@ import torch
 import yaml
 
 import cl_attractors
+from cl_attractors.methods.base import CLMethod
 from cl_attractors.train.cli import make_cli
 from cl_attractors.tune.search import load_search
-from tests.helpers import ROOT, tiny_args
+from tests.helpers import ROOT, subclasses, tiny_args
 
 
 def _fit_configs() -> list[str]:
@@ -42,14 +44,6 @@ def test_method_config_runs(tmp_path: Path, method: str) -> None:
     assert summary["complete"] and summary["final_avg_acc"] is not None
 
 
-PAPER_KEYS = {  # the method arguments whose values are the paper's (or the cited paper's) choices
-    "StickyGradient": {"a1", "mu", "sigma", "gamma", "zeta", "lam", "sticky", "l1", "smart_init"}
-    | {"f_min", "apply_to", "l1_apply_to"},
-    "EWC": {"lam", "fisher", "mode", "fisher_samples", "seed"},
-    "SI": {"c", "xi"},
-    "MAS": {"lam", "samples", "seed"},
-    "Vanilla": set(),
-}
 TABLE_1 = {"a1": 0.279, "mu": 0.00363, "sigma": 0.0204, "gamma": 4.70, "zeta": 0.000574, "lam": 4.12}
 
 
@@ -58,11 +52,16 @@ def _method_yaml(path: str) -> tuple[str, dict]:
     return raw["class_path"].rsplit(".", 1)[-1], raw.get("init_args") or {}
 
 
+METHODS = {cls.__name__: cls for cls in subclasses(CLMethod)}
+
+
 @pytest.mark.parametrize("method", _method_configs())
 def test_method_configs_carry_the_papers_values(method: str) -> None:
-    """The paper's values live in YAML: a run does not depend on the methods' code defaults."""
+    """The paper's values live in YAML: a run does not depend on the methods' code defaults (each
+    method names its hyperparameters in ``CLMethod.hyperparameters``)."""
     name, init_args = _method_yaml(method)
-    assert PAPER_KEYS[name] <= init_args.keys(), PAPER_KEYS[name] - init_args.keys()
+    wanted = set(METHODS[name].hyperparameters)
+    assert wanted <= init_args.keys(), wanted - init_args.keys()
     if name == "StickyGradient":
         assert {k: init_args[k] for k in TABLE_1} == TABLE_1
 
@@ -71,7 +70,16 @@ def test_data_and_model_groups_carry_the_papers_protocol() -> None:
     data = yaml.safe_load((ROOT / "configs/data/pmnist.yaml").read_text())["data"]
     model = yaml.safe_load((ROOT / "configs/model/mlp.yaml").read_text())["model"]
     assert (data["num_tasks"], data["epochs_per_task"], data["batch_size"]) == (10, 1, 50)
-    assert model["hidden_sizes"] == [2000] and model["optimizer"]["init_args"]["lr"] == 1e-4
+    net = model["net"]["init_args"]
+    assert (net["input_size"], net["hidden_sizes"], net["num_classes"]) == (784, [2000], 10)
+    assert model["optimizer"]["init_args"]["lr"] == 1e-4
+
+
+@pytest.mark.parametrize("cls", [c for c in METHODS.values() if not inspect.isabstract(c)], ids=str)
+def test_every_method_has_a_config_with_its_hyperparameters(cls: type[CLMethod]) -> None:
+    configs = [_method_yaml(m) for m in _method_configs()]
+    assert any(name == cls.__name__ for name, _ in configs), f"no configs/method/*.yaml for {cls.__name__}"
+    assert set(cls.hyperparameters) <= set(inspect.signature(cls).parameters)
 
 
 @pytest.mark.parametrize("method", [m for m in _method_configs() if "ablation" not in m])

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from cl_attractors.train.data import PermutedMNIST, make_permutations
+from cl_attractors.train.data import TaskData
+from cl_attractors.train.families import Permuted, TaskFamily, make_permutations
 from cl_attractors.train.sources import (
     ConfigError,
     NumpyOnlyUnpickler,
@@ -18,6 +19,15 @@ from cl_attractors.train.sources import (
     load_embedded,
     load_torchvision,
 )
+from tests.helpers import subclasses
+
+
+def tiny_data(**kwargs: object) -> TaskData:
+    """A synthetic permuted task sequence (64 examples unless told)."""
+    args: dict = {"family": Permuted(), "source": "synthetic", "synthetic_size": 64, "num_tasks": 2}
+    dm = TaskData(**{**args, "batch_size": 16, **kwargs})
+    dm.setup()
+    return dm
 
 
 def test_permutations_are_bijections_and_seeded() -> None:
@@ -39,46 +49,72 @@ def test_shared_positions_stay_in_place_in_every_task(fraction: float) -> None:
     p = make_permutations(6, 784, seed=3, shared_fraction=fraction)
     fixed = (p == torch.arange(784)).all(dim=0)
     assert fixed.sum() >= round(fraction * 784)
-    # the shared positions are the same subset for all tasks of a seed, and depend on the seed
-    q = make_permutations(6, 784, seed=3, shared_fraction=fraction)
-    assert torch.equal(p, q)
+
+
+@pytest.mark.parametrize("fraction", [0.3, 0.6])
+def test_the_shared_positions_depend_on_the_seed(fraction: float) -> None:
+    def shared(seed: int) -> torch.Tensor:
+        return (make_permutations(6, 784, seed=seed, shared_fraction=fraction) == torch.arange(784)).all(
+            dim=0
+        )
+
+    assert not torch.equal(shared(3), shared(4))
+
+
+@pytest.mark.parametrize("family_cls", subclasses(TaskFamily), ids=lambda c: c.__qualname__)
+def test_every_family_is_a_function_of_its_seed(family_cls: type[TaskFamily]) -> None:
+    """The family contract: drawn from the seed alone, same shapes out as in, labels per example,
+    an output mask of booleans if any."""
+    x, y = torch.rand(8, 784, generator=torch.Generator().manual_seed(0)), torch.arange(8) % 10
+    runs = []
+    for seed in (5, 5, 6):
+        family = family_cls()
+        family.setup(3, 784, seed)
+        runs.append((family.state_dict(), [family.inputs(x, t) for t in range(3)]))
+    (state, inputs), (again, inputs_again), (other, _) = runs
+    assert state.keys() == again.keys() and all(torch.equal(state[k], again[k]) for k in state)
+    assert all(torch.equal(a, b) for a, b in zip(inputs, inputs_again))
+    assert not state or any(not torch.equal(state[k], other[k]) for k in state)
+    for task in range(3):
+        assert inputs[task].shape[0] == len(y) and family.labels(y, task).shape == y.shape
+        mask = family.output_mask(task)
+        assert mask is None or mask.dtype == torch.bool
 
 
 def test_train_and_eval_batches_apply_the_same_permutation() -> None:
-    dm = PermutedMNIST(source="synthetic", synthetic_size=64, num_tasks=2, batch_size=16, seed=5)
-    dm.setup()
-    x_raw, _y_raw = dm.splits.split("train")
-    order = dm.shuffle_order(1, 0)
+    dm = tiny_data(seed=5)
+    x_raw, _y_raw = dm.loaded().split("train")
+    perm = dm.family.permutations[1]
+    order = dm.shuffle_order(1, 0, 64)
     xb, yb = next(iter(dm.train_batches(1)))
     assert xb.shape == (16, 784) and yb.shape == (16,) and xb.dtype == torch.float32
-    assert torch.equal(xb, x_raw[order[:16]][:, dm.permutations[1]])
+    assert torch.equal(xb, x_raw[order[:16]][:, perm])
     xe, _ = next(iter(dm.eval_batches(1, "test")))
-    x_test, _ = dm.splits.split("test")
-    assert torch.equal(xe, x_test[: len(xe)][:, dm.permutations[1]])
+    x_test, _ = dm.loaded().split("test")
+    assert torch.equal(xe, x_test[: len(xe)][:, perm])
 
 
 def test_loader_lengths_and_full_coverage() -> None:
-    dm = PermutedMNIST(source="synthetic", synthetic_size=100, num_tasks=1, batch_size=32)
-    dm.setup()
+    dm = tiny_data(synthetic_size=100, num_tasks=1, batch_size=32, steps_per_chunk=3)
     batches = list(dm.train_batches(0))
     assert len(batches) == len(dm.train_batches(0)) == 4
     assert sum(len(y) for _, y in batches) == 100
+    chunks = list(dm.train_dataloader())
+    assert [len(c) for c in chunks] == [3, 1] and len(dm.train_dataloader()) == 2
     assert len(dm.val_dataloader()) == 1
 
 
 def test_shuffle_depends_on_task_and_epoch_only() -> None:
-    dm = PermutedMNIST(source="synthetic", synthetic_size=64, num_tasks=2, batch_size=16, seed=1)
-    dm.setup()
-    assert torch.equal(dm.shuffle_order(1, 0), dm.shuffle_order(1, 0))
-    assert not torch.equal(dm.shuffle_order(1, 0), dm.shuffle_order(1, 1))
-    assert not torch.equal(dm.shuffle_order(0, 0), dm.shuffle_order(1, 0))
+    dm = tiny_data(seed=1)
+    assert torch.equal(dm.shuffle_order(1, 0, 64), dm.shuffle_order(1, 0, 64))
+    assert not torch.equal(dm.shuffle_order(1, 0, 64), dm.shuffle_order(1, 1, 64))
+    assert not torch.equal(dm.shuffle_order(0, 0, 64), dm.shuffle_order(1, 0, 64))
 
 
-def test_train_sample_uses_the_given_generator() -> None:
-    dm = PermutedMNIST(source="synthetic", synthetic_size=64, num_tasks=2, batch_size=16)
-    dm.setup()
-    a = dm.train_sample(1, 10, torch.Generator().manual_seed(0))
-    b = dm.train_sample(1, 10, torch.Generator().manual_seed(0))
+def test_sample_uses_the_given_generator() -> None:
+    dm = tiny_data()
+    a = dm.sample(1, 10, torch.Generator().manual_seed(0))
+    b = dm.sample(1, 10, torch.Generator().manual_seed(0))
     assert a[0].shape == (10, 784) and torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
 
 
@@ -167,7 +203,6 @@ def test_embedded_mnist_has_the_classic_split() -> None:
     [
         ({"source": "cifar"}, "data.source"),
         ({"num_tasks": 0}, "data.num_tasks"),
-        ({"shared_fraction": 1.5}, "data.shared_fraction"),
         ({"batch_size": 0}, "data.batch_size"),
         ({"eval_split": "train"}, "data.eval_split"),
         ({"epochs_per_task": 0}, "data.epochs_per_task"),
@@ -175,8 +210,13 @@ def test_embedded_mnist_has_the_classic_split() -> None:
 )
 def test_bad_data_arguments_raise_one_line_errors(kwargs: dict, field: str) -> None:
     with pytest.raises(ConfigError) as err:
-        PermutedMNIST(**{"num_tasks": 2, "batch_size": 16, **kwargs})
+        TaskData(**{"family": Permuted(), "num_tasks": 2, "batch_size": 16, **kwargs})
     assert field in str(err.value) and "\n" not in str(err.value)
+
+
+def test_a_bad_family_argument_raises_a_one_line_error() -> None:
+    with pytest.raises(ConfigError, match=r"data.family.init_args.shared_fraction=1.5 is not allowed"):
+        Permuted(shared_fraction=1.5)
 
 
 def test_flat_folder_of_gzipped_idx_files_is_read(tmp_path: Path) -> None:

@@ -12,7 +12,7 @@ from torch import Tensor, nn
 
 from cl_attractors.methods import kernels
 from cl_attractors.methods.sticky import StickyGradient
-from tests.helpers import FakeData, FakeModule, paper_method, tiny_net, train_steps
+from tests.helpers import fake_context, paper_method, tiny_net, train_steps
 
 
 @pytest.mark.parametrize(
@@ -32,9 +32,9 @@ def test_compiled_kernels_match_eager(factory: Any) -> None:
     for m, (net, opt) in zip((eager, compiled), nets):
         m.stats_every = 2
         train_steps(m, net, opt, 3)
-        m.on_task_end(FakeModule(net), 0, FakeData())
+        m.on_task_end(fake_context(net, 0))
         train_steps(m, net, opt, 3, seed=5)
-        m.on_task_end(FakeModule(net), 1, FakeData())
+        m.on_task_end(fake_context(net, 1))
     for a, b in zip(nets[0][0].parameters(), nets[1][0].parameters()):
         assert torch.allclose(a, b, rtol=1e-5, atol=1e-6)
     for name, a in eager.state_dict().items():  # importances, anchors, Fisher (stats: below)

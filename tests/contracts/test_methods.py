@@ -10,13 +10,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from cl_attractors.methods.base import CLMethod, Vanilla
+from cl_attractors.methods.base import HOOKS, CLMethod, Vanilla
 from cl_attractors.methods.ewc import EWC
 from cl_attractors.methods.importance import fisher_diagonal, mas_importance
 from cl_attractors.methods.mas import MAS
 from cl_attractors.methods.si import SI
 from cl_attractors.methods.sticky import StickyGradient
-from tests.helpers import FakeData, FakeModule, paper_method, tiny_net, train_steps
+from tests.helpers import FakeData, fake_context, paper_method, subclasses, tiny_net, train_steps
 from tests.reference import sticky_multiplier
 
 A1 = 0.279
@@ -26,7 +26,7 @@ OFF = {"sticky": False, "l1": False, "smart_init": False}
 def processed_grads(method: CLMethod, net: nn.Module, raw: list[Tensor]) -> list[Tensor]:
     for p, g in zip(net.parameters(), raw):
         p.grad = g.clone()
-    method.on_before_optimizer_step(FakeModule(net), torch.optim.Adam(net.parameters()))
+    method.on_before_optimizer_step(fake_context(net), torch.optim.Adam(net.parameters()))
     return [p.grad for p in net.parameters()]
 
 
@@ -61,9 +61,9 @@ def test_ewc_pull_is_zero_on_task_0_then_hand_value() -> None:
     assert all(torch.equal(g, torch.zeros_like(g)) for g in processed_grads(method, net, raw))
     data = FakeData()
     anchor = [p.detach().clone() for p in net.parameters()]
-    x, y = data.train_sample(0, 32, torch.Generator().manual_seed(0))
+    x, y = data.sample(0, 32, torch.Generator().manual_seed(0))
     fisher = fisher_diagonal(net, dict(net.named_parameters()), x, y, "empirical")
-    stats = method.on_task_end(FakeModule(net), 0, data)
+    stats = method.on_task_end(fake_context(net, 0, data))
     assert stats["fisher_max"] == pytest.approx(max(f.max().item() for f in fisher.values()))
     train_steps(Vanilla(), net, opt, 5)
     got = processed_grads(method, net, raw)
@@ -76,7 +76,7 @@ def test_ewc_lambda_zero_is_vanilla_bit_for_bit() -> None:
     ewc = paper_method("ewc", lam=0.0, fisher_samples=16)
     net_ewc, opt_ewc = tiny_net(ewc)
     net_van, opt_van = tiny_net(Vanilla())
-    ewc.on_task_end(FakeModule(net_ewc), 0, FakeData())
+    ewc.on_task_end(fake_context(net_ewc, 0))
     train_steps(ewc, net_ewc, opt_ewc, 10)
     train_steps(Vanilla(), net_van, opt_van, 10)
     assert all(torch.equal(a, b) for a, b in zip(net_ewc.parameters(), net_van.parameters()))
@@ -85,11 +85,11 @@ def test_ewc_lambda_zero_is_vanilla_bit_for_bit() -> None:
 def test_online_ewc_keeps_decayed_fisher_and_one_anchor() -> None:
     method = paper_method("ewc", mode="online", gamma_online=0.5, fisher_samples=16)
     net, opt = tiny_net(method)
-    method.on_task_end(FakeModule(net), 0, FakeData())
+    method.on_task_end(fake_context(net, 0))
     first = [b.clone() for b in method.per_target("fisher_sum")]
     train_steps(Vanilla(), net, opt, 3)
-    method.on_task_end(FakeModule(net), 1, FakeData())
-    x, y = FakeData().train_sample(1, 16, torch.Generator().manual_seed(1))
+    method.on_task_end(fake_context(net, 1))
+    x, y = FakeData().sample(1, 16, torch.Generator().manual_seed(1))
     new = fisher_diagonal(net, dict(net.named_parameters()), x, y, "empirical").values()
     for f_sum, a_sum, f0, f1, p in zip(
         method.per_target("fisher_sum"), method.per_target("anchor_sum"), first, new, net.parameters()
@@ -103,10 +103,10 @@ def test_mas_accumulates_its_importance_with_one_anchor_and_pulls_back() -> None
     net, opt = tiny_net(method)
     data, importance = FakeData(), [torch.zeros_like(p) for p in net.parameters()]
     for task in range(2):
-        x, _ = data.train_sample(task, 32, torch.Generator().manual_seed(task))
+        x, _ = data.sample(task, 32, torch.Generator().manual_seed(task))
         new = mas_importance(net, dict(net.named_parameters()), x).values()
         importance = [i + n for i, n in zip(importance, new)]
-        stats = method.on_task_end(FakeModule(net), task, data)
+        stats = method.on_task_end(fake_context(net, task, data))
         assert stats["importance_max"] == pytest.approx(max(n.max().item() for n in new))
         anchor = [p.detach().clone() for p in net.parameters()]  # online: the latest task's end
         train_steps(Vanilla(), net, opt, 3)
@@ -118,10 +118,11 @@ def test_mas_accumulates_its_importance_with_one_anchor_and_pulls_back() -> None
     assert any(g.abs().sum() > 0 for g in got)
 
 
-HOOKS = ("on_task_start", "on_before_optimizer_step", "on_after_optimizer_step", "on_task_end")
+def test_methods_are_discovered() -> None:
+    assert {Vanilla, StickyGradient, EWC, SI, MAS} <= set(subclasses(CLMethod))
 
 
-@pytest.mark.parametrize("cls", [Vanilla, StickyGradient, EWC, SI, MAS])
+@pytest.mark.parametrize("cls", subclasses(CLMethod), ids=lambda c: c.__qualname__)
 def test_no_method_uses_more_than_three_hooks(cls: type[CLMethod]) -> None:
     used = [h for h in HOOKS if getattr(cls, h) is not getattr(CLMethod, h)]
     assert len(used) <= 3, used
@@ -141,13 +142,13 @@ def test_adam_turns_pre_step_l1_into_lr_sized_steps(l1_apply_to: str) -> None:
     zeta, lr, steps = 0.01, 1e-2, 10
     method = paper_method("sticky", **{**OFF, "l1": True}, zeta=zeta, l1_apply_to=l1_apply_to)
     net, opt = _lone_weight_net(method, lr)
-    module = FakeModule(net)
+    ctx = fake_context(net)
     for _ in range(steps):
         opt.zero_grad()
         ((net(torch.tensor([[1.0, 0.0]])) - 1.0) ** 2).sum().backward()
-        method.on_before_optimizer_step(module, opt)
+        method.on_before_optimizer_step(ctx, opt)
         opt.step()
-        method.on_after_optimizer_step(module, opt)
+        method.on_after_optimizer_step(ctx, opt)
     moved = 0.5 - net[0].weight[0, 1].item()
     expected = steps * lr if l1_apply_to == "gradient" else steps * lr * zeta
     assert moved == pytest.approx(expected, rel=1e-3)
@@ -159,14 +160,14 @@ def test_gating_keeps_a_weight_at_the_attractor(apply_to: str, sticky: bool) -> 
     net, opt = _lone_weight_net(method, lr=1e-2)
     with torch.no_grad():
         net[0].weight.copy_(torch.tensor([[A1, A1]]))
-    module = FakeModule(net)
+    ctx = fake_context(net)
     for _ in range(5):
         opt.zero_grad()
         # the loss pushes weight[0, 0] up, away from a1
         (-net(torch.tensor([[1.0, 1.0]]))).sum().backward()
-        method.on_before_optimizer_step(module, opt)
+        method.on_before_optimizer_step(ctx, opt)
         opt.step()
-        method.on_after_optimizer_step(module, opt)
+        method.on_after_optimizer_step(ctx, opt)
     stayed = net[0].weight[0, 0].item() == torch.tensor(A1).item()
     assert stayed == sticky
 
@@ -198,7 +199,7 @@ def test_state_dict_round_trip_continues_identically(factory: Any) -> None:
     method = factory()
     net, opt = tiny_net(method)
     train_steps(method, net, opt, 5)
-    method.on_task_end(FakeModule(net), 0, FakeData())
+    method.on_task_end(fake_context(net, 0))
     train_steps(method, net, opt, 5, seed=2)
     assert len(method.state_dict()) > 1
     fresh = factory()
@@ -221,7 +222,7 @@ def _si_task_by_hand(
         F.cross_entropy(net(x), y).backward()
         raw = [p.grad.clone() for p in net.parameters()]
         before = [p.detach().clone() for p in net.parameters()]
-        method.on_before_optimizer_step(FakeModule(net), opt)
+        method.on_before_optimizer_step(fake_context(net), opt)
         opt.step()
         for om, g, p, b in zip(omega, raw, net.parameters(), before):
             om -= g * (p.detach() - b)
@@ -235,7 +236,7 @@ def test_si_importance_is_the_path_integral_of_the_actual_steps_and_pulls_back()
     for task, steps in enumerate((6, 4)):  # task 1 runs with the pull on: omega must ignore it
         start = [p.detach().clone() for p in net.parameters()]
         omega = _si_task_by_hand(method, net, opt, steps, seed=task + 1)
-        method.on_task_end(FakeModule(net), task, FakeData())
+        method.on_task_end(fake_context(net, task))
         importance = [
             i + o / ((p.detach() - s) ** 2 + 0.1)
             for i, o, p, s in zip(importance, omega, net.parameters(), start)
@@ -254,7 +255,7 @@ def test_sticky_stats_report_dip_and_gating() -> None:
     method = paper_method("sticky", **{**OFF, "sticky": True}, stats_every=1)
     net, opt = tiny_net(method)
     train_steps(method, net, opt, 3)
-    stats = method.on_task_end(FakeModule(net), 0, FakeData())
+    stats = method.on_task_end(fake_context(net, 0))
     ws = torch.cat([p.detach().flatten() for p in net.parameters()])
     assert stats["dip_fraction"] == pytest.approx(((ws - A1).abs() < 4.70**-0.5).float().mean().item())
     assert 0.2 < stats["gated_fraction"] < 0.8
@@ -280,11 +281,11 @@ def test_si_one_step_late_integral_stays_accurate_over_many_small_steps() -> Non
         F.cross_entropy(net(x[i]), y[i]).backward()
         raw = [p.grad.double() for p in net.parameters()]
         before = [p.detach().double() for p in net.parameters()]
-        method.on_before_optimizer_step(FakeModule(net), opt)
+        method.on_before_optimizer_step(fake_context(net), opt)
         opt.step()
         for d, g, p, b in zip(direct, raw, net.parameters(), before):
             d -= g * (p.detach().double() - b)
-    method.on_task_end(FakeModule(net), 0, FakeData())
+    method.on_task_end(fake_context(net, 0))
     for imp, d, p, s in zip(method.per_target("importance"), direct, net.parameters(), start):
         want = d / ((p.detach().double() - s.double()) ** 2 + 0.1)
         assert ((imp.double() - want).norm() / want.norm()).item() < 1e-4

@@ -11,46 +11,67 @@ import lightning.pytorch as pl
 import pytest
 import torch
 from lightning.pytorch.plugins.precision import MixedPrecision
+from torch import Tensor
 
 from callbacks.task_checkpoint import TaskCheckpoint
-from callbacks.task_sequence import TaskPosition, TaskSchedule, TaskSequence
+from callbacks.task_sequence import TaskSequence
 from cl_attractors.errors import ConfigError
 from cl_attractors.io import read_matrix_csv
-from cl_attractors.methods.base import CLMethod
+from cl_attractors.methods.base import CLMethod, MethodContext
+from cl_attractors.schedule import TaskPosition, TaskSchedule
 from tests.helpers import fit_tasks as fit
 from tests.helpers import tiny_cli as build
 
 
 class Recorder(CLMethod):
-    """Records the hooks it sees, the optimizer state at task starts and A at task ends."""
+    """Records the hooks it sees (with the context's task), the optimizer state at task starts, A
+    at task ends, and adds a loss term that counts its calls."""
 
-    def __init__(self) -> None:
+    def __init__(self, module: Any) -> None:
         super().__init__()
+        object.__setattr__(self, "module", module)  # to look at the run from outside (not a submodule)
         self.events: list[tuple[str, int]] = []
         self.state_sizes: list[int] = []
         self.first_steps: dict[int, float] = {}
         self.columns_filled: list[bool] = []
+        self.losses = 0
 
-    def on_task_start(self, module: Any, task: int) -> None:
-        self.events.append(("start", task))
-        assert module.current_task == task and module.trainer.datamodule.task == task
-        self.state_sizes.append(len(module.trainer.optimizers[0].state))
+    def on_task_start(self, ctx: MethodContext) -> None:
+        self.events.append(("start", ctx.task))
+        assert self.module.task == ctx.task
+        self.state_sizes.append(len(self.module.trainer.optimizers[0].state))
 
-    def on_before_optimizer_step(self, module: Any, optimizer: Any) -> None:
-        assert all(p.grad is not None for p in module.parameters())
-        self.events.append(("before", module.current_task))
+    def loss(self, ctx: MethodContext, x: Tensor, y: Tensor, logits: Tensor) -> Tensor | None:
+        assert logits.shape == (len(x), 10) and logits.requires_grad
+        self.losses += 1
+        return None
 
-    def on_after_optimizer_step(self, module: Any, optimizer: Any) -> None:
-        self.events.append(("after", module.current_task))
-        step = optimizer.state[module.net[0].weight]["step"]
-        self.first_steps.setdefault(module.current_task, float(step))
+    def on_before_optimizer_step(self, ctx: MethodContext, optimizer: Any) -> None:
+        assert all(p.grad is not None for p in ctx.net.parameters())
+        self.events.append(("before", ctx.task))
 
-    def on_task_end(self, module: Any, task: int, datamodule: Any) -> dict[str, float]:
-        self.events.append(("end", task))
-        seq = next(c for c in module.trainer.callbacks if isinstance(c, TaskSequence))
-        self.columns_filled.append(not torch.isnan(seq.A[:, task]).any().item())
+    def on_after_optimizer_step(self, ctx: MethodContext, optimizer: Any) -> None:
+        self.events.append(("after", ctx.task))
+        step = optimizer.state[ctx.net[0].weight]["step"]
+        self.first_steps.setdefault(ctx.task, float(step))
+
+    def on_task_end(self, ctx: MethodContext) -> dict[str, float]:
+        self.events.append(("end", ctx.task))
+        seq = next(c for c in self.module.trainer.callbacks if isinstance(c, TaskSequence))
+        self.columns_filled.append(not torch.isnan(seq.A[:, ctx.task]).any().item())
         assert torch.is_grad_enabled() and not torch.is_inference_mode_enabled()
-        return {"seen": float(task)}
+        return {"seen": float(ctx.task)}
+
+
+class Pull(CLMethod):
+    """A loss term ``scale * sum(theta^2)`` through the ``loss`` hook."""
+
+    def __init__(self, scale: float) -> None:
+        super().__init__()
+        self.scale = scale
+
+    def loss(self, ctx: MethodContext, x: Tensor, y: Tensor, logits: Tensor) -> Tensor | None:
+        return self.scale * sum(p.square().sum() for p in ctx.net.parameters())
 
 
 def test_the_schedule_maps_each_epoch_to_its_task() -> None:
@@ -65,10 +86,11 @@ def test_the_schedule_maps_each_epoch_to_its_task() -> None:
 
 def test_hooks_run_in_order_and_adam_is_reset_at_every_task(tmp_path: Path) -> None:
     cli = build(tmp_path / "r")
-    rec = Recorder()
+    rec = Recorder(cli.model)
     cli.model.method = rec
     rec.attach(cli.model.net)
     fit(cli)
+    assert rec.losses == 3 * 8  # the loss hook: once per optimizer step
     starts = [i for i, e in enumerate(rec.events) if e[0] == "start"]
     ends = [i for i, e in enumerate(rec.events) if e[0] == "end"]
     assert [rec.events[i] for i in starts] == [("start", t) for t in range(3)]
@@ -118,7 +140,34 @@ def test_every_output_is_written(tmp_path: Path) -> None:
     summary = json.loads((run / "metrics.json").read_text())
     assert summary["complete"] and summary["tasks_done"] == 3
     assert summary["final_avg_acc"] == pytest.approx(float(seq.A[:, -1].mean()))
-    assert torch.equal(torch.load(run / "permutations.pt"), build(tmp_path / "x").datamodule.permutations)
+    dm = build(tmp_path / "x").datamodule
+    dm.setup()
+    assert torch.equal(torch.load(run / "permutations.pt"), dm.family.permutations)
+
+
+def test_the_loss_hook_adds_its_term_to_the_training_loss(tmp_path: Path) -> None:
+    """With a strong pull to 0 the weights end much smaller than without it."""
+    sizes = []
+    for scale in (0.0, 0.05):
+        cli = build(tmp_path / f"r{scale}", num_tasks=1)
+        cli.model.method = Pull(scale)
+        fit(cli)
+        sizes.append(sum(float(p.square().sum()) for p in cli.model.net.parameters()))
+    assert sizes[1] < 0.8 * sizes[0]
+
+
+def test_the_untrained_network_is_evaluated_on_every_task_once(tmp_path: Path) -> None:
+    cli = build(tmp_path / "r")
+    net = cli.model.net
+    dm = cli.datamodule
+    dm.setup()
+    with torch.no_grad():
+        expected = [
+            sum(int((net(x).argmax(1) == y).sum()) for x, y in dm.eval_batches(t)) / len(dm.eval_batches(t).y)
+            for t in range(3)
+        ]
+    seq = fit(cli)
+    assert seq.initial is not None and seq.initial.tolist() == expected
 
 
 class FirstBatches(pl.Callback):
@@ -175,6 +224,7 @@ def test_a_loss_scaler_is_refused_before_training(tmp_path: Path) -> None:
         enable_progress_bar=False,
         callbacks=[TaskSequence()],
         default_root_dir=tmp_path,
+        max_epochs=3,
     )
     with pytest.raises(ConfigError, match="trainer.precision='16-mixed' is not allowed"):
         trainer.fit(cli.model, datamodule=cli.datamodule)
@@ -193,8 +243,6 @@ class Crash(pl.Callback):
 @pytest.mark.parametrize("method", ["", "configs/method/ewc.yaml"])
 def test_resume_after_a_crash_gives_the_uninterrupted_matrix(tmp_path: Path, method: str) -> None:
     extra = ("--model.method", method) if method else ()
-    if method and not Path(method).exists():
-        pytest.skip(f"{method} not present")
     reference = fit(build(tmp_path / "ref", *extra)).A
     cli = build(tmp_path / "run", *extra)
     cli.trainer.callbacks.append(Crash(epoch=1, batch=3))
@@ -208,14 +256,18 @@ def test_resume_after_a_crash_gives_the_uninterrupted_matrix(tmp_path: Path, met
 
 
 def test_different_seeds_give_different_tasks(tmp_path: Path) -> None:
-    a = build(tmp_path / "a", "--data.seed", "1").datamodule.permutations
-    b = build(tmp_path / "b", "--data.seed", "2").datamodule.permutations
-    assert not torch.equal(a, b)
+    a, b = (
+        build(tmp_path / "a", "--data.seed", "1").datamodule,
+        build(tmp_path / "b", "--data.seed", "2").datamodule,
+    )
+    a.setup()
+    b.setup()
+    assert not torch.equal(a.family.permutations, b.family.permutations)
 
 
-def test_grouping_steps_per_lightning_batch_changes_nothing(tmp_path: Path) -> None:
-    one = fit(build(tmp_path / "one", "--data.steps_per_batch", "1"))
-    three = fit(build(tmp_path / "three", "--data.steps_per_batch", "3"))
+def test_chunking_mini_batches_changes_nothing(tmp_path: Path) -> None:
+    one = fit(build(tmp_path / "one", "--data.steps_per_chunk", "1"))
+    three = fit(build(tmp_path / "three", "--data.steps_per_chunk", "3"))
     assert torch.equal(one.A, three.A)
 
 

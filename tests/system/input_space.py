@@ -42,18 +42,18 @@ FIT_FIELDS: dict[str, tuple[str | None, st.SearchStrategy[str]]] = {
     "data.epochs_per_task": (None, ints(1, 2)),
     "data.seed": (None, SEEDS),
     "data.split_seed": (None, SEEDS),
-    "data.identity_first": (None, BOOL),
-    "data.shared_fraction": (None, floats(0.0, 1.0)),
+    "data.family.identity_first": (None, BOOL),
+    "data.family.shared_fraction": (None, floats(0.0, 1.0)),
     "data.batch_size": (None, ints(1, 64)),
-    "data.steps_per_batch": (None, ints(1, 8)),
+    "data.steps_per_chunk": (None, ints(1, 8)),
     "data.eval_batch_size": (None, ints(1, 64)),
     "data.eval_split": (None, choice("val", "test")),
     "data.train_size": (None, st.one_of(ints(1, 64), st.just("null"))),
     "data.synthetic_size": (None, ints(1, 64)),
     "data.source": (None, choice("synthetic", "embedded", "mnist", "cifar")),
-    "model.hidden_sizes": (None, st.lists(st.integers(1, 16), max_size=2).map(json.dumps)),
-    "model.input_size": (None, st.one_of(st.just("784"), ints(1, 1000))),
-    "model.num_classes": (None, ints(1, 20)),
+    "model.net.hidden_sizes": (None, st.lists(st.integers(1, 16), max_size=2).map(json.dumps)),
+    "model.net.input_size": (None, st.one_of(st.just("784"), ints(1, 1000))),
+    "model.net.num_classes": (None, ints(1, 20)),
     "model.log_every_n_steps": (None, ints(1, 100)),
     "model.check_finite_every_n_steps": (None, ints(1, 100)),
     "model.optimizer.init_args.lr": (None, floats(1e-6, 1.0)),
@@ -97,7 +97,7 @@ FIT_FIELDS: dict[str, tuple[str | None, st.SearchStrategy[str]]] = {
 }
 WORK_FIELDS = {"data.epochs_per_task"}  # a huge valid value here is days of training, not bad input
 # on tiny_args: a fit of a few seconds (2 tasks of 64 synthetic examples, an 8-unit MLP, no heat maps)
-TINY_EXTRA = ("--data.synthetic_size", "64", "--model.hidden_sizes", "[8]", "--tasks.heatmaps", "false")
+TINY_EXTRA = ("--data.synthetic_size", "64", "--model.net.hidden_sizes", "[8]", "--tasks.heatmaps", "false")
 
 
 def yaml_nest(dotted: str, text: str) -> str:

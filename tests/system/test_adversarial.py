@@ -284,13 +284,13 @@ def test_4_a_nul_byte_anywhere_is_one_line(command: str, args: list[str], at: in
 
 @CASES
 @given(
-    st.sampled_from(["--data.num_tasks", "--seed", "--model.hidden_sizes", "--run_dir", "--no_such"]),
+    st.sampled_from(["--data.num_tasks", "--seed", "--model.net.hidden_sizes", "--run_dir", "--no_such"]),
     st.integers(10**4, 10**6),
 )
 def test_4_huge_values_give_bounded_lines(
     tmp_path: Path, capsys: pytest.CaptureFixture, flag: str, size: int
 ) -> None:
-    value = f"[{'9' * size}]" if flag == "--model.hidden_sizes" else "9" * size
+    value = f"[{'9' * size}]" if flag == "--model.net.hidden_sizes" else "9" * size
     assert cli.main(tiny_args(fresh(tmp_path) / "r", flag, value)) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and len(err[0]) <= MAX_MESSAGE + 60

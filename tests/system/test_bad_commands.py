@@ -100,7 +100,7 @@ CASES: list[tuple[str, str, dict[str, Any], list[str], str]] = [
     (
         "experiment: sweep values [.nan]",
         "experiment",
-        {"sweep": {"flag": "--data.shared_fraction", "values": [math.nan]}},
+        {"sweep": {"flag": "--data.family.shared_fraction", "values": [math.nan]}},
         [],
         "sweep=",
     ),

@@ -33,10 +33,13 @@ FIT_CASES: list[tuple[tuple[str, ...], str]] = [
     (("--data.source", "embedded", "--data.data_dir", "/nonexistent/mnist.pkl.gz"), "does not exist"),
     (("--data.num_tasks", "0"), "data.num_tasks=0 is not allowed; use an integer >= 1"),
     (("--data.epochs_per_task", "0"), "data.epochs_per_task=0 is not allowed"),
-    (("--data.shared_fraction", "1.5"), "data.shared_fraction=1.5 is not allowed; use a number in [0, 1]"),
-    (("--data.shared_fraction", "-0.1"), "data.shared_fraction=-0.1 is not allowed"),
+    (
+        ("--data.family.shared_fraction", "1.5"),
+        "data.family.init_args.shared_fraction=1.5 is not allowed; use a number in [0, 1]",
+    ),
+    (("--data.family.shared_fraction", "-0.1"), "data.family.init_args.shared_fraction=-0.1 is not allowed"),
     (("--data.batch_size", "0"), "data.batch_size=0 is not allowed; use an integer >= 1"),
-    (("--data.steps_per_batch", "0"), "data.steps_per_batch=0 is not allowed; use an integer >= 1"),
+    (("--data.steps_per_chunk", "0"), "data.steps_per_chunk=0 is not allowed; use an integer >= 1"),
     (("--data.batch_size", "abc"), "data.batch_size\": Expected a <class 'int'>"),
     (("--data.eval_batch_size", "0"), "data.eval_batch_size=0 is not allowed"),
     (("--data.eval_split", "train"), "data.eval_split"),
@@ -44,10 +47,13 @@ FIT_CASES: list[tuple[tuple[str, ...], str]] = [
     (("--data.synthetic_size", "0"), "data.synthetic_size=0 is not allowed"),
     (("--data.val_size", "0"), "data.val_size=0 is not allowed"),
     # model
-    (("--model.hidden_sizes", "[0]"), "model.hidden_sizes[0]=0 is not allowed; use an integer >= 1"),
-    (("--model.hidden_sizes", "[16, -2]"), "model.hidden_sizes[1]=-2 is not allowed"),
-    (("--model.input_size", "0"), "model.input_size=0 is not allowed"),
-    (("--model.num_classes", "0"), "model.num_classes=0 is not allowed"),
+    (
+        ("--model.net.hidden_sizes", "[0]"),
+        "model.net.init_args.hidden_sizes[0]=0 is not allowed; use an integer >= 1",
+    ),
+    (("--model.net.hidden_sizes", "[16, -2]"), "model.net.init_args.hidden_sizes[1]=-2 is not allowed"),
+    (("--model.net.input_size", "0"), "model.net.init_args.input_size=0 is not allowed"),
+    (("--model.net.num_classes", "0"), "model.net.init_args.num_classes=0 is not allowed"),
     (("--model.check_finite_every_n_steps", "0"), "model.check_finite_every_n_steps=0 is not allowed"),
     (("--model.optimizer.class_path", "torch.optim.Nope"), "model.optimizer"),
     (("--model.method", "configs/method/nope.yaml"), "model.method"),
@@ -99,7 +105,7 @@ FIT_CASES: list[tuple[tuple[str, ...], str]] = [
     (("--config", "{tmp}/lr_inf.yaml"), "model.optimizer.init_args.lr=inf is not allowed"),
     ((*STICKY, "--model.method.init_args.a1", ".inf"), "model.method.init_args.a1=inf is not allowed"),
     ((*STICKY, "--model.method.init_args.lam", ".inf"), "model.method.init_args.lam=inf is not allowed"),
-    (("--data.shared_fraction", ".nan"), "data.shared_fraction=nan is not allowed"),
+    (("--data.family.shared_fraction", ".nan"), "data.family.init_args.shared_fraction=nan is not allowed"),
     (("--model.optimizer.init_args.lr", ".nan"), "model.optimizer.init_args.lr=nan is not allowed"),
     (("--model.optimizer.init_args.lr", "-1"), "model.optimizer.init_args.lr: Invalid learning rate: -1.0"),
     (("--model.optimizer.init_args.lr", "null"), "model.optimizer.init_args.lr=None is not allowed"),
@@ -120,11 +126,17 @@ FIT_CASES: list[tuple[tuple[str, ...], str]] = [
     (("--data.seed", "9223372036854775808"), "data.seed=9223372036854775808 is not allowed"),
     ((*EWC, "--model.method.init_args.seed", "9223372036854775808"), "model.method.init_args.seed="),
     # shapes against the data, memory
-    (("--model.input_size", "100"), "model.input_size=100 is not allowed; use 784"),
-    (("--model.num_classes", "5"), "model.num_classes=5 is not allowed; use at least 10"),
     (
-        ("--model.hidden_sizes", "[1000000000]"),
-        "model.hidden_sizes=[1000000000] is not allowed; use a smaller",
+        ("--model.net.input_size", "100"),
+        "model.net does not take the inputs of data.source='synthetic' ([784]",
+    ),
+    (
+        ("--model.net.num_classes", "5"),
+        "model.net has 5 outputs; data.source='synthetic' has labels up to 9: use at least 10",
+    ),
+    (
+        ("--model.net.hidden_sizes", "[1000000000]"),
+        "model.net.init_args.hidden_sizes=[1000000000] is not allowed; use a smaller",
     ),
     (("--data.synthetic_size", "100000000000"), "data.synthetic_size=100000000000 is not allowed"),
     (("--data.num_tasks", "100000000"), "data.num_tasks=100000000 is not allowed; use a smaller value"),
@@ -147,11 +159,17 @@ FIT_CASES: list[tuple[tuple[str, ...], str]] = [
     (("--ckpt_path", "{tmp}/empty.ckpt"), "empty.ckpt is not a readable checkpoint (EOFError)"),
     (("--ckpt_path", "{tmp}/truncated.ckpt"), "truncated.ckpt is not a readable checkpoint (RuntimeError"),
     (("--ckpt_path", "{tmp}/foreign.ckpt"), "foreign.ckpt is not a Lightning checkpoint"),
-    (("--ckpt_path", "{tmp}/other_model.ckpt"), "model.hidden_sizes=[16] differs from the checkpoint's [24]"),
+    (
+        ("--ckpt_path", "{tmp}/other_model.ckpt"),
+        "holds another model than this config's model (net.0.bias is [24] there, [16] here)",
+    ),
     # data files
     ((*IDX, "{tmp}/idx_truncated"), "train-images-idx3-ubyte is truncated or too long"),
     ((*IDX, "{tmp}/idx_empty"), "train-images-idx3-ubyte is not an IDX file of unsigned bytes"),
-    ((*IDX, "{tmp}/idx_label_12"), "train-labels-idx1-ubyte has label 12; MNIST-family classes are 0..9"),
+    (
+        (*IDX, "{tmp}/idx_label_12"),
+        "model.net has 10 outputs; data.source='mnist' has labels up to 12: use at least 13",
+    ),
     ((*IDX, "{tmp}/idx_counts"), "differ: 60 images, 50 labels"),
     ((*IDX, "{tmp}/idx_gz_truncated"), "train-images-idx3-ubyte.gz cannot be decompressed"),
 ]
@@ -217,7 +235,7 @@ def write_bad_files(folder: Path, checkpoint: Path) -> Path:
 @pytest.fixture(scope="module")
 def bad_files(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("bad_files")
-    assert cli.main(tiny_args(folder / "run", "--model.hidden_sizes", "[24]", num_tasks=1)) == 0
+    assert cli.main(tiny_args(folder / "run", "--model.net.hidden_sizes", "[24]", num_tasks=1)) == 0
     return write_bad_files(folder, (folder / "run" / "checkpoints" / "last.ckpt").resolve())
 
 

@@ -31,11 +31,11 @@ def test_fit_prints_the_matrix_and_the_log_directory(tmp_path: Path) -> None:
     "override, field",
     [
         (["--data.num_tasks", "0"], "data.num_tasks"),
-        (["--data.shared_fraction", "1.5"], "data.shared_fraction"),
+        (["--data.family.shared_fraction", "1.5"], "data.family.init_args.shared_fraction"),
         (["--data.batch_size", "0"], "data.batch_size"),
         (["--data.source", "cifar"], "data.source"),
         (["--data.source", "mnist"], "data.data_dir"),
-        (["--model.hidden_sizes", "[0]"], "model.hidden_sizes"),
+        (["--model.net.hidden_sizes", "[0]"], "model.net.init_args.hidden_sizes"),
         (["--data.batch_size", "abc"], "data.batch_size"),
         (["--model.method", "configs/method/does_not_exist.yaml"], "model.method"),
     ],

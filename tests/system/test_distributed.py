@@ -31,7 +31,7 @@ SLOW_FIT = {  # ~10-30 s per run here: long enough to kill one mid-run
     "--data.synthetic_size": "4096",
     "--data.num_tasks": "3",
     "--data.batch_size": "16",
-    "--model.hidden_sizes": "[256]",
+    "--model.net.hidden_sizes": "[256]",
     "--model.optimizer.init_args.fused": "false",
     "--trainer.accelerator": "cpu",
 }
@@ -204,7 +204,9 @@ def mid_run(c: Cluster, runs: Path) -> list[tuple[int, psutil.Process, Path]]:
 def test_failed_run_is_reported_with_its_log_tail_and_the_others_finish(
     shared: Cluster, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
-    spec = write_spec(tmp_path, seeds=[0], variants={"broken": ["--model.hidden_sizes", "[0]"], "fast": []})
+    spec = write_spec(
+        tmp_path, seeds=[0], variants={"broken": ["--model.net.hidden_sizes", "[0]"], "fast": []}
+    )
     with pytest.raises(SystemExit) as exit_info:
         experiment.main(["--config", str(spec), "--scheduler", shared.address])
     assert exit_info.value.code == 1

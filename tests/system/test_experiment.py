@@ -173,7 +173,9 @@ def test_grid_runs_resumes_and_reports(
 
 
 def test_failed_run_is_reported_and_others_finish(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    path = write_spec(tmp_path, variants={"broken": ["--model.hidden_sizes", "[0]"]}, seeds=[0], claims=[])
+    path = write_spec(
+        tmp_path, variants={"broken": ["--model.net.hidden_sizes", "[0]"]}, seeds=[0], claims=[]
+    )
     with pytest.raises(SystemExit) as exit_info:
         experiment.main(["--config", str(path), "--workers", "1"])
     assert exit_info.value.code == 1
@@ -201,7 +203,7 @@ def test_shared_sweep_report_from_saved_metrics(tmp_path: Path) -> None:
         kind="shared",
         seeds=[0, 1, 2],
         variants={"control": [], "sticky": ["--model.optimizer.init_args.lr", "0.01"]},
-        sweep={"flag": "--data.shared_fraction", "values": [0.0, 0.5]},
+        sweep={"flag": "--data.family.shared_fraction", "values": [0.0, 0.5]},
         claims=[
             {
                 "text": "until 0.5",

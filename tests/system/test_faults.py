@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import signal
 import sqlite3
+import subprocess
 import time
 from pathlib import Path
 
 import optuna
+import psutil
 import pytest
 from optuna.trial import TrialState
 
@@ -20,16 +21,14 @@ from cl_attractors.tune import study as tune
 from tests.helpers import finish, fit_args, start, wait_for, write_search, write_spec
 
 
-def kill_everything_under(path: Path) -> None:
-    """SIGKILL every process whose command line mentions ``path`` (a machine-wide kill)."""
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
-        except OSError:
-            continue
-        if str(path) in cmdline and int(pid) != os.getpid():
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(int(pid), signal.SIGKILL)
+def kill_with_descendants(proc: subprocess.Popen) -> None:
+    """SIGKILL ``proc`` (started by this test) and every process it started, children first
+    collected, so that none is reparented away before it is found."""
+    parent = psutil.Process(proc.pid)
+    family = [*parent.children(recursive=True), parent]
+    for member in family:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            member.kill()
 
 
 def trial_states(db: Path) -> list[str]:
@@ -43,7 +42,7 @@ def trial_states(db: Path) -> list[str]:
 
 
 def test_tune_killed_mid_trial_resumes_to_the_requested_count(tmp_path: Path) -> None:
-    slow = fit_args("--data.synthetic_size", "2048", "--model.hidden_sizes", "[256]", num_tasks=3)
+    slow = fit_args("--data.synthetic_size", "2048", "--model.net.hidden_sizes", "[256]", num_tasks=3)
     path = write_search(tmp_path, n_trials=3, fit=slow, heartbeat={"interval": 1, "grace_period": 2})
     db = tmp_path / "study" / "study.db"
     proc = start("tune", "--config", str(path))
@@ -92,7 +91,7 @@ def test_experiment_killed_with_its_workers_resumes_and_matches_a_clean_grid(tmp
         "3",
         "--data.batch_size",
         "16",
-        "--model.hidden_sizes",
+        "--model.net.hidden_sizes",
         "[256]",
         "--model.optimizer.init_args.fused",
         "false",
@@ -112,8 +111,7 @@ def test_experiment_killed_with_its_workers_resumes_and_matches_a_clean_grid(tmp
         return [p for p in runs.glob("*/seed_*/metrics.json") if json.loads(p.read_text())["complete"]]
 
     wait_for(lambda: len(done()) >= 1 and len(list(runs.glob("*/seed_*/checkpoints/last.ckpt"))) >= 2, proc)
-    proc.send_signal(signal.SIGKILL)
-    kill_everything_under(killed_root)
+    kill_with_descendants(proc)
     proc.wait(timeout=30)
     finished = {p: p.stat().st_mtime_ns for p in done()}
     assert 1 <= len(finished) < 4

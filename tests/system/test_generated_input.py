@@ -128,7 +128,7 @@ def test_tune_any_search_value_works_or_is_one_line(
         name = field.split(".")[1]
         search["space"][name] = dict(SPACE_DEFAULTS.get(name, {}))
     set_dotted(search, field, value)
-    fit = fit_args("--data.synthetic_size", "64", "--model.hidden_sizes", "[8]", num_tasks=1)
+    fit = fit_args("--data.synthetic_size", "64", "--model.net.hidden_sizes", "[8]", num_tasks=1)
     path = write_search(work, fit=fit, **search)
     code, err = run_forked(["tune", "--config", str(path)], work)
     leaf = field.split(".")[1] if "." in field else field  # the parameter, or the key
@@ -161,7 +161,7 @@ def test_experiment_any_spec_value_works_or_is_one_line(
     elif field == "lr":
         spec["variants"] = {"fast": ["--model.optimizer.init_args.lr", value]}
     elif field == "sweep.values":
-        spec["sweep"] = {"flag": "--data.shared_fraction", "values": value}
+        spec["sweep"] = {"flag": "--data.family.shared_fraction", "values": value}
     elif field == "claims.better":
         spec["claims"] = [{"text": "t", "type": "best", "variant": value}]
     else:

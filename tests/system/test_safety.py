@@ -262,3 +262,27 @@ def test_trainer_callbacks_in_a_yaml_keep_the_task_checkpoints(tmp_path: Path) -
         "task_00.ckpt",
         "task_01.ckpt",
     ]
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql+psycopg2://u:Pa55@word@127.0.0.1:1/db",
+        "postgresql+psycopg2://u:Pa55:w/rd@127.0.0.1:abc/db",
+        "postgresql+psycopg2://127.0.0.1:1/db?password=Pa55word",
+        "postgresql+psycopg2://127.0.0.1:1/db?sslpassword=Pa55word&user=u",
+        "mysql+pymysql://u:Pa55word@127.0.0.1:1/db",
+        "nope://u:Pa55word@h/db",
+    ],
+)
+def test_tune_never_prints_a_storage_password(
+    tmp_path: Path, capsys: pytest.CaptureFixture, url: str
+) -> None:
+    assert cli.main(["tune", "--config", str(write_search(tmp_path)), "--storage", url]) == 2
+    out, err = capsys.readouterr()
+    assert "Pa55" not in out + err and err.count("\n") == 1, err
+
+
+def test_tune_refuses_a_thread_count_beyond_the_cap(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    assert cli.main(["tune", "--config", str(write_search(tmp_path)), "--n_jobs", str(10**9)]) == 2
+    assert "search.n_jobs=1000000000 is not allowed" in one_error_line(capsys)

@@ -30,7 +30,7 @@ from tests.helpers import finish, fit_args, free_port, start, wait_for, write_se
 N_TRIALS = 4
 WORKER_TIMEOUT_S = 420  # a stale trial never failed would make the workers wait forever
 # about 3 s a trial on a quiet core: long enough to be killed between its first and last task
-MEDIUM = fit_args("--data.synthetic_size", "1024", "--model.hidden_sizes", "[64]", num_tasks=3)
+MEDIUM = fit_args("--data.synthetic_size", "1024", "--model.net.hidden_sizes", "[64]", num_tasks=3)
 MISSING = (
     "PostgreSQL server binaries (initdb, pg_ctl) not found under /usr/lib/postgresql/*/bin or on PATH; "
     ".ci/run installs them (apt-get install postgresql): run it, or install that package"

@@ -4,10 +4,12 @@ Layers, lowest first; a module may import its own layer and the layers below, ne
 
     0  cl_attractors.errors, .io, .metrics,      pure helpers, the maths of the accuracy matrix,
        .plots, .paths, .runs, .repair,         figures (drawn in training and in reports), config
-       .transfer                               paths, saved runs as pandas tables, a finished
-                                               run's outputs repaired, untrusted trees copied
+       .transfer, .schedule                    paths, saved runs as pandas tables, a finished
+                                               run's outputs repaired, untrusted trees copied,
+                                               the task schedule
     1  cl_attractors.methods, callbacks           CL methods (gradient space) and Lightning callbacks
-    2  cl_attractors.train                        LightningModule, datamodule, sources, LightningCLI
+    2  cl_attractors.train                        LightningModule, datamodule, task families, sources,
+                                               networks, LightningCLI
     3  cl_attractors.grid                         experiment specs and their typed report options, their
                                                checks before any run, and the runners of `fit`
                                                processes (the local pool; Dask)
@@ -15,7 +17,8 @@ Layers, lowest first; a module may import its own layer and the layers below, ne
     5  cl_attractors.tune, .commands              the `tune`, `experiment`, `report` and `merge` commands
     6  cli                                        the command line (nothing imports it)
 
-Besides the layers: metrics.py, paths.py, runs.py, report/ and the search space import no Lightning;
+Besides the layers: metrics.py, paths.py, runs.py, schedule.py, report/, the search space, the
+methods, the task families and the networks import no Lightning;
 grid/ never imports train/ (a run is a `fit` process); methods never import callbacks.
 """
 
@@ -37,6 +40,7 @@ LAYERS = {
     "cl_attractors.runs": 0,
     "cl_attractors.repair": 0,
     "cl_attractors.transfer": 0,
+    "cl_attractors.schedule": 0,
     "cl_attractors.methods": 1,
     "callbacks": 1,
     "cl_attractors.train": 2,
@@ -52,9 +56,13 @@ NO_LIGHTNING = (
     "cl_attractors.metrics",
     "cl_attractors.paths",
     "cl_attractors.runs",
+    "cl_attractors.schedule",
     "cl_attractors.plots",
     "cl_attractors.report",
     "cl_attractors.tune.space",
+    "cl_attractors.methods",  # a method sees the run through MethodContext only
+    "cl_attractors.train.families",
+    "cl_attractors.train.networks",
 )
 
 

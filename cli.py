@@ -35,12 +35,14 @@ COMMANDS = {
     "experiment": "run a grid of fits (a paper figure) in parallel, then report",
     "report": "tables, figures and claims of a grid from its saved runs",
     "merge": "bring a grid's finished runs home from another machine's out_dir",
+    "replicas": "train a group of fit runs (one architecture and protocol) as one replica-batched model",
 }
 EXTRA_COMMANDS = {
     "tune": ("cl_attractors.tune.study", "main"),
     "experiment": ("cl_attractors.grid.command", "main"),
     "report": ("cl_attractors.grid.command", "report_main"),
     "merge": ("cl_attractors.grid.merge", "main"),
+    "replicas": ("cl_attractors.replicas.group", "main"),
 }
 
 

@@ -8,7 +8,7 @@ import torch
 from cl_attractors.methods.importance import fisher_diagonal, mas_importance
 from cl_attractors.replicas.importance import fisher_diagonals, mas_importances
 from cl_attractors.replicas.stacked import StackedMLP
-from cl_attractors.train.module import build_mlp
+from cl_attractors.train.networks import MLP
 
 R, N, IN, OUT = 3, 100, 10, 4
 
@@ -17,7 +17,7 @@ def setup() -> tuple[list[torch.nn.Sequential], StackedMLP, torch.Tensor, torch.
     nets = []
     for r in range(R):
         torch.manual_seed(r)
-        nets.append(build_mlp(IN, [8], OUT).double())
+        nets.append(MLP(IN, [8], OUT).double())
     g = torch.Generator().manual_seed(5)
     x = torch.randn(R, N, IN, dtype=torch.float64, generator=g)
     y = torch.randint(0, OUT, (R, N), generator=g)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -12,7 +11,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from cl_attractors.errors import ConfigError
-from cl_attractors.methods.base import CLMethod, Vanilla
+from cl_attractors.methods.base import CLMethod, MethodContext, Vanilla
 from cl_attractors.methods.ewc import EWC
 from cl_attractors.methods.mas import MAS
 from cl_attractors.methods.si import SI
@@ -67,22 +66,22 @@ def sample(r: int, task: int, n: int, generator: torch.Generator) -> tuple[Tenso
 
 def run_single(r: int, model: nn.Sequential, method: CLMethod) -> None:
     """One replica alone, through its method's own hooks (the single-run API)."""
-    module = SimpleNamespace(net=model, batch_to_device=lambda b: b)
-    data = SimpleNamespace(train_sample=lambda task, n, g: sample(r, task, n, g))
+    ctx = MethodContext(model, lambda task, n, g: sample(r, task, n, g))
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     g = torch.Generator().manual_seed(11)
     for task in range(TASKS):
         opt.state.clear()
-        method.on_task_start(module, task)  # type: ignore[arg-type]
+        ctx.task = task
+        method.on_task_start(ctx)
         for _ in range(STEPS):
             x, y = torch.randn(R, B, IN, dtype=torch.float64, generator=g), torch.randint(0, OUT, (R, B), generator=g)
             opt.zero_grad()
             F.cross_entropy(model(x[r] + task), y[r]).backward()
-            method.on_before_optimizer_step(module, opt)  # type: ignore[arg-type]
+            method.on_before_optimizer_step(ctx, opt)
             opt.step()
-            method.on_after_optimizer_step(module, opt)  # type: ignore[arg-type]
+            method.on_after_optimizer_step(ctx, opt)
         with torch.enable_grad():
-            method.on_task_end(module, task, data)  # type: ignore[arg-type]
+            method.on_task_end(ctx)
 
 
 def run_stacked(stacked: StackedMLP, methods: list[CLMethod]) -> Any:

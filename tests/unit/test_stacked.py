@@ -9,16 +9,16 @@ from torch import nn
 
 from cl_attractors.errors import ConfigError
 from cl_attractors.replicas.stacked import StackedMLP, replica_losses
-from cl_attractors.train.module import build_mlp
+from cl_attractors.train.networks import MLP
 
 R, B, IN, HID, OUT = 3, 7, 12, 9, 4
 
 
-def nets(seed: int = 0) -> list[nn.Sequential]:
+def nets(seed: int = 0) -> list[nn.Module]:
     out = []
     for r in range(R):
         torch.manual_seed(seed + r)
-        out.append(build_mlp(IN, [HID, HID], OUT).double())
+        out.append(MLP(IN, [HID, HID], OUT).double())
     return out
 
 
@@ -38,7 +38,7 @@ def test_forward_and_unstack_match_each_replica() -> None:
 def test_load_replica_round_trips() -> None:
     singles = nets()
     stacked = StackedMLP(singles)
-    other = build_mlp(IN, [HID, HID], OUT).double()
+    other = MLP(IN, [HID, HID], OUT).double()
     stacked.load_replica(1, other.state_dict())
     assert all(torch.equal(v, other.state_dict()[k]) for k, v in stacked.unstack(1).items())
     assert all(torch.equal(v, singles[0].state_dict()[k]) for k, v in stacked.unstack(0).items())
@@ -90,4 +90,4 @@ def test_refuses_other_networks_in_one_line() -> None:
     with pytest.raises(ConfigError, match="model.net layer Conv1d is not allowed with replicas"):
         StackedMLP([nn.Sequential(nn.Conv1d(1, 1, 1))])
     with pytest.raises(ConfigError, match="replicas share one architecture"):
-        StackedMLP([build_mlp(4, [3], 2), build_mlp(4, [5], 2)])
+        StackedMLP([MLP(4, [3], 2), MLP(4, [5], 2)])

@@ -57,7 +57,12 @@ class ReplicaModule(pl.LightningModule):
     def sample(self, replica: int, task: int, n: int, generator: torch.Generator) -> Batch:
         """Replica ``replica``'s ``n`` training examples of ``task``, on this module's device."""
         assert self.data is not None
-        x, y = self.transfer_batch_to_device(self.data.sample(replica, task, n, generator), self.device, 0)
+        x, y = self.to_device(self.data.sample(replica, task, n, generator))
+        return x, y
+
+    def to_device(self, batch: Batch) -> Batch:
+        """A batch on this module's device in its precision (as Lightning's loops hand batches over)."""
+        x, y = self.trainer.precision_plugin.convert_input(self.transfer_batch_to_device(batch, self.device, 0))
         return x, y
 
     def logits(self, x: Tensor, task: int) -> Tensor:

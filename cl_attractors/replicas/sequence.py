@@ -131,7 +131,7 @@ def evaluate(dm: ReplicaData, module: ReplicaModule) -> torch.Tensor:
         correct = torch.zeros(module.replicas, dtype=torch.long, device=module.device)
         count = 0
         for batch in dm.eval_batches(task):
-            x, y = module.transfer_batch_to_device(batch, module.device, 0)
+            x, y = module.to_device(batch)
             correct += module.count_correct((x, y), task)
             count += y.shape[1]
         columns.append(correct.double().cpu() / max(count, 1))

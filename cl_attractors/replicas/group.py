@@ -111,33 +111,63 @@ def resume_points(members: Sequence[Member]) -> list[Path] | None:
     return [p for p in found if p is not None]
 
 
-def run_group(arg_lists: Sequence[Sequence[str]]) -> list[str | None]:
-    """Train the group; each run's failure (None: it finished)."""
+@dataclass
+class Group:
+    """A group ready to train: its runs, the stacked module, the data, the sequence, the resume."""
+
+    members: list[Member]
+    module: ReplicaModule
+    data: ReplicaData
+    sequence: ReplicaSequence
+    resume: list[Path] | None
+
+
+def prepare(arg_lists: Sequence[Sequence[str]]) -> Group:
+    """Build every run as its fit would, check they form one group, stack them, load their
+    checkpoints if they have any."""
     members = [build(args) for args in arg_lists]
     check_one_protocol(members)
     module = ReplicaModule([m.cli.model for m in members])
     data = ReplicaData([m.cli.datamodule for m in members])
     singles = [m.cli.model.method for m in members]
-    sequence = ReplicaSequence([m.run_dir for m in members], singles, type(members[0].cli.datamodule).__qualname__)
+    data_key = type(members[0].cli.datamodule).__qualname__
+    sequence = ReplicaSequence([m.run_dir for m in members], singles, data_key)
     resume = resume_points(members)
     if resume is not None:
+        data.setup()  # the families draw once the data is loaded: then they can be compared
         checkpoints = [torch.load(p, map_location="cpu", weights_only=False) for p in resume]
         for r, (member, ckpt) in enumerate(zip(members, checkpoints)):
-            member.cli.datamodule.load_state_dict(ckpt[sequence.data_key])  # same draws, or refused
+            member.cli.datamodule.load_state_dict(ckpt[data_key])  # the same draws, or refused
             module.load_replica(r, ckpt["state_dict"])
         sequence.load_replicas(checkpoints)
-    locks = [RunDirLock(m.run_dir) for m in members]
-    for member, lock in zip(members, locks):
-        member.run_dir.mkdir(parents=True, exist_ok=True)
-        lock.acquire()
-        save_config(member)
+    return Group(members, module, data, sequence, resume)
+
+
+def fit(group: Group) -> list[str | None]:
+    """Train the group under each run's lock; each run's failure (None: it finished)."""
+    locks = [RunDirLock(m.run_dir) for m in group.members]
     try:
-        trainer = group_trainer(members[0], sequence)
-        trainer.fit(module, datamodule=data, ckpt_path=str(resume[0]) if resume else None)
+        for member, lock in zip(group.members, locks):
+            member.run_dir.mkdir(parents=True, exist_ok=True)
+            lock.acquire()
+            save_config(member)
+        trainer = group_trainer(group.members[0], group.sequence)
+        ckpt_path = str(group.resume[0]) if group.resume else None
+        trainer.fit(group.module, datamodule=group.data, ckpt_path=ckpt_path)
     finally:
         for lock in locks:
             lock.release()
-    return [module.failures.get(r) for r in range(len(members))]
+    failures = [group.module.failures.get(r) for r in range(len(group.members))]
+    for member, failure in zip(group.members, failures):
+        if failure is not None:
+            with open(member.run_dir / "run.log", "a") as log:
+                log.write(f"error: {failure}\n")
+    return failures
+
+
+def run_group(arg_lists: Sequence[Sequence[str]]) -> list[str | None]:
+    """Train the group of runs ``arg_lists`` (fit arguments); each run's failure (None: finished)."""
+    return fit(prepare(arg_lists))
 
 
 def save_config(member: Member) -> None:

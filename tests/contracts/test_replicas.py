@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from cl_attractors.errors import ConfigError
-from cl_attractors.replicas.group import run_group
+from cl_attractors.replicas.group import fit, prepare, run_group
 from cl_attractors.train.cli import make_cli
 from tests.helpers import ROOT
 
@@ -80,3 +80,52 @@ def test_a_replica_is_its_single_run(tmp_path: Path, method: str) -> None:
         assert (tmp_path / "r1" / name).is_file(), name
     ours, theirs = (json.loads((tmp_path / d / "metrics.json").read_text()) for d in ("r1", "alone"))
     assert ours.keys() == theirs.keys() and ours["complete"]
+
+
+def test_a_replica_does_not_depend_on_its_group(tmp_path: Path) -> None:
+    """Seed 1 with Table 1's phi, in a group with seed 2, and in another with seed 3 at other phi."""
+    method = "configs/method/sticky_decoupled_l1.yaml"
+    run_group([args(tmp_path / "a1", 1, method), args(tmp_path / "a2", 2, method)])
+    other = ("--model.method.init_args.lam", "9.0", "--model.method.init_args.a1", "0.05")
+    run_group([args(tmp_path / "b3", 3, method, *other), args(tmp_path / "b1", 1, method)])
+    assert (matrix(tmp_path / "a1") - matrix(tmp_path / "b1")).abs().max() <= 1e-9
+    assert not torch.equal(matrix(tmp_path / "a2"), matrix(tmp_path / "b3"))
+
+
+def test_an_interrupted_group_resumes_from_its_task_checkpoints(tmp_path: Path) -> None:
+    method = "configs/method/si.yaml"
+    runs = [args(tmp_path / f"r{s}", s, method) for s in (1, 2)]
+    run_group(runs)
+    whole = [matrix(tmp_path / f"r{s}") for s in (1, 2)]
+    for s in (1, 2):  # as if killed during task 2: its checkpoint never written
+        checkpoints = tmp_path / f"r{s}" / "checkpoints"
+        (checkpoints / "task_02.ckpt").unlink()
+        (checkpoints / "last.ckpt").unlink()
+        (checkpoints / "last.ckpt").symlink_to("task_01.ckpt")
+    group = prepare(runs)
+    assert group.resume is not None and [p.name for p in group.resume] == ["task_01.ckpt"] * 2
+    assert fit(group) == [None, None]
+    for s, before in zip((1, 2), whole):
+        assert (matrix(tmp_path / f"r{s}") - before).abs().max() <= 1e-9
+        assert json.loads((tmp_path / f"r{s}" / "metrics.json").read_text())["complete"]
+
+
+def test_a_nan_replica_fails_alone(tmp_path: Path) -> None:
+    group = prepare([args(tmp_path / "ok", 1), args(tmp_path / "nan", 2)])
+    with torch.no_grad():
+        group.module.net.stacked_parameters()[0][1, 0, 0] = float("nan")
+    failures = fit(group)
+    assert failures[0] is None and failures[1] is not None and "diverged" in failures[1]
+    assert json.loads((tmp_path / "ok" / "metrics.json").read_text())["complete"]
+    assert not (tmp_path / "nan" / "metrics.json").exists()  # it never finished a task
+    assert "error: training diverged" in (tmp_path / "nan" / "run.log").read_text()
+    alone = single(tmp_path / "alone", 1, "configs/method/vanilla.yaml")
+    assert (matrix(tmp_path / "ok") - alone).abs().max() <= 1e-9
+
+
+def test_runs_of_other_protocols_are_refused_in_one_line(tmp_path: Path) -> None:
+    wider = ("--model.net.init_args.hidden_sizes", "[32]")
+    with pytest.raises(ConfigError, match=r"^model.net.init_args.hidden_sizes differs between the runs"):
+        prepare([args(tmp_path / "a", 1), args(tmp_path / "b", 2, "configs/method/vanilla.yaml", *wider)])
+    with pytest.raises(ConfigError, match=r"^model.method differs between the replicas"):
+        prepare([args(tmp_path / "a", 1), args(tmp_path / "b", 2, "configs/method/si.yaml")])

@@ -3,7 +3,7 @@
     python cli.py fit -c configs/experiment/vanilla.yaml [--seed 3 --model.method EWC ...]
     python cli.py fit ... --run_dir runs/x --ckpt_path last      # resume a killed run
     python cli.py tune --config configs/search/sticky_paper.yaml    # meta-learn phi (Optuna TPE)
-    python cli.py experiment --config configs/grid/fig2.yaml
+    python cli.py experiment --config configs/grid/fig2.yaml [--replicas 8|auto]
     python cli.py report --config configs/grid/fig2.yaml    # figures from saved runs
     python cli.py merge --config configs/grid/fig2.yaml --from OTHER/runs/fig2   # runs made elsewhere
 
@@ -65,8 +65,11 @@ def _command(name: str) -> Callable[[Sequence[str]], object]:
 
     module, func = EXTRA_COMMANDS[name]
     command = getattr(importlib.import_module(module), func)
-    # the grid never imports train/ (a run is a fit process): its probe of each variant comes from here
-    return functools.partial(command, probe=_probe_fit) if name == "experiment" else command
+    # the grid never imports train/ (a run is a fit process): its probe of each variant, and the
+    # size of a replica group, come from here
+    if name == "experiment":
+        return functools.partial(command, probe=_probe_fit, sizer=_max_replicas)
+    return command
 
 
 def _probe_fit(args: Sequence[str]) -> None:
@@ -80,6 +83,15 @@ def _probe_fit(args: Sequence[str]) -> None:
             make_cli(args, run=False)
     except ArgumentError as err:
         raise ConfigError(one_line(err)) from None
+
+
+def _max_replicas(args: Sequence[str]) -> int:
+    """How many runs like ``args`` (fit arguments) fit the device as one replica group."""
+    from callbacks.terminal import banners_off
+    from cl_attractors.replicas.memory import max_replicas
+
+    with banners_off():
+        return max_replicas(args)
 
 
 def _fit(args: Sequence[str]) -> None:

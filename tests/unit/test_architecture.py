@@ -8,10 +8,12 @@ Layers, lowest first; a module may import its own layer and the layers below, ne
                                                run's outputs repaired, untrusted trees copied,
                                                the task schedule
     1  cl_attractors.methods, callbacks           CL methods (gradient space) and Lightning callbacks
-    2  cl_attractors.train                        LightningModule, datamodule, task families, sources,
-                                               networks, LightningCLI
+    2  cl_attractors.train, .replicas             LightningModule, datamodule, task families, sources,
+                                               networks, LightningCLI; the replica engine (R runs
+                                               as one stacked model)
     3  cl_attractors.grid.spec, .grid.checks,     experiment specs, their checks before any run, and
-       .grid.options, .grid.runner, .cluster   the runners of `fit` processes (the local pool; Dask)
+       .grid.options, .grid.runner, .cluster,  the runners of `fit` processes (the local pool; Dask;
+       .grid.replicas                          replica groups)
     4  cl_attractors.report                       from saved runs only: aggregate, stats, claims, plots
     5  cl_attractors.tune, .grid.command, .merge  the `tune`, `experiment`, `report` and `merge` commands
     6  cli                                        the command line (nothing imports it)
@@ -43,11 +45,13 @@ LAYERS = {
     "cl_attractors.methods": 1,
     "callbacks": 1,
     "cl_attractors.train": 2,
+    "cl_attractors.replicas": 2,
     "cl_attractors.grid.spec": 3,
     "cl_attractors.grid.checks": 3,
     "cl_attractors.grid.options": 3,
     "cl_attractors.grid.runner": 3,
     "cl_attractors.grid.cluster": 3,
+    "cl_attractors.grid.replicas": 3,
     "cl_attractors.report": 4,
     "cl_attractors.tune": 5,
     "cl_attractors.grid": 5,  # grid/command.py, grid/merge.py and grid/__init__.py

@@ -122,17 +122,17 @@ class Group:
     resume: list[Path] | None
 
 
-def prepare(arg_lists: Sequence[Sequence[str]]) -> Group:
+def prepare(arg_lists: Sequence[Sequence[str]], checkpoints: bool = True) -> Group:
     """Build every run as its fit would, check they form one group, stack them, load their
-    checkpoints if they have any."""
+    checkpoints if they have any (``checkpoints=False``: none are read or written)."""
     members = [build(args) for args in arg_lists]
     check_one_protocol(members)
     module = ReplicaModule([m.cli.model for m in members])
     data = ReplicaData([m.cli.datamodule for m in members])
     singles = [m.cli.model.method for m in members]
     data_key = type(members[0].cli.datamodule).__qualname__
-    sequence = ReplicaSequence([m.run_dir for m in members], singles, data_key)
-    resume = resume_points(members)
+    sequence = ReplicaSequence([m.run_dir for m in members], singles, data_key, checkpoints)
+    resume = resume_points(members) if checkpoints else None
     if resume is not None:
         data.setup()  # the families draw once the data is loaded: then they can be compared
         checkpoints = [torch.load(p, map_location="cpu", weights_only=False) for p in resume]
@@ -143,15 +143,16 @@ def prepare(arg_lists: Sequence[Sequence[str]]) -> Group:
     return Group(members, module, data, sequence, resume)
 
 
-def fit(group: Group) -> list[str | None]:
-    """Train the group under each run's lock; each run's failure (None: it finished)."""
+def fit(group: Group, callbacks: Sequence[pl.Callback] = ()) -> list[str | None]:
+    """Train the group under each run's lock (``callbacks`` observe it after the sequence); each
+    run's failure (None: it finished, or was dropped)."""
     locks = [RunDirLock(m.run_dir) for m in group.members]
     try:
         for member, lock in zip(group.members, locks):
             member.run_dir.mkdir(parents=True, exist_ok=True)
             lock.acquire()
             save_config(member)
-        trainer = group_trainer(group.members[0], group.sequence)
+        trainer = group_trainer(group.members[0], [group.sequence, *callbacks])
         ckpt_path = str(group.resume[0]) if group.resume else None
         trainer.fit(group.module, datamodule=group.data, ckpt_path=ckpt_path)
     finally:
@@ -178,7 +179,7 @@ def save_config(member: Member) -> None:
             callback.parser.save(callback.config, str(path), skip_none=False, overwrite=True, multifile=False)
 
 
-def group_trainer(first: Member, sequence: ReplicaSequence) -> pl.Trainer:
+def group_trainer(first: Member, callbacks: list[pl.Callback]) -> pl.Trainer:
     """The group's trainer: the runs' accelerator, precision and determinism; no logger, no
     validation loop (the sequence evaluates), checkpoints written by the sequence."""
     single = first.cli.trainer
@@ -196,7 +197,7 @@ def group_trainer(first: Member, sequence: ReplicaSequence) -> pl.Trainer:
         num_sanity_val_steps=0,
         limit_val_batches=0,
         log_every_n_steps=single.log_every_n_steps,
-        callbacks=[sequence],
+        callbacks=callbacks,
         plugins=[AtomicCheckpointIO()],
         default_root_dir=str(first.run_dir.parent),
     )

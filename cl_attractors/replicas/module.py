@@ -112,6 +112,11 @@ class ReplicaModule(pl.LightningModule):
                 )
             self.active &= ~bad
 
+    def drop(self, r: int) -> None:
+        """Stop training replica ``r`` (a pruned trial): its loss leaves the sum, its outputs stop;
+        its slot keeps its place in the stacked tensors until the group ends."""
+        self.active[r] = False
+
     @torch.no_grad()
     def load_replica(self, r: int, state: dict[str, Tensor]) -> None:
         """Set replica ``r`` from its single run's checkpoint ``state_dict`` (network and method)."""

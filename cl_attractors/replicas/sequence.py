@@ -34,12 +34,15 @@ class ReplicaSequence(pl.Callback):
         run_dirs: each replica's run directory.
         singles: each replica's own method (its state's names and shapes for its checkpoint).
         data_key: the key under which a single run's checkpoint holds its datamodule's state.
+        checkpoints: write each replica's task checkpoints (a tuning trial writes none).
     """
 
-    def __init__(self, run_dirs: Sequence[Path], singles: Sequence[CLMethod], data_key: str) -> None:
+    def __init__(
+        self, run_dirs: Sequence[Path], singles: Sequence[CLMethod], data_key: str, checkpoints: bool = True
+    ) -> None:
         self.run_dirs = [Path(d) for d in run_dirs]
         self.singles = list(singles)
-        self.data_key = data_key
+        self.data_key, self.checkpoints = data_key, checkpoints
         self.runs = [TaskSequence(heatmaps=False) for _ in run_dirs]
         self.task = 0
         self.written: list[int] = [-1] * len(run_dirs)  # the last task each replica has on disk
@@ -77,7 +80,8 @@ class ReplicaSequence(pl.Callback):
             run.matrix[:, task] = accuracy[:, r]
             run.tasks_done = task + 1
             if trainer.is_global_zero:
-                self.save_checkpoint(trainer, pl_module, r, task)
+                if self.checkpoints:
+                    self.save_checkpoint(trainer, pl_module, r, task)
                 run.write_outputs(self.run_dirs[r], dm.members[r].family.state_dict())
             self.written[r] = task
 

@@ -1,6 +1,7 @@
 """Meta-learning φ with Optuna TPE (paper Sec. 2.1, Eq. 2, App. 6.2).
 
-    python cli.py tune --config configs/search/sticky_paper.yaml [--n_trials 12] [fit overrides]
+    python cli.py tune --config configs/search/sticky_paper.yaml [--n_trials 12] [--replicas R]
+        [fit overrides]
 
 Each trial is one full task sequence (one ``trainer.fit``) built from the search config's ``fit``
 arguments plus the trial's φ; its value is Eq. 2 of the final accuracy matrix on the split the
@@ -30,6 +31,7 @@ from cl_attractors.io import read_yaml_mapping
 from cl_attractors.paths import resolve_args
 from cl_attractors.tune.export import publish, write_plots, write_tables
 from cl_attractors.tune.objective import Objective, probe_method
+from cl_attractors.tune.replicas import run_in_groups
 from cl_attractors.tune.space import Fixed, check_space_values, fit_overrides, parse_space
 from cl_attractors.tune.storage import open_storage, shown
 from cl_attractors.tune.workers import Workers, counted
@@ -65,6 +67,7 @@ class Search:
     storage: str
     n_trials: int = 30
     n_jobs: int = 1
+    replicas: int = 1  # trials trained at once as one replica group (1: one trial at a time)
     sampler: dict[str, Any] = field(default_factory=dict)
     pruner: dict[str, Any] = field(default_factory=lambda: {"type": "median"})
     heartbeat: dict[str, int] = field(default_factory=dict)
@@ -91,6 +94,10 @@ def parse_args(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
     p.add_argument("--out_dir", help="trial runs, study.db, tables, plots and best_method.yaml")
     p.add_argument("--results_dir", help="copy the outputs there once the study has finished")
     p.add_argument("--sampler_seed", type=int, help="override sampler.seed (give workers distinct seeds)")
+    p.add_argument(
+        "--replicas",
+        help="ask TPE for R trials at once (constant liar) and train them as one replica group",
+    )
     return p.parse_known_args(list(argv))
 
 
@@ -119,6 +126,7 @@ def load_search(argv: Sequence[str]) -> Search:
         storage=args.storage or raw.get("storage") or f"sqlite:///{(out_dir / 'study.db').resolve()}",
         n_trials=args.n_trials if args.n_trials is not None else raw.get("n_trials", 30),
         n_jobs=args.n_jobs,
+        replicas=_replicas(args.replicas),
         sampler=dict(raw.get("sampler") or {}),
         pruner=dict(raw.get("pruner") or {"type": "median"}),
         heartbeat=dict(raw.get("heartbeat") or {}),
@@ -130,7 +138,20 @@ def load_search(argv: Sequence[str]) -> Search:
     _check_int("n_jobs", search.n_jobs)
     if search.n_jobs > MAX_JOBS:
         raise ConfigError(f"search.n_jobs={search.n_jobs} is not allowed; use an integer in [1, {MAX_JOBS}]")
+    if search.replicas > 1:
+        if search.n_jobs > 1:
+            raise ConfigError("--n_jobs with --replicas is not allowed; use one of them")
+        search.sampler["constant_liar"] = True  # R trials asked before any is told
     return search
+
+
+def _replicas(value: str | None) -> int:
+    """``--replicas``: a positive integer (1 when not given)."""
+    if value is None:
+        return 1
+    if not value.isdigit() or int(value) < 1:
+        raise ConfigError(f"--replicas {value} is not allowed; use a positive integer")
+    return int(value)
 
 
 def _optional_path(value: Any, name: str) -> Path | None:
@@ -233,6 +254,9 @@ def run_study(
     def refresh(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         write_tables(study, search.out_dir, objective.method)
 
+    if search.replicas > 1:
+        run_in_groups(objective, study, search.n_trials, search.replicas)
+        return
     Workers(study, storage, search.n_trials, poll_s).run(objective, budget, search.n_jobs, refresh)
 
 

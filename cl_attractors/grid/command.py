@@ -163,7 +163,9 @@ def make_runner(
     if replicas is not None:
         if scheduler is not None:
             raise ConfigError("--replicas with --scheduler is not allowed; use one of them")
-        return ReplicaRunner(local_slots(workers, per_gpu), group_size(replicas, todo, sizer), spec.out_dir / "groups")
+        return ReplicaRunner(
+            local_slots(workers, per_gpu), group_size(replicas, todo, sizer), spec.out_dir / "groups"
+        )
     if scheduler is None:  # no more workers than runs to do: bounded before they are allocated
         return GridRunner(local_slots(workers, per_gpu)[: max(len(todo), 1)])
     if workers is not None or per_gpu is not None:

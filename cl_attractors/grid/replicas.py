@@ -84,7 +84,8 @@ class ReplicaRunner:
 
     def describe(self, todo: int) -> str:
         groups = math.ceil(todo / self.replicas) if todo else 0
-        return f"{groups} group(s) of up to {self.replicas} replicas, {min(len(self.slots), max(groups, 1))} at a time"
+        at_once = min(len(self.slots), max(groups, 1))
+        return f"{groups} group(s) of up to {self.replicas} replicas, {at_once} at a time"
 
     def run(self, runs: list[Run], desc: str = "runs") -> list[Outcome]:
         if not runs:

@@ -67,7 +67,9 @@ def protocol(member: Member) -> dict[str, Any]:
     config = member.config.as_dict()
     out = {k: v for k, v in config.items() if k not in PER_RUN}
     out["data"] = {k: v for k, v in (config.get("data") or {}).items() if k != "seed"}
-    out["trainer"] = {k: v for k, v in (config.get("trainer") or {}).items() if k not in ("logger", "callbacks")}
+    out["trainer"] = {
+        k: v for k, v in (config.get("trainer") or {}).items() if k not in ("logger", "callbacks")
+    }
     out["model"] = {k: v for k, v in (config.get("model") or {}).items() if k != "method"}
     return out
 
@@ -135,11 +137,11 @@ def prepare(arg_lists: Sequence[Sequence[str]], checkpoints: bool = True) -> Gro
     resume = resume_points(members) if checkpoints else None
     if resume is not None:
         data.setup()  # the families draw once the data is loaded: then they can be compared
-        checkpoints = [torch.load(p, map_location="cpu", weights_only=False) for p in resume]
-        for r, (member, ckpt) in enumerate(zip(members, checkpoints)):
+        states = [torch.load(p, map_location="cpu", weights_only=False) for p in resume]
+        for r, (member, ckpt) in enumerate(zip(members, states)):
             member.cli.datamodule.load_state_dict(ckpt[data_key])  # the same draws, or refused
             module.load_replica(r, ckpt["state_dict"])
-        sequence.load_replicas(checkpoints)
+        sequence.load_replicas(states)
     return Group(members, module, data, sequence, resume)
 
 

@@ -42,7 +42,11 @@ def max_replicas(args: Sequence[str]) -> int:
     """The largest group of runs like ``args`` (fit arguments) that fits the device (at least 1)."""
     member = build(args)
     module, data = member.cli.model, member.cli.datamodule
-    rows = max(data.eval_batch_size, data.batch_size, *(getattr(module.method, n, 0) for n in ("fisher_samples", "samples")))
+    rows = max(
+        data.eval_batch_size,
+        data.batch_size,
+        *(getattr(module.method, n, 0) for n in ("fisher_samples", "samples")),
+    )
     dtype_bytes = 8 if str(member.cli.trainer.precision).startswith("64") else 4
     need = per_replica_bytes(module.net, module.method, rows, dtype_bytes)
     accelerator = str(member.config.trainer.get("accelerator", "auto"))

@@ -65,7 +65,7 @@ class ReplicaMethod(nn.Module):
         self.register_buffer(name, torch.tensor(list(values), dtype=self.dtype).view(-1, 1, 1))
 
     def hyper(self, name: str) -> Any:
-        """The ``[R, 1, 1]`` tensor of a hyperparameter (typed loosely: the formulas take floats or tensors)."""
+        """The ``[R, 1, 1]`` tensor of a hyperparameter (typed loosely: formulas take float | Tensor)."""
         return self._buffers[name]
 
     def stacked_state(self, name: str, persistent: bool = True) -> list[Tensor]:
@@ -155,7 +155,9 @@ class ReplicaSticky(ReplicaMethod):
             self.stacked_state("_old", persistent=False)
 
     def _gate(self, g: Tensor, w: Tensor) -> Tensor:
-        f = formulas.plasticity(w, self.hyper("a1"), self.hyper("lam"), self.hyper("gamma"), self.hyper("f_min"))
+        f = formulas.plasticity(
+            w, self.hyper("a1"), self.hyper("lam"), self.hyper("gamma"), self.hyper("f_min")
+        )
         return torch.where(formulas.toward(w, g, self.hyper("a1")), g, g * f)
 
     @torch.no_grad()
@@ -173,8 +175,10 @@ class ReplicaSticky(ReplicaMethod):
     def on_after_optimizer_step(self, lr: float) -> None:
         if not self.gate_update and not self.l1_post:
             return
-        lr_zeta = torch.tensor([lr * z for z in self.zeta_post], dtype=self.dtype).view(-1, 1, 1)
-        lr_zeta = lr_zeta.to(self.targets[0].device)
+        lr_zeta: Any = torch.tensor(
+            [lr * z for z in self.zeta_post], dtype=self.dtype, device=self.targets[0].device
+        )
+        lr_zeta = lr_zeta.view(-1, 1, 1)
         if self.gate_update:
             for w, old in zip(self.targets, self.stacked_state("_old")):
                 u = old - w + formulas.l1_grad(old, lr_zeta) if self.l1_post else old - w

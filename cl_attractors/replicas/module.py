@@ -62,7 +62,9 @@ class ReplicaModule(pl.LightningModule):
 
     def to_device(self, batch: Batch) -> Batch:
         """A batch on this module's device in its precision (as Lightning's loops hand batches over)."""
-        x, y = self.trainer.precision_plugin.convert_input(self.transfer_batch_to_device(batch, self.device, 0))
+        x, y = self.trainer.precision_plugin.convert_input(
+            self.transfer_batch_to_device(batch, self.device, 0)
+        )
         return x, y
 
     def logits(self, x: Tensor, task: int) -> Tensor:
@@ -120,7 +122,9 @@ class ReplicaModule(pl.LightningModule):
     @torch.no_grad()
     def load_replica(self, r: int, state: dict[str, Tensor]) -> None:
         """Set replica ``r`` from its single run's checkpoint ``state_dict`` (network and method)."""
-        self.net.load_replica(r, {k.removeprefix("net."): v for k, v in state.items() if k.startswith("net.")})
+        self.net.load_replica(
+            r, {k.removeprefix("net."): v for k, v in state.items() if k.startswith("net.")}
+        )
         method = {k.removeprefix("method."): v for k, v in state.items() if k.startswith("method.")}
         self.method.load_replica(r, method)
 

@@ -12,7 +12,6 @@ resumes it alone), then ``accuracy_matrix.csv``, ``metrics.json`` and the family
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any

@@ -82,7 +82,7 @@ class StackedMLP(nn.Module):
         layers: list[nn.Module] = []
         for i, layer in enumerate(per_net[0]):
             if isinstance(layer, nn.Linear):
-                column = [net_layers[i] for net_layers in per_net]
+                column = [m for m in (net_layers[i] for net_layers in per_net) if isinstance(m, nn.Linear)]
                 weight = torch.stack([m.weight.detach() for m in column]).clone()
                 has_bias = layer.bias is not None
                 bias = torch.stack([m.bias.detach()[None] for m in column]).clone() if has_bias else None

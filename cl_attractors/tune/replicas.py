@@ -90,7 +90,9 @@ def tell(
         study.tell(trial, state=TrialState.PRUNED)
     elif failure is not None or not summary["complete"] or value is None:
         if failure is None:
-            trial.set_user_attr("fail_reason", f"no finite Eq. 2 after {summary['tasks_done']} tasks (eq2={value})")
+            trial.set_user_attr(
+                "fail_reason", f"no finite Eq. 2 after {summary['tasks_done']} tasks (eq2={value})"
+            )
         study.tell(trial, state=TrialState.FAIL)
     else:
         study.tell(trial, value)

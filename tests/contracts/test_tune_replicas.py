@@ -59,4 +59,6 @@ def test_a_pruned_trial_is_dropped_from_its_group(tmp_path: Path) -> None:
 @pytest.mark.parametrize("value", ["0", "x", "-1"])
 def test_bad_replicas_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture, value: str) -> None:
     assert cli.main(["tune", "--config", str(write_search(tmp_path, fit=FIT)), "--replicas", value]) == 2
-    assert capsys.readouterr().err.strip() == f"error: --replicas {value} is not allowed; use a positive integer"
+    assert (
+        capsys.readouterr().err.strip() == f"error: --replicas {value} is not allowed; use a positive integer"
+    )

@@ -74,7 +74,10 @@ def run_single(r: int, model: nn.Sequential, method: CLMethod) -> None:
         ctx.task = task
         method.on_task_start(ctx)
         for _ in range(STEPS):
-            x, y = torch.randn(R, B, IN, dtype=torch.float64, generator=g), torch.randint(0, OUT, (R, B), generator=g)
+            x, y = (
+                torch.randn(R, B, IN, dtype=torch.float64, generator=g),
+                torch.randint(0, OUT, (R, B), generator=g),
+            )
             opt.zero_grad()
             F.cross_entropy(model(x[r] + task), y[r]).backward()
             method.on_before_optimizer_step(ctx, opt)
@@ -92,7 +95,10 @@ def run_stacked(stacked: StackedMLP, methods: list[CLMethod]) -> Any:
         opt.state.clear()
         batched.on_task_start(task)
         for _ in range(STEPS):
-            x, y = torch.randn(R, B, IN, dtype=torch.float64, generator=g), torch.randint(0, OUT, (R, B), generator=g)
+            x, y = (
+                torch.randn(R, B, IN, dtype=torch.float64, generator=g),
+                torch.randint(0, OUT, (R, B), generator=g),
+            )
             opt.zero_grad()
             replica_losses(stacked(x + task), y).sum().backward()
             batched.on_before_optimizer_step()
@@ -107,12 +113,18 @@ def test_batched_method_equals_each_single_run(name: str) -> None:
     singles = [net(r, METHODS[name]) for r in range(R)]
     stacked = StackedMLP([m for m, _ in singles])
     twins = [net(r, METHODS[name]) for r in range(R)]  # the same inits, for the batched run
-    assert all(torch.equal(stacked.unstack(r)[k], v) for r, (m, _) in enumerate(twins) for k, v in m.state_dict().items())
+    assert all(
+        torch.equal(stacked.unstack(r)[k], v)
+        for r, (m, _) in enumerate(twins)
+        for k, v in m.state_dict().items()
+    )
     batched = run_stacked(stacked, [meth for _, meth in twins])
     for r, (model, method) in enumerate(singles):
         run_single(r, model, method)
         for k, v in model.state_dict().items():
-            torch.testing.assert_close(stacked.unstack(r)[k], v, rtol=0, atol=1e-10, msg=f"{name} replica {r} {k}")
+            torch.testing.assert_close(
+                stacked.unstack(r)[k], v, rtol=0, atol=1e-10, msg=f"{name} replica {r} {k}"
+            )
         state = batched.replica_state(r, twins[r][1])
         for k, v in method.state_dict().items():
             if isinstance(v, Tensor) and k != "gate_stats":

@@ -129,3 +129,17 @@ def test_runs_of_other_protocols_are_refused_in_one_line(tmp_path: Path) -> None
         prepare([args(tmp_path / "a", 1), args(tmp_path / "b", 2, "configs/method/vanilla.yaml", *wider)])
     with pytest.raises(ConfigError, match=r"^model.method differs between the replicas"):
         prepare([args(tmp_path / "a", 1), args(tmp_path / "b", 2, "configs/method/si.yaml")])
+
+
+def test_a_replica_checkpoint_resumes_as_a_single_run(tmp_path: Path) -> None:
+    """A replica's task checkpoint is a single run's: ``fit --ckpt_path last`` finishes it alone."""
+    method = "configs/method/ewc.yaml"
+    run_group([args(tmp_path / "r1", 1, method), args(tmp_path / "r2", 2, method)])
+    whole = matrix(tmp_path / "r1")
+    checkpoints = tmp_path / "r1" / "checkpoints"
+    (checkpoints / "task_02.ckpt").unlink()
+    (checkpoints / "last.ckpt").unlink()
+    (checkpoints / "last.ckpt").symlink_to("task_01.ckpt")
+    make_cli([*args(tmp_path / "r1", 1, method), "--ckpt_path", "last"])
+    assert (matrix(tmp_path / "r1") - whole).abs().max() <= 1e-9
+    assert json.loads((tmp_path / "r1" / "metrics.json").read_text())["complete"]

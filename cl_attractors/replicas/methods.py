@@ -10,6 +10,7 @@ stacked under the single method's buffer names and sliced back per replica for i
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -20,10 +21,11 @@ from cl_attractors.errors import ConfigError
 from cl_attractors.methods import formulas
 from cl_attractors.methods.base import CLMethod, Vanilla
 from cl_attractors.methods.ewc import EWC
+from cl_attractors.methods.formulas import Dip
 from cl_attractors.methods.mas import MAS
 from cl_attractors.methods.penalty import QuadraticPenalty
 from cl_attractors.methods.si import SI
-from cl_attractors.methods.sticky import StickyGradient
+from cl_attractors.methods.sticky import StickyGradient, algorithm1, decoupled_l1, gated_update
 from cl_attractors.replicas.importance import fisher_diagonals, mas_importances
 from cl_attractors.replicas.stacked import StackedLinear, StackedMLP
 
@@ -47,8 +49,9 @@ class ReplicaMethod(nn.Module):
     def __init__(self, methods: Sequence[CLMethod], net: StackedMLP) -> None:
         super().__init__()
         first = methods[0]
-        for name in self.structure:
-            values = {repr(getattr(m, name)) for m in methods}
+        settings = [_settings(m, self.structure) for m in methods]
+        for name in settings[0]:
+            values = {repr(s[name]) for s in settings}
             if len(values) > 1:
                 raise ConfigError(
                     f"method.{name} differs between the replicas of one group ({', '.join(sorted(values))}); "
@@ -114,6 +117,15 @@ class ReplicaMethod(nn.Module):
                     setattr(self, name, count)
 
 
+def _settings(method: CLMethod, names: Sequence[str]) -> dict[str, Any]:
+    """The method's structural settings, a dataclass of them (``switches``) field by field."""
+    out: dict[str, Any] = {}
+    for name in names:
+        value = getattr(method, name)
+        out |= dataclasses.asdict(value) if dataclasses.is_dataclass(value) else {name: value}
+    return out
+
+
 def _index(key: str) -> str:
     digits = ""
     while key and key[-1].isdigit():
@@ -132,17 +144,17 @@ def _target_index(net: StackedMLP, method: CLMethod) -> list[int]:
 
 
 class ReplicaSticky(ReplicaMethod):
-    """:class:`StickyGradient` (Algorithm 1 and its variants) per replica: ``a1, lam, gamma,
+    """:class:`StickyGradient` (Algorithm 1 and its variants) per replica: the method's own pure
+    steps (``sticky.algorithm1``, ``gated_update``, ``decoupled_l1``) with ``a1, lam, gamma,
     f_min, zeta`` per replica. The smart init ran in each replica's own network. The gating
     statistics (TensorBoard only in a single run) are not sampled."""
 
-    structure = (*ReplicaMethod.structure, "sticky", "gate_update", "l1", "smart_init", "init_params")
+    structure = (*ReplicaMethod.structure, "switches")
 
     def __init__(self, methods: Sequence[CLMethod], net: StackedMLP) -> None:
         super().__init__(methods, net)
         sticky = [m for m in methods if isinstance(m, StickyGradient)]
-        first = sticky[0]
-        self.sticky, self.gate_update = first.sticky, first.gate_update
+        self.switches, self.gate_update = sticky[0].switches, sticky[0].gate_update
         self.l1_pre = any(m.zeta_pre for m in sticky)
         self.l1_post = any(m.zeta_post for m in sticky)
         for name in ("a1", "lam", "gamma", "f_min"):
@@ -150,43 +162,36 @@ class ReplicaSticky(ReplicaMethod):
         self.phi("zeta_pre", [m.zeta_pre for m in sticky])
         self.zeta_post = [m.zeta_post for m in sticky]
         self._step = 0
-        self.register_buffer("gate_stats", torch.zeros(3, dtype=torch.float64))
         if self.gate_update:
             self.stacked_state("_old", persistent=False)
 
-    def _gate(self, g: Tensor, w: Tensor) -> Tensor:
-        f = formulas.plasticity(
-            w, self.hyper("a1"), self.hyper("lam"), self.hyper("gamma"), self.hyper("f_min")
-        )
-        return torch.where(formulas.toward(w, g, self.hyper("a1")), g, g * f)
+    def dip(self) -> Dip:
+        """f's parameters, one per replica (read afresh: moving the module replaces the buffers)."""
+        return Dip(self.hyper("a1"), self.hyper("lam"), self.hyper("gamma"), self.hyper("f_min"))
 
     @torch.no_grad()
     def on_before_optimizer_step(self) -> None:
         self._step += 1
         if self.gate_update:  # the gate acts on the update, after the step; L1 may sit in g
             torch._foreach_copy_(self.stacked_state("_old"), [p.detach() for p in self.targets])
-        for p in self.targets:
-            g = p.grad
-            assert g is not None
-            h = g + formulas.l1_grad(p, self.hyper("zeta_pre")) if self.l1_pre else g
-            g.copy_(self._gate(h, p) if self.sticky and not self.gate_update else h)
+        pre_dip = self.dip() if self.switches.sticky and not self.gate_update else None
+        if self.l1_pre or pre_dip is not None:
+            grads = [p.grad for p in self.targets]
+            algorithm1(grads, self.targets, self.hyper("zeta_pre") if self.l1_pre else 0.0, pre_dip)  # type: ignore[arg-type]
 
     @torch.no_grad()
     def on_after_optimizer_step(self, lr: float) -> None:
         if not self.gate_update and not self.l1_post:
             return
-        lr_zeta: Any = torch.tensor(
-            [lr * z for z in self.zeta_post], dtype=self.dtype, device=self.targets[0].device
-        )
-        lr_zeta = lr_zeta.view(-1, 1, 1)
+        lr_zeta: Any = 0.0
+        if self.l1_post:
+            zetas = [lr * z for z in self.zeta_post]
+            lr_zeta = torch.tensor(zetas, dtype=self.dtype, device=self.targets[0].device).view(-1, 1, 1)
+        lr_zetas = [lr_zeta] * len(self.targets)
         if self.gate_update:
-            for w, old in zip(self.targets, self.stacked_state("_old")):
-                u = old - w + formulas.l1_grad(old, lr_zeta) if self.l1_post else old - w
-                w.copy_(old - self._gate(u, old))
+            gated_update(self.targets, self.stacked_state("_old"), lr_zetas, self.dip())
         else:
-            for w in self.targets:
-                u = formulas.l1_grad(w, lr_zeta)
-                w.sub_(self._gate(u, w) if self.sticky else u)
+            decoupled_l1(self.targets, lr_zetas, self.dip() if self.switches.sticky else None)
 
 
 class ReplicaPenalty(ReplicaMethod):

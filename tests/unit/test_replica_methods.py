@@ -148,8 +148,8 @@ def test_refusals_are_one_line() -> None:
     stacked = StackedMLP([m for m, _ in twins])
     with pytest.raises(ConfigError, match="model.method differs between the replicas"):
         replica_method([twins[0][1], EWC(lam=1.0)], stacked)
-    mixed = [sticky(0), sticky(1, apply_to="update")]
-    with pytest.raises(ConfigError, match="method.gate_update differs between the replicas"):
+    mixed = [sticky(0), sticky(2, apply_to="update")]
+    with pytest.raises(ConfigError, match="method.apply_to differs between the replicas"):
         replica_method(mixed, stacked)
 
     class Other(CLMethod):

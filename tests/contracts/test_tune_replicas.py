@@ -15,17 +15,9 @@ from cl_attractors.tune import study as tune
 from cl_attractors.tune.objective import Objective, matrix_from_attrs, probe_method
 from cl_attractors.tune.replicas import run_group_trials
 from cl_attractors.tune.space import parse_space
-from tests.helpers import ROOT, SPACE, write_search
+from tests.helpers import SPACE, fit_args, write_search
 
-FIT = [
-    "--config",
-    str(ROOT / "configs/experiment/vanilla.yaml"),
-    *("--data.source", "synthetic", "--data.synthetic_size", "256", "--data.num_tasks", "2"),
-    *("--data.batch_size", "32", "--model.net.init_args.hidden_sizes", "[16]"),
-    *("--model.optimizer.init_args.fused", "false", "--trainer.accelerator", "cpu"),
-    *("--model.method", str(ROOT / "configs/method/sticky.yaml"), "--data.eval_split", "val"),
-    *("--tasks.heatmaps", "false"),
-]
+FIT = fit_args()
 
 
 def test_trials_in_groups_complete_and_equal_the_same_trial_run_alone(tmp_path: Path) -> None:

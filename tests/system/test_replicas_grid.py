@@ -13,13 +13,7 @@ from cl_attractors.grid import command as experiment
 from cl_attractors.grid import runner
 from cl_attractors.grid.replicas import ReplicaRunner, group_key, pack
 from cl_attractors.grid.spec import load_spec
-from tests.helpers import write_spec
-
-TINY = [
-    *("--data.source", "synthetic", "--data.synthetic_size", "256", "--data.num_tasks", "2"),
-    *("--data.batch_size", "32", "--model.net.init_args.hidden_sizes", "[16]"),
-    *("--model.optimizer.init_args.fused", "false", "--trainer.accelerator", "cpu"),
-]
+from tests.helpers import TINY, write_spec
 
 
 def test_a_grid_runs_as_replica_groups_and_a_rerun_skips_it(

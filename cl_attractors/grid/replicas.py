@@ -22,7 +22,7 @@ from contextlib import ExitStack
 from pathlib import Path
 
 from cl_attractors.errors import ConfigError
-from cl_attractors.grid.runner import CLI, Outcome, Processes, _lock, _tail, held, track, worker_env
+from cl_attractors.grid.runner import CLI, Outcome, Processes, held, log_tail, take_lock, track, worker_env
 from cl_attractors.grid.spec import Run
 from cl_attractors.io import write_json
 from cl_attractors.paths import prune_task_checkpoints, task_checkpoints
@@ -126,7 +126,7 @@ def execute_group(
         for run in group:
             run.run_dir.mkdir(parents=True, exist_ok=True)
             fh = stack.enter_context(open(run.run_dir / ".lock", "w"))
-            if not _lock(fh, math.inf, stop):
+            if not take_lock(fh, math.inf, stop):
                 return [Outcome(r, -1, "not started (interrupted)") for r in group]
             if not run.complete:
                 todo.append((run, fh.fileno()))
@@ -138,7 +138,7 @@ def execute_group(
         ok = run.complete
         if ok and not run.keep_task_checkpoints:
             prune_task_checkpoints(run.run_dir)
-        tail = "" if ok else "\n".join(t for t in (_tail(run.run_dir / "run.log"), _tail(log)) if t)
+        tail = "" if ok else "\n".join(t for t in (log_tail(run.run_dir / "run.log"), log_tail(log)) if t)
         outcomes.append(Outcome(run, 0 if ok else (code or 1), tail))
     return outcomes
 

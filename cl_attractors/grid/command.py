@@ -181,10 +181,12 @@ def make_runner(
 
 
 def group_size(replicas: int | str, todo: list[Run], sizer: Sizer | None) -> int:
-    """``--replicas``: R, checked against the device's memory, or ``auto``: the most that fit."""
+    """``--replicas``: R, checked against the device's memory, or ``auto``: the most that fit
+    (of the variant that fits fewest)."""
     if not todo or sizer is None:
         return replicas if isinstance(replicas, int) else 1
-    most = sizer(list(todo[0].args))
+    firsts = {run.variant: run for run in reversed(todo)}  # each variant's sizes are its own
+    most = min(sizer(list(run.args)) for run in firsts.values())
     if replicas == "auto":
         return most
     assert isinstance(replicas, int)

@@ -122,7 +122,8 @@ def _settings(method: CLMethod, names: Sequence[str]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for name in names:
         value = getattr(method, name)
-        out |= dataclasses.asdict(value) if dataclasses.is_dataclass(value) else {name: value}
+        is_record = dataclasses.is_dataclass(value) and not isinstance(value, type)
+        out |= dataclasses.asdict(value) if is_record else {name: value}
     return out
 
 

@@ -10,11 +10,15 @@ trial is told its final Eq. 2, or its fate, with the same user attributes as a t
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+import threading
+import warnings
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import lightning.pytorch as pl
 import optuna
+from optuna.storages._heartbeat import BaseHeartbeat  # not exported; as tune/storage.py
 from optuna.trial import TrialState
 
 from callbacks.task_sequence import TaskSequence
@@ -49,9 +53,40 @@ class GroupPruning(pl.Callback):
                 pl_module.drop(r)
 
 
-def run_group_trials(objective: Objective, study: optuna.Study, n: int) -> None:
-    """Ask ``n`` trials, train them as one group, tell each its outcome."""
-    trials = [study.ask() for _ in range(n)]
+@contextlib.contextmanager
+def heartbeats(storage: optuna.storages.BaseStorage, trials: Sequence[optuna.Trial]) -> Iterator[None]:
+    """Every trial of the group beats while it trains, as ``study.optimize`` makes its one trial
+    beat: otherwise another worker sharing the study would fail them as stale."""
+    interval = storage.get_heartbeat_interval() if isinstance(storage, BaseHeartbeat) else None
+    if not isinstance(storage, BaseHeartbeat) or not interval:
+        yield
+        return
+    stop = threading.Event()
+
+    def beat() -> None:
+        while True:
+            for trial in trials:
+                storage.record_heartbeat(trial._trial_id)
+            if stop.wait(interval):
+                return
+
+    thread = threading.Thread(target=beat, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+
+
+def run_group_trials(
+    objective: Objective, study: optuna.Study, n: int, storage: optuna.storages.BaseStorage | None = None
+) -> None:
+    """Ask ``n`` trials, train them as one group (their heartbeats kept in ``storage``), tell
+    each its outcome."""
+    with warnings.catch_warnings():  # Optuna warns that heartbeats are study.optimize's: ours beat
+        warnings.filterwarnings("ignore", message="Heartbeat of storage")
+        trials = [study.ask() for _ in range(n)]
     args, kept = [], []
     for trial in trials:
         phi = suggest(trial, objective.space)
@@ -70,7 +105,8 @@ def run_group_trials(objective: Objective, study: optuna.Study, n: int) -> None:
             study.tell(trial, state=TrialState.FAIL)
         raise
     pruning = GroupPruning(kept, group.sequence)
-    failures = fit(group, [pruning])
+    with heartbeats(storage, kept) if storage is not None else contextlib.nullcontext():
+        failures = fit(group, [pruning])
     for r, trial in enumerate(kept):
         tell(study, trial, group.sequence.runs[r], failures[r], pruning.pruned.get(r))
 
@@ -98,11 +134,17 @@ def tell(
         study.tell(trial, value)
 
 
-def run_in_groups(objective: Objective, study: optuna.Study, n_trials: int, replicas: int) -> None:
+def run_in_groups(
+    objective: Objective,
+    study: optuna.Study,
+    n_trials: int,
+    replicas: int,
+    storage: optuna.storages.BaseStorage | None = None,
+) -> None:
     """Groups of up to ``replicas`` trials, as many trials as the study missed of ``n_trials``
     (COMPLETE + PRUNED) when this started (a failing trial is not retried for ever)."""
     budget = n_trials - counted(study)
     while budget > 0:
         n = min(replicas, budget)
-        run_group_trials(objective, study, n)
+        run_group_trials(objective, study, n, storage)
         budget -= n

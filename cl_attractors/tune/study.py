@@ -255,7 +255,7 @@ def run_study(
         write_tables(study, search.out_dir, objective.method)
 
     if search.replicas > 1:
-        run_in_groups(objective, study, search.n_trials, search.replicas)
+        run_in_groups(objective, study, search.n_trials, search.replicas, storage)
         return
     Workers(study, storage, search.n_trials, poll_s).run(objective, budget, search.n_jobs, refresh)
 

@@ -125,7 +125,7 @@ def execute_group(
         todo = []
         for run in group:
             run.run_dir.mkdir(parents=True, exist_ok=True)
-            fh = stack.enter_context(open(run.run_dir / ".lock", "w"))
+            fh = stack.enter_context(open(run.run_dir / ".lock", "w", encoding="utf-8"))
             if not take_lock(fh, math.inf, stop):
                 return [Outcome(r, -1, "not started (interrupted)") for r in group]
             if not run.complete:
@@ -153,8 +153,9 @@ def _spawn_group(
     write_json(spec, [list(run.args) for run in runs])
     command = [sys.executable, str(CLI), "replicas", "--runs", str(spec)]
     for run in runs:
-        (run.run_dir / "run.log").write_text(f"{' '.join(['python', 'cli.py', *command[2:]])}\nlog: {log}\n")
-    with open(log, "w") as fh:
+        header = f"{' '.join(['python', 'cli.py', *command[2:]])}\nlog: {log}\n"
+        (run.run_dir / "run.log").write_text(header, encoding="utf-8")
+    with open(log, "w", encoding="utf-8") as fh:
         proc = subprocess.Popen(
             command, stdout=fh, stderr=subprocess.STDOUT, env=env, start_new_session=True, pass_fds=tuple(fds)
         )

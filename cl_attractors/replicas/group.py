@@ -22,11 +22,11 @@ from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
-import torch
 from lightning.pytorch.cli import SaveConfigCallback
 
 from callbacks.task_checkpoint import load_problem
 from cl_attractors.errors import ConfigError
+from cl_attractors.io import load_tensors
 from cl_attractors.paths import task_checkpoints
 from cl_attractors.replicas.data import ReplicaData
 from cl_attractors.replicas.module import ReplicaModule
@@ -137,7 +137,7 @@ def prepare(arg_lists: Sequence[Sequence[str]], checkpoints: bool = True) -> Gro
     resume = resume_points(members) if checkpoints else None
     if resume is not None:
         data.setup()  # the families draw once the data is loaded: then they can be compared
-        states = [torch.load(p, map_location="cpu", weights_only=False) for p in resume]
+        states = [load_tensors(p) for p in resume]  # weights only: a planted pickle is refused unread
         for r, (member, ckpt) in enumerate(zip(members, states)):
             member.cli.datamodule.load_state_dict(ckpt[data_key])  # the same draws, or refused
             module.load_replica(r, ckpt["state_dict"])
@@ -163,7 +163,7 @@ def fit(group: Group, callbacks: Sequence[pl.Callback] = ()) -> list[str | None]
     failures = [group.module.failures.get(r) for r in range(len(group.members))]
     for member, failure in zip(group.members, failures):
         if failure is not None:
-            with open(member.run_dir / "run.log", "a") as log:
+            with open(member.run_dir / "run.log", "a", encoding="utf-8") as log:
                 log.write(f"error: {failure}\n")
     return failures
 
@@ -211,7 +211,7 @@ def main(argv: Sequence[str]) -> None:
     parser.add_argument("--runs", required=True, help="JSON file: a list of fit argument lists")
     args = parser.parse_args(list(argv))
     try:
-        arg_lists = json.loads(Path(args.runs).read_text())
+        arg_lists = json.loads(Path(args.runs).read_text(encoding="utf-8"))
     except (OSError, ValueError) as err:
         raise ConfigError(f"--runs {args.runs} cannot be read ({' '.join(str(err).split())})") from None
     ok = isinstance(arg_lists, list) and arg_lists and all(isinstance(a, list) for a in arg_lists)

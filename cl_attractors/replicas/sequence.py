@@ -128,7 +128,7 @@ class ReplicaSequence(pl.Callback):
 def evaluate(dm: ReplicaData, module: ReplicaModule) -> torch.Tensor:
     """Each replica's accuracy on every task: ``[tasks, R]`` (float64), on its own eval split."""
     training = module.training
-    module.eval()
+    module.train(False)  # evaluation mode
     columns = []
     for task in range(dm.num_tasks):
         correct = torch.zeros(module.replicas, dtype=torch.long, device=module.device)

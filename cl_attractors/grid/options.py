@@ -74,6 +74,10 @@ CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "summary": (lambda v: isinstance(v, bool), "true or false"),
     "labels": (_str_map, "a mapping variant: label"),
     "metric": (lambda v: v in FINALS, f"one of {', '.join(FINALS)}"),
+    "metrics": (
+        lambda v: isinstance(v, list) and bool(v) and all(m in FINALS for m in v),
+        f"a list of {', '.join(FINALS)}",
+    ),
     "xlabel": (lambda v: isinstance(v, str), "a text"),
     "x_range": (_range, "[low, high] with finite low < high"),
     "min_abs": (lambda v: _number(v) and v >= 0, "a finite number >= 0"),

@@ -52,7 +52,7 @@ def _figure(spec: ExperimentSpec, runs: list[Run], agg: dict, title: str) -> tup
         plots.save_figure(plots.curve_panels(agg, title), path)
     elif spec.kind == "shared":
         metric, xlabel = (
-            spec.options.get("metric", "final_avg_acc"),
+            spec.options.get("metrics", spec.options.get("metric", "final_avg_acc")),
             spec.options.get("xlabel", "shared fraction"),
         )
         plots.save_figure(plots.sweep_plot(agg, metric, xlabel, title), path)

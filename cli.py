@@ -4,7 +4,7 @@
     python cli.py fit --run_dir runs/x --ckpt_path last          # resume a killed run (its own config)
     python cli.py validate -c runs/x/config.yaml --ckpt_path runs/x/checkpoints/task_02.ckpt
     python cli.py tune --config configs/search/sticky_paper.yaml    # meta-learn phi (Optuna TPE)
-    python cli.py experiment --config configs/grid/fig2.yaml
+    python cli.py experiment --config configs/grid/fig2.yaml [--replicas 8|auto]
     python cli.py report --config configs/grid/fig2.yaml    # figures from saved runs
     python cli.py merge --config configs/grid/fig2.yaml --from OTHER/runs/fig2   # runs made elsewhere
 
@@ -36,12 +36,14 @@ COMMANDS = {
     "experiment": "run a grid of fits (a paper figure) in parallel, then report",
     "report": "tables, figures and claims of a grid from its saved runs",
     "merge": "bring a grid's finished runs home from another machine's out_dir",
+    "replicas": "train a group of fit runs (one architecture and protocol) as one replica-batched model",
 }
 EXTRA_COMMANDS = {
     "tune": ("cl_attractors.tune.study", "main"),
     "experiment": ("cl_attractors.commands.experiment", "main"),
     "report": ("cl_attractors.commands.experiment", "report_main"),
     "merge": ("cl_attractors.commands.merge", "main"),
+    "replicas": ("cl_attractors.replicas.group", "main"),
 }
 
 
@@ -64,8 +66,11 @@ def _command(name: str) -> Callable[[Sequence[str]], object]:
 
     module, func = EXTRA_COMMANDS[name]
     command = getattr(importlib.import_module(module), func)
-    # the grid never imports train/ (a run is a fit process): its probe of each variant comes from here
-    return functools.partial(command, probe=_probe_fit) if name == "experiment" else command
+    # the grid never imports train/ (a run is a fit process): its probe of each variant, and the
+    # size of a replica group, come from here
+    if name == "experiment":
+        return functools.partial(command, probe=_probe_fit, sizer=_max_replicas)
+    return command
 
 
 def _probe_fit(args: Sequence[str]) -> None:
@@ -79,6 +84,15 @@ def _probe_fit(args: Sequence[str]) -> None:
             make_cli(args, run=False)
     except ArgumentError as err:
         raise ConfigError(one_line(err)) from None
+
+
+def _max_replicas(args: Sequence[str]) -> int:
+    """How many runs like ``args`` (fit arguments) fit the device as one replica group."""
+    from callbacks.terminal import banners_off
+    from cl_attractors.replicas.memory import max_replicas
+
+    with banners_off():
+        return max_replicas(args)
 
 
 def _fit(args: Sequence[str]) -> None:

@@ -27,6 +27,7 @@ METRICS = {
     "final_avg_acc": "final average accuracy over the tasks seen (%)",
     "final_prev_acc": "final accuracy over the previous tasks (%)",
     "final_current_acc": "final accuracy on the current task (%)",
+    "forgetting": "forgetting (%)",
 }
 HIST_COLUMNS = 3
 CURVE_TITLES = {
@@ -136,23 +137,29 @@ def curve_panels(agg: dict, title: str = "") -> Figure:
 
 
 def sweep_plot(
-    agg: dict, metric: str = "final_avg_acc", xlabel: str = "shared fraction", title: str = ""
+    agg: dict,
+    metric: str | list[str] = "final_avg_acc",
+    xlabel: str = "shared fraction",
+    title: str = "",
 ) -> Figure:
-    """``metric`` (mean ± 95% CI) against the sweep value, one line per variant group."""
-    fig, ax = plt.subplots(figsize=(6.5, 4.4))
-    groups: dict[str, list[tuple[float, dict]]] = {}
-    labels: dict[str, str] = {}
-    for v in agg["variants"].values():
-        if v["x"] is not None:
-            groups.setdefault(v["group"], []).append((v["x"], v["final"][metric]))
-            labels[v["group"]] = v["label"]
-    for group, points in groups.items():
-        points.sort(key=lambda p: p[0])
-        _band(ax, [p[0] for p in points], [p[1] for p in points], labels[group])
-    ax.set(xlabel=xlabel, ylabel=METRICS.get(metric, metric))
+    """Each ``metric`` (mean ± 95% CI; a list: one panel each) against the sweep value, one line per
+    variant group."""
+    metrics = [metric] if isinstance(metric, str) else metric
+    fig, axes = plt.subplots(1, len(metrics), figsize=(6.5 * len(metrics), 4.4), squeeze=False)
+    for ax, name in zip(axes[0], metrics):
+        groups: dict[str, list[tuple[float, dict]]] = {}
+        labels: dict[str, str] = {}
+        for v in agg["variants"].values():
+            if v["x"] is not None:
+                groups.setdefault(v["group"], []).append((v["x"], v["final"][name]))
+                labels[v["group"]] = v["label"]
+        for group, points in groups.items():
+            points.sort(key=lambda p: p[0])
+            _band(ax, [p[0] for p in points], [p[1] for p in points], labels[group])
+        ax.set(xlabel=xlabel, ylabel=METRICS.get(name, name))
+        ax.grid(alpha=0.3)
+        _legend(ax)
     fig.suptitle("\n".join(t for t in (title, ci_note(_seeds(agg))) if t))
-    ax.grid(alpha=0.3)
-    _legend(ax)
     fig.tight_layout()
     return fig
 

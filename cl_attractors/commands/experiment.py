@@ -1,9 +1,9 @@
 """``cli.py experiment`` (run a grid, then report) and ``cli.py report`` (re-render only).
 
     python cli.py experiment --config configs/grid/fig2.yaml [--seeds 0 1 2] [--workers N]
-        [--workers-per-gpu K] [--scheduler tcp://HOST:8786] [--variants control sticky]
-        [--set VARIANT:key=value ...] [--out_dir DIR] [--results_dir DIR | --publish]
-        [fit overrides ...]
+        [--workers-per-gpu K] [--scheduler tcp://HOST:8786] [--replicas R|auto]
+        [--variants control sticky] [--set VARIANT:key=value ...] [--out_dir DIR]
+        [--results_dir DIR | --publish] [fit overrides ...]
     python cli.py report --config configs/grid/fig2.yaml
 
 Each run is a normal ``fit`` in ``<out_dir>/<variant>/seed_<s>`` (each seed sets both
@@ -13,7 +13,8 @@ that changes the config's protocol renders under ``<out_dir>/results/``
 (:mod:`cl_attractors.commands.grid_args`). Complete runs are skipped, interrupted ones resume from
 their last checkpoint, failed ones are reported (exit status 1) without stopping the others.
 Runs go to the local pool (``grid/runner.py``), or with ``--scheduler`` to a Dask cluster
-(``grid/cluster.py``, docs/distributed.md).
+(``grid/cluster.py``, docs/distributed.md), or with ``--replicas`` R at a time as replica groups,
+one process each (``grid/replicas.py``, docs/performance.md).
 """
 
 from __future__ import annotations
@@ -36,8 +37,9 @@ from cl_attractors.commands.grid_args import (
 )
 from cl_attractors.errors import ConfigError, one_line
 from cl_attractors.grid.cluster import DaskRunner, check_address
+from cl_attractors.grid.replicas import ReplicaRunner, Sizer, parse_replicas
 from cl_attractors.grid.runner import GridRunner, gpu_slots
-from cl_attractors.grid.spec import ExperimentSpec, default_workers
+from cl_attractors.grid.spec import ExperimentSpec, Run, default_workers
 from cl_attractors.io import write_json
 from cl_attractors.paths import prune_task_checkpoints
 from cl_attractors.report.provenance import code_version, finish_invocation, start_invocation
@@ -87,12 +89,24 @@ def local_slots(workers: int | None, per_gpu: int | None) -> list[int | None]:
 
 
 def make_runner(
-    spec: ExperimentSpec, todo: int, workers: int | None, per_gpu: int | None, scheduler: str | None
-) -> GridRunner | DaskRunner:
-    """The local pool, or the Dask cluster at ``scheduler`` once it has passed its checks (it is
-    contacted only when there is something ``todo``)."""
+    spec: ExperimentSpec,
+    todo: list[Run],
+    workers: int | None,
+    per_gpu: int | None,
+    scheduler: str | None,
+    replicas: int | str | None = None,
+    sizer: Sizer | None = None,
+) -> GridRunner | DaskRunner | ReplicaRunner:
+    """The local pool, the replica groups, or the Dask cluster at ``scheduler`` once it has passed
+    its checks (it is contacted only when there is something ``todo``)."""
+    if replicas is not None:
+        if scheduler is not None:
+            raise ConfigError("--replicas with --scheduler is not allowed; use one of them")
+        return ReplicaRunner(
+            local_slots(workers, per_gpu), group_size(replicas, todo, sizer), spec.out_dir / "groups"
+        )
     if scheduler is None:  # no more workers than runs to do: bounded before they are allocated
-        return GridRunner(local_slots(workers, per_gpu)[: max(todo, 1)])
+        return GridRunner(local_slots(workers, per_gpu)[: max(len(todo), 1)])
     if workers is not None or per_gpu is not None:
         raise ConfigError(
             "--workers/--workers-per-gpu with --scheduler is not allowed; the cluster's worker threads "
@@ -105,6 +119,24 @@ def make_runner(
     return DaskRunner(scheduler, cwd, spec.out_dir, [cwd / str(spec.base)])
 
 
+def group_size(replicas: int | str, todo: list[Run], sizer: Sizer | None) -> int:
+    """``--replicas``: R, checked against the device's memory, or ``auto``: the most that fit
+    (of the variant that fits fewest)."""
+    if not todo or sizer is None:
+        return replicas if isinstance(replicas, int) else 1
+    firsts = {run.variant: run for run in reversed(todo)}  # each variant's sizes are its own
+    most = min(sizer(list(run.args)) for run in firsts.values())
+    if replicas == "auto":
+        return most
+    assert isinstance(replicas, int)
+    if replicas > most:
+        raise ConfigError(
+            f"--replicas {replicas} is not allowed; a group of {replicas} does not fit the device's free "
+            f"memory (at most {most} do); use --replicas {most} or auto"
+        )
+    return replicas
+
+
 def run_experiment(
     spec: ExperimentSpec,
     extra: list[str],
@@ -113,6 +145,8 @@ def run_experiment(
     scheduler: str | None = None,
     invocation: tuple[Sequence[str], float] | None = None,
     recorded: dict[str, Any] | None = None,
+    replicas: int | str | None = None,
+    sizer: Sizer | None = None,
 ) -> int:
     """Run the grid's unfinished runs; returns the number of failed runs. With ``invocation`` (the
     command's arguments and start time), it is recorded before the first run and ended after the
@@ -129,7 +163,7 @@ def run_experiment(
     # seed by seed (every variant of the first seed, then the next): an interrupted grid leaves
     # whole seeds, which pair across variants
     todo = sorted((r for r in runs if not r.complete), key=lambda r: spec.seeds.index(r.seed))
-    runner = make_runner(spec, len(todo), workers, per_gpu, scheduler)
+    runner = make_runner(spec, todo, workers, per_gpu, scheduler, replicas, sizer)
     write_json(spec.out_dir / RECORD_FILE, recorded or {"config": spec.name, "extra": extra})
     code = code_version()
     for run in todo:
@@ -156,13 +190,14 @@ def run_experiment(
     return len(failed)
 
 
-def main(argv: Sequence[str], probe: Probe | None = None) -> None:
+def main(argv: Sequence[str], probe: Probe | None = None, sizer: Sizer | None = None) -> None:
     """``cli.py experiment``: validate (and with ``probe``, build each variant's fit once), run
     what is missing, aggregate and render."""
     started = time.time()
     parser = grid_parser("cli.py experiment", running=True, description=DESCRIPTION)
     args, extra = parser.parse_known_args(list(argv))
     spec = grid_spec(args, extra)
+    replicas = parse_replicas(args.replicas)
     if probe is not None and spec.needs_runs:
         probe_variants(spec, extra, probe)
     where_results(spec)
@@ -176,6 +211,8 @@ def main(argv: Sequence[str], probe: Probe | None = None) -> None:
                 args.scheduler,
                 (argv, started),
                 record(spec, args, extra),
+                replicas,
+                sizer,
             )
             if spec.needs_runs
             else 0

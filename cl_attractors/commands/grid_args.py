@@ -81,6 +81,11 @@ def grid_parser(prog: str, running: bool, description: str = "") -> argparse.Arg
             help="keep every run's checkpoint after each task (default: a finished run keeps its final one)",
         )
         parser.add_argument(
+            "--replicas",
+            help="train R runs of one variant as one replica-batched model per process (a positive "
+            "integer, or auto: the most that fit the device's memory); --workers such processes at once",
+        )
+        parser.add_argument(
             "--scheduler",
             help="run on the Dask cluster of this scheduler: tcp://HOST:8786 (docs/distributed.md)",
         )

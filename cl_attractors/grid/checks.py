@@ -84,21 +84,32 @@ def _finite_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
+def _numbers(values: Any) -> bool:
+    return isinstance(values, list) and bool(values) and all(_finite_number(v) for v in values)
+
+
 def _check_sweep(where: str, sweep: Any) -> None:
     if sweep is None:
         return
-    values = sweep.get("values") if isinstance(sweep, dict) else None
+    values: Any = sweep.get("values") if isinstance(sweep, dict) else None
+    listed = isinstance(values, list) and bool(values) and all(_numbers(v) for v in values)
     if (
         not isinstance(sweep, dict)
         or not isinstance(sweep.get("flag"), str)
         or not sweep["flag"].startswith("--")
-        or not isinstance(values, list)
-        or not values
-        or not all(_finite_number(v) for v in values)
+        or not (_numbers(values) or (listed and "x" in sweep))
     ):
         raise ConfigError(
-            f"{where}={sweep!r} is not allowed; use {{flag: --a.b, values: [finite numbers, ...]}}"
+            f"{where}={sweep!r} is not allowed; use {{flag: --a.b, values: [finite numbers, ...]}} "
+            "(or lists of numbers with x: [one finite number per value])"
         )
+    if "x" in sweep:
+        x = sweep["x"]
+        if not _numbers(x) or len(x) != len(values) or len(set(x)) != len(x) or "tuned" in sweep:
+            raise ConfigError(
+                f"{where}.x={x!r} is not allowed; use {len(values)} distinct finite numbers, one per "
+                "value (they name the runs and place them on the axis; not with tuned)"
+            )
 
 
 def _check_tuned(spec: ExperimentSpec) -> None:

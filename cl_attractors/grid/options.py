@@ -78,6 +78,10 @@ CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "summary": (lambda v: isinstance(v, bool), "true or false"),
     "labels": (_str_map, "a mapping variant: label"),
     "metric": (lambda v: v in FINALS, f"one of {', '.join(FINALS)}"),
+    "metrics": (
+        lambda v: isinstance(v, list) and bool(v) and all(m in FINALS for m in v),
+        f"a list of {', '.join(FINALS)}",
+    ),
     "xlabel": (lambda v: isinstance(v, str), "a text"),
     "x_range": (_range, "[low, high] with finite low < high"),
     "min_abs": (lambda v: _is_number(v) and v >= 0, "a finite number >= 0"),
@@ -100,7 +104,7 @@ CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
 COMMON_OPTIONS = ("title", "notes", "summary", "labels", "reference")
 KIND_OPTIONS: dict[str, tuple[str, ...]] = {
     "curves": (),
-    "shared": ("metric", "xlabel"),
+    "shared": ("metric", "metrics", "xlabel"),  # metrics: a list, one panel each
     "weights": ("x_range", "min_abs", "mass_ranges", "bin_width", "modes", "yscale"),
     "sensitivity": ("metric", "baseline", "marks", "xlabels"),
     "plasticity": ("method_config", "params", "x_range", "points", "expect"),
@@ -113,6 +117,7 @@ KIND_OPTIONS: dict[str, tuple[str, ...]] = {
         "grids_dir",
         "readme",
         "readme_table",
+        "beyond",  # the project's own claims: a second table (title, columns, rows, note)
     ),
 }
 
@@ -139,6 +144,7 @@ class ReportOptions:
     reference: str | None = None  # the variant every other is compared with (default: the first)
     # shared, sensitivity
     metric: str = "final_avg_acc"
+    metrics: list[str] | None = None  # shared: one panel per metric
     xlabel: str = "shared fraction"
     # weights (and plasticity's x_range)
     x_range: tuple[float, float] | None = None  # default (-0.5, 0.5) weights, (-1, 1) plasticity
@@ -165,6 +171,7 @@ class ReportOptions:
     grids_dir: str = "configs/grid"
     readme: str | None = None
     readme_table: dict[str, Any] | None = None
+    beyond: dict[str, Any] | None = None  # the project's own claims: title, columns, rows, note
 
 
 def _number(v: Any) -> float:
@@ -262,6 +269,8 @@ PARSERS: dict[str, tuple[Callable[[Any], Any], str]] = {
     "grids_dir": (_text, "a folder path"),
     "readme": (_text, "a file path"),
     "readme_table": (_raw_mapping, "a mapping"),
+    "metrics": (_listing(_text), "a list of final summaries"),
+    "beyond": (_raw_mapping, "a mapping of title, columns, rows, note"),
 }
 
 

@@ -53,7 +53,7 @@ def gpu_slots(gpus: list[int] | None, workers: int, per_gpu: int = 1) -> list[in
     return [gpus[i % len(gpus)] for i in range(workers or len(gpus) * per_gpu)]
 
 
-def _tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
+def log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
     try:
         return "\n".join(path.read_text(encoding="utf-8", errors="replace").strip().splitlines()[-lines:])
     except OSError:
@@ -110,7 +110,7 @@ def _die_with_parent(parent: int) -> Callable[[], None]:
     return preexec
 
 
-def _lock(fh: IO[str], wait_s: float, stop: threading.Event | None) -> bool:
+def take_lock(fh: IO[str], wait_s: float, stop: threading.Event | None) -> bool:
     """Take the run's lock, retrying for ``wait_s`` seconds (or until ``stop`` is set); whether
     it was taken."""
     deadline = time.monotonic() + wait_s
@@ -141,7 +141,7 @@ def execute(
     local = replace(run, run_dir=Path(cwd) / run.run_dir)
     local.run_dir.mkdir(parents=True, exist_ok=True)
     with open(local.run_dir / ".lock", "w", encoding="utf-8") as lock:
-        if not _lock(lock, lock_wait_s, stop):
+        if not take_lock(lock, lock_wait_s, stop):
             return (
                 Outcome(run, -1, "not started (interrupted)")
                 if stop and stop.is_set()
@@ -156,7 +156,7 @@ def execute(
     ok = code == 0 and local.complete
     if ok and not run.keep_task_checkpoints:
         prune_task_checkpoints(local.run_dir)
-    return Outcome(run, 0 if ok else (code or 1), "" if ok else _tail(local.run_dir / "run.log"))
+    return Outcome(run, 0 if ok else (code or 1), "" if ok else log_tail(local.run_dir / "run.log"))
 
 
 def _spawn(run: Run, env: dict[str, str], procs: Processes, cwd: Path, lock_fd: int, die: bool) -> int:

@@ -10,6 +10,8 @@ variants:                 # name -> fit arguments of that variant
   control: []
   ewc: [--model.method, configs/method/ewc.yaml]
 sweep: {flag: --data.shared_fraction, values: [0.0, 0.5]}   # optional: variants x values
+# a sweep of lists names its runs and axis by numbers: {flag: --model.net.init_args.hidden_sizes,
+#   values: [[1000], [1000, 1000]], x: [1, 2]}
 sweeps: {ewc: {flag: --model.method.init_args.lam, values: [1.0, 1000.0]}}  # optional, per variant
 # a sweep may add a study's tuned value: tuned: results/tune/ewc/best_method.yaml (its init_args.lam)
 labels: {ewc: "EWC, λ = 1000 (paper)"}   # optional: human names in legends and tables
@@ -135,8 +137,8 @@ class ExperimentSpec:
                 out[name] = (name, None, list(args))
                 continue
             key = sweep["flag"].lstrip("-").split(".")[-1]
-            for value in sweep_values(sweep):
-                out[f"{name}_{key}{value}"] = (name, float(value), [*args, sweep["flag"], str(value)])
+            for x, value in sweep_points(sweep):
+                out[f"{name}_{key}{x}"] = (name, float(x), [*args, sweep["flag"], str(value)])
         return out
 
     def runs(self, extra: Sequence[str] = ()) -> list[Run]:
@@ -183,6 +185,15 @@ def sweep_values(sweep: dict[str, Any]) -> list[Any]:
     values = list(sweep["values"])  # as written: they name the run folders
     tuned = tuned_value(sweep)
     return values if tuned is None or tuned in values else [*values, tuned]
+
+
+def sweep_points(sweep: dict[str, Any]) -> list[tuple[Any, Any]]:
+    """``(x, value)`` per run: ``x`` names the run and places it on the figure's axis. A sweep
+    of lists (e.g. ``hidden_sizes: [[1000], [1000, 1000]]``) gives its numbers in ``x`` (e.g.
+    ``[1, 2]``, one per value); a sweep of numbers is its own ``x``."""
+    if "x" in sweep:
+        return list(zip(sweep["x"], sweep["values"]))
+    return [(value, value) for value in sweep_values(sweep)]
 
 
 def _sweep(raw: Any, path: Path) -> Any:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Protocol
 
 import torch
 from torch import Tensor
@@ -57,6 +58,74 @@ class Dip:
         """``f(w)``."""
         return plasticity(w, self.a1, self.lam, self.gamma, self.f_min)
 
+    def centre(self, w: Tensor) -> Scalar:
+        """The attractor the gate measures "toward" from: a1."""
+        return self.a1
+
+    def gate_(self, g: Tensor, w: Tensor, s: Tensor, f: Tensor) -> None:
+        """:func:`gate_` with this f."""
+        gate_(g, w, s, f, self)
+
+
+def plasticity2(
+    w: Tensor, a1: Scalar, a2: Scalar, lam: Scalar, gamma: Scalar, gamma2: Scalar, f_min: Scalar = 0.0
+) -> Tensor:
+    """A plasticity function with two attractors: the product of two dips of their own width.
+
+    ``f(w) = f_min + (lam - f_min) * (1 - exp(-gamma (w - a1)^2)) * (1 - exp(-gamma2 (w - a2)^2))``:
+    ``f_min`` at either attractor, ``lam`` far from both; a2 far from every weight gives back
+    :func:`plasticity` (its factor is 1 there). ``exp`` as ``exp2`` as in :func:`plasticity`.
+    """
+    d1, d2 = w - a1, w - a2
+    e1 = torch.exp2((-gamma * LOG2E) * d1 * d1)
+    e2 = torch.exp2((-gamma2 * LOG2E) * d2 * d2)
+    return f_min + (lam - f_min) * (1.0 - e1) * (1.0 - e2)
+
+
+def nearest(w: Tensor, a1: Scalar, a2: Scalar) -> Tensor:
+    """The attractor nearer to each weight: a1 where ``|w - a1| < |w - a2|``, else a2.
+
+    Written ``(w - (a1 + a2)/2)(a1 - a2) > 0`` (the same test, one product); a tie, or
+    ``a1 == a2``, gives a2.
+    """
+    return torch.where((w - (a1 + a2) / 2) * (a1 - a2) > 0, a1, a2)
+
+
+@dataclass(frozen=True)
+class TwoDips:
+    """The parameters of :func:`plasticity2`; its gate measures "toward" from the nearer attractor."""
+
+    a1: Scalar
+    a2: Scalar
+    lam: Scalar
+    gamma: Scalar
+    gamma2: Scalar
+    f_min: Scalar
+
+    def f(self, w: Tensor) -> Tensor:
+        """``f(w)``."""
+        return plasticity2(w, self.a1, self.a2, self.lam, self.gamma, self.gamma2, self.f_min)
+
+    def centre(self, w: Tensor) -> Tensor:
+        """The attractor nearer to ``w`` (:func:`nearest`)."""
+        return nearest(w, self.a1, self.a2)
+
+    def gate_(self, g: Tensor, w: Tensor, s: Tensor, f: Tensor) -> None:
+        """:func:`gate2_` with this f."""
+        gate2_(g, w, s, f, self)
+
+
+class Plasticity(Protocol):
+    """An f the sticky gate uses: :class:`Dip` (the paper's) or :class:`TwoDips`."""
+
+    @property
+    def a1(self) -> Scalar: ...
+    @property
+    def gamma(self) -> Scalar: ...
+    def f(self, w: Tensor) -> Tensor: ...
+    def centre(self, w: Tensor) -> Scalar | Tensor: ...
+    def gate_(self, g: Tensor, w: Tensor, s: Tensor, f: Tensor) -> None: ...
+
 
 def toward(w: Tensor, g: Tensor, a1: Scalar) -> Tensor:
     """Where the descent step ``-g`` moves ``w`` toward ``a1``: the gate leaves ``g`` alone there.
@@ -68,9 +137,10 @@ def toward(w: Tensor, g: Tensor, a1: Scalar) -> Tensor:
     return (w - a1) * g > 0
 
 
-def gate(g: Tensor, w: Tensor, dip: Dip) -> Tensor:
-    """Algorithm 1's gate: ``g * f(w)`` where the step moves ``w`` away from a1, else ``g``."""
-    return torch.where(toward(w, g, dip.a1), g, g * dip.f(w))
+def gate(g: Tensor, w: Tensor, dip: Plasticity) -> Tensor:
+    """Algorithm 1's gate: ``g * f(w)`` where the step moves ``w`` away from a1 (from the nearer
+    attractor for :class:`TwoDips`), else ``g``."""
+    return torch.where(toward(w, g, dip.centre(w)), g, g * dip.f(w))
 
 
 def gate_(g: Tensor, w: Tensor, s: Tensor, f: Tensor, dip: Dip) -> None:
@@ -86,6 +156,26 @@ def gate_(g: Tensor, w: Tensor, s: Tensor, f: Tensor, dip: Dip) -> None:
     torch.mul(s, s, out=f).mul_(-dip.gamma * LOG2E).exp2_()
     f.mul_(dip.f_min - dip.lam).add_(dip.lam)
     s.sign_().mul_(g).clamp_(min=0.0).sign_()  # keep
+    f.addcmul_(s, f, value=-1.0).add_(s)
+    g.mul_(f)
+
+
+def gate2_(g: Tensor, w: Tensor, s: Tensor, f: Tensor, dips: TwoDips) -> None:
+    """In-place :func:`gate` for :class:`TwoDips`, writing only into the scratch ``s`` and ``f``.
+
+    f's two factors go through ``f`` and ``s``; then ``s`` holds, in turn, 1 where ``w`` is
+    nearer a1 (:func:`nearest`'s test), the nearer attractor ``c = a2 + that * (a1 - a2)``,
+    and ``keep = sgn(max(sgn(w - c) g, 0))`` as in :func:`gate_`.
+    """
+    a1, a2 = dips.a1, dips.a2
+    torch.sub(w, a1, out=f)
+    f.mul_(f).mul_(-dips.gamma * LOG2E).exp2_().neg_().add_(1.0)
+    torch.sub(w, a2, out=s)
+    s.mul_(s).mul_(-dips.gamma2 * LOG2E).exp2_().neg_().add_(1.0)
+    f.mul_(s).mul_(dips.lam - dips.f_min).add_(dips.f_min)
+    torch.sub(w, (a1 + a2) / 2, out=s).mul_(a1 - a2).clamp_(min=0.0).sign_()
+    s.mul_(a1 - a2).add_(a2)
+    torch.sub(w, s, out=s).sign_().mul_(g).clamp_(min=0.0).sign_()  # keep
     f.addcmul_(s, f, value=-1.0).add_(s)
     g.mul_(f)
 

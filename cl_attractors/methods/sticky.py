@@ -26,7 +26,7 @@ from torch import Tensor
 
 from cl_attractors.errors import require, require_finite
 from cl_attractors.methods.base import CLMethod, MethodContext, ParamSelection
-from cl_attractors.methods.formulas import Dip, Scalar, add_l1_, gate, gate_, l1_grad, l1_grad_, toward
+from cl_attractors.methods.formulas import Dip, Plasticity, Scalar, add_l1_, gate, l1_grad, l1_grad_, toward
 from cl_attractors.methods.kernels import Compile, Kernel, check_compile, compile_wanted
 
 ApplyTo = Literal["gradient", "update"]
@@ -38,7 +38,7 @@ def nonzero(x: Scalar) -> bool:
     return isinstance(x, Tensor) or x != 0
 
 
-def algorithm1(grads: list[Tensor], params: list[Tensor], zeta: Scalar, dip: Dip | None) -> None:
+def algorithm1(grads: list[Tensor], params: list[Tensor], zeta: Scalar, dip: Plasticity | None) -> None:
     """``g = gate(g + zeta sgn(w), w)`` for each pair (no L1 if ``zeta`` is 0, no gate if ``dip``
     is None); ``torch.compile`` fuses it."""
     for g, w in zip(grads, params):
@@ -47,18 +47,23 @@ def algorithm1(grads: list[Tensor], params: list[Tensor], zeta: Scalar, dip: Dip
 
 
 def algorithm1_(
-    grads: list[Tensor], params: list[Tensor], s: list[Tensor], f: list[Tensor], zeta: Scalar, dip: Dip | None
+    grads: list[Tensor],
+    params: list[Tensor],
+    s: list[Tensor],
+    f: list[Tensor],
+    zeta: Scalar,
+    dip: Plasticity | None,
 ) -> None:
     """:func:`algorithm1` in place, writing only into the scratch ``s``, ``f`` (shaped like ``w``)."""
     for g, w, s_, f_ in zip(grads, params, s, f):
         if nonzero(zeta):
             add_l1_(g, w, s_, zeta)
         if dip is not None:
-            gate_(g, w, s_, f_, dip)
+            dip.gate_(g, w, s_, f_)
 
 
 # ---- the variants after Adam's step -------------------------------------------------------------
-def gated_update(params: list[Tensor], olds: list[Tensor], lr_zetas: list[float], dip: Dip) -> None:
+def gated_update(params: list[Tensor], olds: list[Tensor], lr_zetas: list[float], dip: Plasticity) -> None:
     """Update gating: ``w = old - gate(u, old)``, ``u = old - w + lr zeta sgn(old)``."""
     for w, old, lz in zip(params, olds, lr_zetas):
         u = old - w + l1_grad(old, lz) if lz else old - w
@@ -66,18 +71,22 @@ def gated_update(params: list[Tensor], olds: list[Tensor], lr_zetas: list[float]
 
 
 def gated_update_(
-    params: list[Tensor], olds: list[Tensor], lr_zetas: list[float], dip: Dip, scratch: list[list[Tensor]]
+    params: list[Tensor],
+    olds: list[Tensor],
+    lr_zetas: list[float],
+    dip: Plasticity,
+    scratch: list[list[Tensor]],
 ) -> None:
     """:func:`gated_update` in place (scratch ``u``, ``s``, ``f`` per target)."""
     for w, old, lz, (u, s, f) in zip(params, olds, lr_zetas, scratch):
         torch.sub(old, w, out=u)
         if lz:
             add_l1_(u, old, s, lz)
-        gate_(u, old, s, f, dip)
+        dip.gate_(u, old, s, f)
         torch.sub(old, u, out=w)
 
 
-def decoupled_l1(params: list[Tensor], lr_zetas: list[float], dip: Dip | None) -> None:
+def decoupled_l1(params: list[Tensor], lr_zetas: list[float], dip: Plasticity | None) -> None:
     """Decoupled L1 after the step: ``w -= gate(lr zeta sgn(w), w)`` (no gate if ``dip`` is None)."""
     for w, lz in zip(params, lr_zetas):
         u = l1_grad(w, lz)
@@ -85,34 +94,34 @@ def decoupled_l1(params: list[Tensor], lr_zetas: list[float], dip: Dip | None) -
 
 
 def decoupled_l1_(
-    params: list[Tensor], lr_zetas: list[float], dip: Dip | None, scratch: list[list[Tensor]]
+    params: list[Tensor], lr_zetas: list[float], dip: Plasticity | None, scratch: list[list[Tensor]]
 ) -> None:
     """:func:`decoupled_l1` in place (scratch ``u``, ``s``, ``f`` per target)."""
     for w, lz, (u, s, f) in zip(params, lr_zetas, scratch):
         l1_grad_(u, w, lz)
         if dip is not None:
-            gate_(u, w, s, f, dip)
+            dip.gate_(u, w, s, f)
         w.sub_(u)
 
 
 # ---- statistics (sampled every stats_every steps, on the device) --------------------------------
-def count_gated(pseudo_grads: list[Tensor], weights: list[Tensor], dip: Dip) -> Tensor:
+def count_gated(pseudo_grads: list[Tensor], weights: list[Tensor], dip: Plasticity) -> Tensor:
     """``[gated components, sum of f over them]``: components with ``u != 0`` whose step moves
     ``w`` away from a1 (not :func:`~cl_attractors.methods.formulas.toward`), so f applies."""
     gated, f_sum = [], []
     for u, w in zip(pseudo_grads, weights):
-        away = ~toward(w, u, dip.a1) & (u != 0)
+        away = ~toward(w, u, dip.centre(w)) & (u != 0)
         gated.append(away.sum(dtype=torch.float32))
         f_sum.append(torch.where(away, dip.f(w), 0.0).sum())
     return torch.stack([torch.stack(gated).sum(), torch.stack(f_sum).sum()])
 
 
-def grad_stats(grads: list[Tensor], params: list[Tensor], zeta: float, dip: Dip) -> Tensor:
+def grad_stats(grads: list[Tensor], params: list[Tensor], zeta: float, dip: Plasticity) -> Tensor:
     """:func:`count_gated` of the gradient the gate sees: ``g + l1_grad(w, zeta)`` at ``w``."""
     return count_gated([g + l1_grad(w, zeta) if zeta else g for g, w in zip(grads, params)], params, dip)
 
 
-def update_stats(params: list[Tensor], olds: list[Tensor], lr_zetas: list[float], dip: Dip) -> Tensor:
+def update_stats(params: list[Tensor], olds: list[Tensor], lr_zetas: list[float], dip: Plasticity) -> Tensor:
     """:func:`count_gated` of the update gate's pseudo-gradient ``old - w + l1_grad(old, lr zeta)``."""
     pseudo = [o - w + l1_grad(o, lz) if lz else o - w for w, o, lz in zip(params, olds, lr_zetas)]
     return count_gated(pseudo, olds, dip)
@@ -201,13 +210,17 @@ class StickyGradient(CLMethod):
         require(stats_every >= 1, "method.stats_every", stats_every, "an integer >= 1")
         check_compile(compile)
         self.stats_every, self.compile_mode = stats_every, compile
-        self.dip = Dip(a1=a1, lam=lam, gamma=gamma, f_min=f_min)
         # what runs where, derived once from the switches
         self.gate_update = sticky and apply_to == "update"
         self.zeta_pre = zeta if l1 and l1_apply_to == "gradient" else 0.0
         self.zeta_post = zeta if l1 and l1_apply_to == "update" else 0.0
-        self.pre_dip = self.dip if sticky and not self.gate_update else None  # Algorithm 1's gate
+        self.use_plasticity(Dip(a1=a1, lam=lam, gamma=gamma, f_min=f_min))
         self._step = 0
+
+    def use_plasticity(self, dip: Plasticity) -> None:
+        """The f the gate uses (a subclass gives a richer one here, before the state is set up)."""
+        self.dip = dip
+        self.pre_dip = dip if self.switches.sticky and not self.gate_update else None  # Algorithm 1's gate
 
     # ---- state ------------------------------------------------------------------------------
     def setup_state(self, targets: list[Tensor]) -> None:

@@ -14,6 +14,10 @@ A claim is a mapping with ``text`` (the paper's words), ``type`` and its fields:
 - ``benefit_until``: ``better``, ``worse`` (variant groups of a sweep), ``metric``, ``paper`` (the
   sweep value where the benefit ends): holds when the smallest value without a significant
   benefit equals ``paper`` (within ``tol``, default 1e-9) and every smaller value has one.
+- ``crossing``: ``better``, ``worse``, optional ``curve`` (default ``avg_acc_seen``) and ``from``
+  (the first task counted, default 2): the tasks after which the mean curves change order; holds
+  when ``better``'s mean stays above ``worse``'s after every task from ``from`` on (means over
+  seeds, not paired: the curves are kept per task as mean and CI only).
 - ``modes``: ``variant``, ``paper`` (mode locations: a number, ``a1`` for the variant's own
   attractor, or ``negative`` for any mode below ``-tol``), ``tol``, optional ``exact``: holds when
   each stated mode has a measured histogram mode within ``tol`` (and with ``exact``, there are no
@@ -30,7 +34,7 @@ import itertools
 from collections.abc import Callable
 
 from cl_attractors.errors import ConfigError
-from cl_attractors.report.aggregate import FINALS, label, paired_gap
+from cl_attractors.report.aggregate import CURVES, FINALS, label, paired_gap
 
 NOT_RUN = "not run yet"
 INCONCLUSIVE = "inconclusive"
@@ -146,6 +150,27 @@ def check_benefit_until(claim: dict, agg: dict) -> dict:
     return _result(measured, "holds" if holds else "does not hold", value=lost, n=min(seeds))
 
 
+def check_crossing(claim: dict, agg: dict) -> dict:
+    curve, start = claim.get("curve", "avg_acc_seen"), int(claim.get("from", 2))
+    a = _variant(agg, claim["better"])["curves"][curve]
+    b = _variant(agg, claim["worse"])["curves"][curve]
+    above = [x["mean"] > y["mean"] for x, y in zip(a, b) if x["mean"] is not None and y["mean"] is not None]
+    changes = [
+        f"task {j + 1} ({'rises above' if now else 'falls to or below'})"
+        for j, now in enumerate(above)
+        if j > 0 and now != above[j - 1]
+    ]
+    first_not = next((j + 1 for j, up in enumerate(above) if j + 1 >= start and not up), None)
+    seeds = min(len(_variant(agg, claim[k])["seeds"]) for k in ("better", "worse"))
+    measured = (
+        f"{label(agg, claim['better'])} vs {label(agg, claim['worse'])}, mean {curve} after each of "
+        f"{len(above)} tasks: {'above' if above and above[0] else 'at or below'} after task 1; "
+        f"order changes after {', '.join(changes) or 'no task'}"
+    )
+    verdict = "holds" if above and first_not is None else "does not hold"
+    return _result(measured, verdict, value=first_not, n=seeds)
+
+
 def _near(at: float, tol: float) -> Callable[[float], bool]:
     return lambda m: abs(m - at) <= tol
 
@@ -210,7 +235,12 @@ def evaluate(
     attractors: dict[str, float] | None = None,
 ) -> list[dict]:
     """One result per (expanded) claim; a claim that cannot be checked says why."""
-    checks = {"gap": check_gap, "best": check_best, "benefit_until": check_benefit_until}
+    checks = {
+        "gap": check_gap,
+        "best": check_best,
+        "benefit_until": check_benefit_until,
+        "crossing": check_crossing,
+    }
     out = []
     for raw in claims:
         listed = any(isinstance(raw.get(k), list) for k in ("better", "worse", "variant"))
@@ -223,7 +253,7 @@ def evaluate(
                     result = checks[kind](claim, agg)
                 else:
                     raise ConfigError(
-                        f"claim type={kind!r} is not allowed; use gap, best, benefit_until or modes"
+                        f"claim type={kind!r} is not allowed; use gap, best, benefit_until, crossing or modes"
                     )
             except NotRun as err:
                 result = _result(f"{err}", NOT_RUN)
@@ -245,6 +275,7 @@ CLAIM_FIELDS = {
     "best": ("variant",),
     "benefit_until": ("better", "worse", "paper"),
     "modes": ("variant", "paper"),
+    "crossing": ("better", "worse"),
 }
 
 
@@ -288,6 +319,10 @@ def check_claims(claims: list, variants: set[str], groups: set[str]) -> None:
                 )
         if kind == "best":
             _check_among(field, claim, variants)
+        if claim.get("curve", CURVES[0]) not in CURVES:
+            raise ConfigError(
+                f"{field}.curve={claim['curve']!r} is not allowed; use one of {', '.join(CURVES)}"
+            )
         if claim.get("metric", FINALS[0]) not in FINALS:
             raise ConfigError(
                 f"{field}.metric={claim['metric']!r} is not allowed; use one of {', '.join(FINALS)}"

@@ -68,7 +68,8 @@ def _figure(spec: ExperimentSpec, runs: list[Run], agg: dict, title: str) -> tup
     if spec.kind == "curves":
         plots.save_figure(plots.curve_panels(agg, title), path)
     elif spec.kind == "shared":
-        plots.save_figure(plots.sweep_plot(agg, spec.report.metric, spec.report.xlabel, title), path)
+        metric = spec.report.metrics or spec.report.metric
+        plots.save_figure(plots.sweep_plot(agg, metric, spec.report.xlabel, title), path)
     elif spec.kind == "sensitivity":
         return None, render_sensitivity(spec, agg)
     else:

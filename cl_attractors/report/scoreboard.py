@@ -45,6 +45,14 @@ def substitute(value: Any, variables: dict[str, str]) -> Any:
 def load_figure(grids_dir: Path, name: str) -> dict:
     """A figure's spec, saved aggregate (None if not rendered yet), modes and attractors; every
     variant gets the label the figure's YAML gives it."""
+    if not (grids_dir / f"{name}.yaml").is_file():  # a figure planned before its grid is written
+        return {
+            "spec": None,
+            "agg": None,
+            "modes": {},
+            "attractors": {},
+            "source": grids_dir / f"{name}.yaml",
+        }
     spec = load_spec(grids_dir / f"{name}.yaml")
     path = spec.results_dir / "aggregate.json"
     agg = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
@@ -58,6 +66,8 @@ def load_figure(grids_dir: Path, name: str) -> dict:
 
 def link(name: str, fig: dict, home: Path) -> str:
     """A markdown link from ``home`` to the figure's results.md (its name alone if there is none)."""
+    if fig["spec"] is None:
+        return name
     target = fig["spec"].results_dir / "results.md"
     return f"[{name}]({os.path.relpath(target, home)})" if target.is_file() else name
 
@@ -73,6 +83,8 @@ def check_cell(row: dict, variables: dict[str, str], figures: dict[str, dict], s
         name = substitute(row["study"], variables)
         return {**check_trials(check, load_trials(studies / name / "trials.csv")), "study": name}
     fig = figures[row["figure"]]
+    if fig["spec"] is None:
+        return _not_run(f"{fig['source']} is not written yet")
     if fig["agg"] is None:
         return _not_run(f"{fig['spec'].results_dir}/aggregate.json does not exist")
     return evaluate([check], fig["agg"], fig["modes"], fig["attractors"])[0]
@@ -88,6 +100,8 @@ def short(kind: str, r: dict) -> str:
     if kind == "best":
         rival = "the runner-up" if r["verdict"] == "holds" else "the best"
         return f"best: {r['leader']}" + ("" if v is None else f"; claimed − {rival}: {100 * v:+.2f} points")
+    if kind == "crossing":
+        return "above after every task" if v is None else f"not above after task {v}"
     if kind == "benefit_until":
         return "benefit never lost" if v is None else f"benefit lost at {v:g}"
     if kind == "modes":
@@ -99,19 +113,20 @@ def _ci(r: dict) -> str:
     return "—" if r["lo"] is None else f"[{100 * r['lo']:+.2f}, {100 * r['hi']:+.2f}]"
 
 
-def scoreboard_table(spec: ExperimentSpec, figures: dict[str, dict]) -> str:
-    """The markdown scoreboard: claim, paper's value, then measured / 95% CI / n / verdict per column."""
-    columns = spec.report.columns
+def scoreboard_table(spec: ExperimentSpec, figures: dict[str, dict], section: dict | None = None) -> str:
+    """The markdown scoreboard: claim, paper's value, then measured / 95% CI / n / verdict per column
+    (``section``: a table of its own ``columns`` and ``rows``, e.g. ``beyond``; default: the paper's)."""
+    columns = section["columns"] if section else spec.report.columns
     studies = Path(spec.report.studies_dir)
-    cols = ["paper's claim", "paper"]
+    cols = ["claim" if section else "paper's claim", "paper"]
     for c in columns.values():
         cols += [f"{c['label']}: measured", "95% CI", "n", "verdict"]
     rows = []
-    for row in spec.report.rows:
+    for row in section["rows"] if section else spec.report.rows:
         where = (
             link(row["figure"], figures[row["figure"]], spec.results_dir) if "figure" in row else "studies"
         )
-        cells = [f"{row['claim']} ({where})", row.get("paper", "")]
+        cells = [f"{row['claim']} ({where})", row.get("paper", "—" if section else "")]
         for key, c in columns.items():
             try:
                 if key not in row.get("columns", list(columns)):
@@ -135,6 +150,19 @@ def _legend(spec: ExperimentSpec) -> str:
         f"**{c['label']}**: " + ", ".join(f"`${k}` = {_shown(v)}" for k, v in c.get("vars", {}).items())
         for c in spec.report.columns.values()
     ]
+    return _legend_text(parts)
+
+
+def _beyond(spec: ExperimentSpec, figures: dict[str, dict]) -> str:
+    """The project's own claims (``beyond``: title, columns, rows, optional note), as a second table."""
+    o = spec.report.beyond
+    if not o:
+        return ""
+    note = f"{o['note'].strip()}\n" if o.get("note") else ""
+    return f"\n### {o.get('title', 'Beyond the paper')}\n\n{scoreboard_table(spec, figures, o)}\n{note}"
+
+
+def _legend_text(parts: list[str]) -> str:
     return (
         "Columns (the variables the rows' checks use): "
         + "; ".join(parts)
@@ -199,13 +227,17 @@ def render_scoreboard(spec: ExperimentSpec) -> Path:
     """Rewrite the generated blocks of results/README.md (and README.md); returns results/README.md."""
     o = spec.report
     grids = Path(o.grids_dir)
-    names = {r["figure"] for r in o.rows if "figure" in r} | set(o.index)
+    rows = [*o.rows, *(o.beyond or {}).get("rows", [])]
+    names = {r["figure"] for r in rows if "figure" in r} | set(o.index)
     if o.readme_table is not None:
         names.add(o.readme_table["figure"])
     figures = {n: load_figure(grids, n) for n in sorted(names)}
     target = spec.results_dir / "README.md"
     text = target.read_text(encoding="utf-8")
-    board = f"## {o.title or 'Claims scoreboard'}\n\n{scoreboard_table(spec, figures)}\n{_legend(spec)}\n"
+    board = (
+        f"## {o.title or 'Claims scoreboard'}\n\n{scoreboard_table(spec, figures)}\n{_legend(spec)}\n"
+        + _beyond(spec, figures)
+    )
     text = replace_block(text, "scoreboard", board, target)
     text = replace_block(text, "index", index_table(spec, figures), target)
     write_text(target, text)

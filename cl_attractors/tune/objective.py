@@ -183,12 +183,12 @@ class Objective:
         try:
             trainer.fit(cli.model, datamodule=cli.datamodule)
         except optuna.TrialPruned as err:
-            self._hparams_row(trainer, self._record(trial, seq, prune_reason=str(err)))
+            self._hparams_row(trainer, self.record(trial, seq, prune_reason=str(err)))
             raise
         except Exception as err:
-            self._hparams_row(trainer, self._record(trial, seq, fail_reason=describe(err)))
+            self._hparams_row(trainer, self.record(trial, seq, fail_reason=describe(err)))
             raise
-        summary = self._record(trial, seq)
+        summary = self.record(trial, seq)
         value = summary.get("eq2")
         if not summary["complete"] or value is None or not math.isfinite(value):
             reason = f"no finite Eq. 2 after {summary['tasks_done']} tasks (eq2={value})"
@@ -206,7 +206,7 @@ class Objective:
                 logger.finalize("failed")
 
     @staticmethod
-    def _record(trial: optuna.Trial, seq: TaskSequence, **reason: str) -> dict[str, Any]:
+    def record(trial: optuna.Trial, seq: TaskSequence, **reason: str) -> dict[str, Any]:
         """Store A, the (partial) Eq. 2 of its filled columns and the reason, if any, as user
         attributes; return those numbers."""
         done = metrics.filled_columns(seq.A)

@@ -44,6 +44,7 @@ class Search:
     storage: str
     n_trials: int = 30
     n_jobs: int = 1
+    replicas: int = 1  # trials trained at once as one replica group (1: one trial at a time)
     sampler: dict[str, Any] = field(default_factory=dict)
     pruner: dict[str, Any] = field(default_factory=lambda: {"type": "median"})
     heartbeat: dict[str, int] = field(default_factory=dict)
@@ -78,6 +79,10 @@ def parse_args(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
         "--publish",
         action="store_true",
         help="copy to the YAML's results_dir even though the command line changes the protocol",
+    )
+    p.add_argument(
+        "--replicas",
+        help="ask TPE for R trials at once (constant liar) and train them as one replica group",
     )
     p.add_argument("--sampler_seed", type=int, help="override sampler.seed (give workers distinct seeds)")
     return p.parse_known_args(list(argv))
@@ -115,6 +120,7 @@ def load_search(argv: Sequence[str]) -> Search:
         sampler=dict(raw.get("sampler") or {}),
         pruner=dict(raw.get("pruner") or {"type": "median"}),
         heartbeat=dict(raw.get("heartbeat") or {}),
+        replicas=_replicas(args.replicas),
         results_dir=_optional_path(results_dir, "results_dir"),
         changes=changes,
     )
@@ -125,7 +131,20 @@ def load_search(argv: Sequence[str]) -> Search:
     _check_int("n_jobs", search.n_jobs)
     if search.n_jobs > MAX_JOBS:
         raise ConfigError(f"search.n_jobs={search.n_jobs} is not allowed; use an integer in [1, {MAX_JOBS}]")
+    if search.replicas > 1:
+        if search.n_jobs > 1:
+            raise ConfigError("--n_jobs with --replicas is not allowed; use one of them")
+        search.sampler["constant_liar"] = True  # R trials asked before any is told
     return search
+
+
+def _replicas(value: str | None) -> int:
+    """``--replicas``: a positive integer (1 when not given)."""
+    if value is None:
+        return 1
+    if not value.isdigit() or int(value) < 1:
+        raise ConfigError(f"--replicas {value} is not allowed; use a positive integer")
+    return int(value)
 
 
 def _optional_path(value: Any, name: str) -> Path | None:

@@ -1,6 +1,7 @@
 """Meta-learning φ with Optuna TPE (paper Sec. 2.1, Eq. 2, App. 6.2).
 
-    python cli.py tune --config configs/search/sticky_paper.yaml [--n_trials 12] [fit overrides]
+    python cli.py tune --config configs/search/sticky_paper.yaml [--n_trials 12] [--replicas R]
+        [fit overrides]
 
 Each trial is one full task sequence (one ``trainer.fit``) built from the search config's ``fit``
 arguments plus the trial's φ; its value is Eq. 2 of the final accuracy matrix on the split the
@@ -27,6 +28,7 @@ from cl_attractors.errors import ConfigError, one_line
 from cl_attractors.tune.export import publish, write_plots, write_tables
 from cl_attractors.tune.objective import Objective, probe_method
 from cl_attractors.tune.protocol import check_protocol, protocol
+from cl_attractors.tune.replicas import run_in_groups
 from cl_attractors.tune.search import Search, load_search
 from cl_attractors.tune.space import Fixed, check_space_values, fit_overrides, parse_space
 from cl_attractors.tune.storage import open_storage, shown
@@ -134,6 +136,12 @@ def run_study(
         print(f"trial {trial.number} {trial.state.name.lower()}{value}: phi {phi_text(trial.params)}")
         write_tables(study, search.out_dir, objective.method)
 
+    if search.replicas > 1:
+        run_in_groups(objective, study, search.n_trials, search.replicas, storage)
+        return
+    if search.replicas > 1:
+        run_in_groups(objective, study, search.n_trials, search.replicas, storage)
+        return
     Workers(study, storage, search.n_trials, poll_s).run(objective, budget, search.n_jobs, refresh)
 
 

@@ -369,6 +369,7 @@ KIND_OF = {
     "baseline": "sensitivity",
     "marks": "sensitivity",
     "xlabels": "sensitivity",
+    "metrics": "shared",
     "labels": "curves",
     "title": "curves",
     "notes": "curves",

@@ -8,11 +8,11 @@ Layers, lowest first; a module may import its own layer and the layers below, ne
                                                run's outputs repaired, untrusted trees copied,
                                                the task schedule
     1  cl_attractors.methods, callbacks           CL methods (gradient space) and Lightning callbacks
-    2  cl_attractors.train                        LightningModule, datamodule, task families, sources,
-                                               networks, LightningCLI
+    2  cl_attractors.train, .replicas             LightningModule, datamodule, task families, sources,
+                                               networks, LightningCLI; R runs as one model
     3  cl_attractors.grid                         experiment specs and their typed report options, their
                                                checks before any run, and the runners of `fit`
-                                               processes (the local pool; Dask)
+                                               processes (the local pool; Dask; replica groups)
     4  cl_attractors.report                       from saved runs only: aggregate, stats, claims, plots
     5  cl_attractors.tune, .commands              the `tune`, `experiment`, `report` and `merge` commands
     6  cli                                        the command line (nothing imports it)
@@ -44,6 +44,7 @@ LAYERS = {
     "cl_attractors.methods": 1,
     "callbacks": 1,
     "cl_attractors.train": 2,
+    "cl_attractors.replicas": 2,
     "cl_attractors.grid": 3,  # every module of grid/: one layer
     "cl_attractors.report": 4,
     "cl_attractors.tune": 5,

@@ -1,0 +1,74 @@
+"""``experiment --replicas``: a grid's runs trained as replica groups, then reported like any grid."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+import cli
+from cl_attractors.commands import experiment
+from cl_attractors.errors import ConfigError
+from cl_attractors.grid import runner
+from cl_attractors.grid.replicas import ReplicaRunner, group_key, pack
+from cl_attractors.grid.spec import load_spec
+from tests.helpers import TINY, write_spec
+
+
+def test_a_grid_runs_as_replica_groups_and_a_rerun_skips_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    monkeypatch.chdir(Path(__file__).resolve().parents[2])
+    monkeypatch.setattr(runner.GridRunner, "run", lambda *a, **k: pytest.fail("the pool ran"))
+    path = write_spec(tmp_path, overrides=TINY, seeds=[0, 1, 2], claims=[])
+    assert cli.main(["experiment", "--config", str(path), "--replicas", "2", "--workers", "1"]) == 0
+    runs = load_spec(path).runs()
+    assert len(runs) == 6 and all(r.complete for r in runs)
+    groups = sorted((tmp_path / "runs" / "groups").glob("*.json"))
+    members = [json.loads(g.read_text()) for g in groups]
+    assert sorted(len(m) for m in members) == [1, 1, 2, 2]  # 3 seeds of each variant, 2 per group
+    for m in members:  # never two variants in one group
+        assert len({tuple(a[a.index("--model.optimizer.init_args.lr") + 1] for a in m)}) == 1
+    for run in runs:
+        assert {p.name for p in (run.run_dir / "checkpoints").iterdir()} >= {"last.ckpt", "task_01.ckpt"}
+        assert (run.run_dir / "config.yaml").is_file() and (run.run_dir / "accuracy_matrix.csv").is_file()
+    capsys.readouterr()
+    assert cli.main(["experiment", "--config", str(path), "--replicas", "2", "--workers", "1"]) == 0
+    assert "6 already complete, 0 to run" in capsys.readouterr().err
+
+
+def test_groups_are_one_variant_and_one_resume_point(tmp_path: Path) -> None:
+    spec = load_spec(write_spec(tmp_path, overrides=TINY, seeds=[0, 1, 2, 3]))
+    runs = spec.runs()
+    (runs[1].run_dir / "checkpoints").mkdir(parents=True)
+    (runs[1].run_dir / "checkpoints" / "task_00.ckpt").write_bytes(b"")
+    groups = pack(runs, 3)
+    assert [[(r.variant, r.seed) for r in g] for g in groups] == [
+        [("fast", 0), ("fast", 2), ("fast", 3)],
+        [("fast", 1)],
+        [("slow", 0), ("slow", 1), ("slow", 2)],
+        [("slow", 3)],
+    ]
+    assert group_key(runs[0]) == group_key(runs[2]) != group_key(runs[4])
+
+
+@pytest.mark.parametrize("value", ["0", "-2", "two", "1.5", ""])
+def test_bad_replicas_is_one_line_before_any_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    monkeypatch.setattr(ReplicaRunner, "run", lambda *a, **k: pytest.fail("a group started"))
+    path = write_spec(tmp_path, overrides=TINY)
+    assert cli.main(["experiment", "--config", str(path), "--replicas", value]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"error: --replicas {value} is not allowed; use a positive integer or auto"
+
+
+def test_a_group_too_big_for_the_memory_is_refused(tmp_path: Path) -> None:
+    spec = load_spec(write_spec(tmp_path, overrides=TINY))
+    todo = spec.runs()
+    with pytest.raises(ConfigError, match=r"^--replicas 5 is not allowed; a group of 5 does not fit"):
+        experiment.make_runner(spec, todo, 1, None, None, 5, lambda args: 4)
+    assert experiment.make_runner(spec, todo, 1, None, None, "auto", lambda args: 4).replicas == 4  # type: ignore[union-attr]
+    with pytest.raises(ConfigError, match="--replicas with --scheduler is not allowed"):
+        experiment.make_runner(spec, todo, None, None, "tcp://h:8786", 2, None)

@@ -93,7 +93,7 @@ def test_beyond_rows_say_not_run_yet_for_a_grid_not_written_or_not_run(tmp_path:
         write_spec(tmp_path, name="board", kind="scoreboard", beyond=beyond, columns={}, rows=[])
     )
     figures = {n: load_figure(grids, n) for n in ("missing", "ran_not")}
-    table = scoreboard_table(spec, figures, spec.options["beyond"])
+    table = scoreboard_table(spec, figures, spec.report.beyond)
     assert "missing.yaml is not written yet" in table and "aggregate.json does not exist" in table
     assert table.count("**not run yet**") == 2 and "| claim | paper |" in table.replace("  ", " ")
 

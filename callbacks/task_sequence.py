@@ -93,16 +93,17 @@ class TaskSequence(pl.Callback):
     @torch.no_grad()
     def evaluate(trainer: pl.Trainer, pl_module: Any) -> torch.Tensor:
         """Accuracy of the network as it is on every task (the eval split), as a float64 column."""
-        dm = trainer.datamodule
+        dm, plugin = trainer.datamodule, trainer.precision_plugin
         training = pl_module.training
         pl_module.train(False)  # evaluation mode
         column = []
         for task in range(dm.num_tasks):
             correct = count = 0
             for batch in dm.eval_batches(task):
-                out = pl_module.count_correct(
-                    pl_module.transfer_batch_to_device(batch, pl_module.device, 0), task
-                )
+                # what Lightning's loops do with a batch: to the device, then to the precision
+                moved = plugin.convert_input(pl_module.transfer_batch_to_device(batch, pl_module.device, 0))
+                with plugin.forward_context():
+                    out = pl_module.count_correct(moved, task)
                 correct, count = correct + int(out["correct"]), count + int(out["count"])
             column.append(correct / max(count, 1))
         pl_module.train(training)

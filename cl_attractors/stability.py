@@ -19,6 +19,7 @@ import pandas as pd
 
 CURVE_FILE = "eval_curve.csv"
 COLUMNS = ("step", "task", "trained", "accuracy")
+GAP_COLUMNS = ["switch", "curve", "before", "min", "drop", "min_step", "recover_steps"]
 
 
 def subsample(n_test: int, size: int, seed: int, task: int) -> np.ndarray:

@@ -20,10 +20,13 @@ def distillation_loss(logits: Tensor, old_logits: Tensor, temperature: float | T
 
     ``-mean_i sum_c softmax(old_i / T)_c * log softmax(logits_i / T)_c``. It differs from
     ``KL(old || new)`` by the entropy of the target, a constant: the same gradient. No ``T^2``
-    factor (Hinton et al.'s): Li & Hoiem weigh ``L_old`` by ``lambda_o`` alone.
+    factor (Hinton et al.'s): Li & Hoiem weigh ``L_old`` by ``lambda_o`` alone. Outputs masked
+    out (``-inf`` in both) count for nothing.
     """
     target = F.softmax(old_logits / temperature, dim=-1)
-    return -(target * F.log_softmax(logits / temperature, dim=-1)).sum(-1).mean()
+    # outputs the target gives 0 (masked to -inf in both) add nothing: 0 * log q, not 0 * -inf
+    log_q = F.log_softmax(logits / temperature, dim=-1).masked_fill(target == 0, 0.0)
+    return -(target * log_q).sum(-1).mean()
 
 
 # ---- A-GEM (Chaudhry et al., 2019) -----------------------------------------------------------

@@ -18,7 +18,7 @@ def sample(task: int, n: int, generator: torch.Generator) -> tuple[Tensor, Tenso
 
 
 def filled_memory(size: int, tasks: int, seed: int = 0) -> EpisodicMemory:
-    memory = EpisodicMemory(size, (2,), seed)
+    memory = EpisodicMemory(size, seed)
     for t in range(tasks):
         memory.add_task(t, sample)
     return memory
@@ -45,7 +45,7 @@ def test_older_tasks_keep_a_prefix_of_their_rows() -> None:
 
 
 def test_memory_not_full_while_the_data_is_smaller() -> None:
-    memory = EpisodicMemory(1000, (2,), 0)
+    memory = EpisodicMemory(1000, 0)
     memory.add_task(0, sample)
     assert memory.filled == PER_TASK and (memory.task[PER_TASK:] == -1).all()
 
@@ -56,7 +56,7 @@ def test_draws_are_seeded_by_step_and_survive_a_state_dict_round_trip() -> None:
     assert x1.shape == (8, 2) and len({tuple(r) for r in x1.tolist()}) == 8
     x2, _ = memory.draw(8, step=4)
     assert not torch.equal(x1, x2)
-    restored = EpisodicMemory(30, (2,), 5)
+    restored = EpisodicMemory(30, 5)
     restored.load_state_dict(memory.state_dict())
     assert restored.filled == 30 and restored.tasks_seen == 2
     x3, y3 = restored.draw(8, step=3)

@@ -141,3 +141,12 @@ def test_kept_rows_keeps_each_tasks_prefix_in_memory_order() -> None:
     assert kept_rows(row_task, [2, 3]).tolist() == [0, 1, 4, 5, 6]
     assert kept_rows(row_task, [4, 0]).tolist() == [0, 1, 2, 3]
     assert kept_rows(torch.zeros(0, dtype=torch.long), [3]).tolist() == []
+
+
+def test_distillation_loss_ignores_outputs_masked_in_both() -> None:
+    logits = torch.tensor([[math.log(3), 0.0, -math.inf]], requires_grad=True)
+    old = torch.tensor([[0.0, 0.0, -math.inf]])
+    loss = distillation_loss(logits, old, 1.0)
+    assert loss.item() == pytest.approx(math.log(4) - 0.5 * math.log(3))
+    (grad,) = torch.autograd.grad(loss, logits)
+    assert torch.isfinite(grad).all() and grad[0, 2] == 0.0

@@ -52,7 +52,9 @@ class EpisodicMemory(nn.Module):
         self.tasks_seen = 0
         self.register_load_state_dict_pre_hook(self._shape_inputs)
 
-    def _shape_inputs(self, module: nn.Module, state_dict: dict[str, Tensor], prefix: str, *_: object) -> None:
+    def _shape_inputs(
+        self, module: nn.Module, state_dict: dict[str, Tensor], prefix: str, *_: object
+    ) -> None:
         """Before a load: give the inputs' buffer the checkpoint's shape (it may still be empty)."""
         saved = state_dict.get(prefix + "x")
         if saved is not None and saved.shape != self.x.shape:

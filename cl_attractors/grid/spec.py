@@ -2,7 +2,7 @@
 
 ```yaml
 name: fig2
-kind: curves              # curves | shared | weights | sensitivity | plasticity | scoreboard
+kind: curves              # curves | shared | weights | sensitivity | stability | plasticity | scoreboard
 base: configs/experiment/vanilla.yaml
 seeds: [0, 1, 2]
 overrides: []             # fit arguments for every run
@@ -40,7 +40,7 @@ from cl_attractors.errors import ConfigError
 from cl_attractors.io import read_yaml_mapping
 from cl_attractors.paths import resolve_args, resolve_relative, task_checkpoints
 
-KINDS = ("curves", "shared", "weights", "sensitivity", "plasticity", "scoreboard")
+KINDS = ("curves", "shared", "weights", "sensitivity", "stability", "plasticity", "scoreboard")
 NO_RUNS = ("plasticity", "scoreboard")
 FIELDS = (
     "name",
@@ -62,6 +62,7 @@ KIND_OPTIONS: dict[str, tuple[str, ...]] = {
     "shared": ("metric", "metrics", "xlabel"),  # metrics: a list, one panel each
     "weights": ("x_range", "min_abs", "mass_ranges", "bin_width", "modes", "yscale"),
     "sensitivity": ("metric", "baseline", "marks", "xlabels"),
+    "stability": ("tolerance",),
     "plasticity": ("method_config", "params", "x_range", "points", "expect"),
     "scoreboard": (
         "columns",

@@ -90,3 +90,22 @@ def test_stability_gaps_of_a_run() -> None:
     mean_2 = gaps.loc[(2, "old_mean")]  # tasks 0-1: 0.89 at the switch, then 0.8, 0.7
     assert mean_2["before"] == pytest.approx(0.89) and mean_2["min"] == pytest.approx(0.7)
     assert len(gaps) == 4
+
+
+def test_the_report_averages_seeds_and_tabulates_each_switch(tmp_path: Path) -> None:
+    from cl_attractors.plots import save_figure
+    from cl_attractors.report.stability_gap import figure, gap_markdown, gap_table, through_training
+
+    other = curve().assign(accuracy=lambda c: c["accuracy"] - 0.1)
+    curves = {"v": {0: curve(), 1: other}}
+    table = through_training(curves)
+    first = table[(table["curve"] == "first") & (table["step"] == 6)].iloc[0]
+    assert first["mean"] == pytest.approx(0.45) and first["n"] == 2 and first["ci"] > 0
+    gaps = gap_table(curves, tol=0.05).set_index(["curve", "switch"])
+    assert gaps.loc[("first", 1), "min"] == pytest.approx(0.45)
+    assert gaps.loc[("first", 1), "recover_steps"] == 4.0 and gaps.loc[("first", 1), "recovered"] == 2
+    assert gaps.loc[("first", 2), "recovered"] == 0
+    text = gap_markdown(gaps.reset_index(), {"v": "variant V"}, 0.05)
+    assert "| variant V | 45.0 ± " in text and "not in the task (0/2)" in text
+    save_figure(figure(table, {"v": "variant V"}, [4, 8], "t"), tmp_path / "f.png")
+    assert (tmp_path / "f.png").stat().st_size > 0

@@ -98,7 +98,7 @@ def test_lwf_adds_nothing_on_task_0_then_distils_from_the_frozen_copy() -> None:
 
 def test_replay_adds_the_cross_entropy_of_a_seeded_memory_batch() -> None:
     method = Replay(memory_size=20, batch_size=6, seed=3)
-    net, opt, ctx = setup(method)
+    net, _opt, ctx = setup(method)
     assert method.loss(ctx, X[:8], Y[:8], net(X[:8])) is None
     assert end_task(method, ctx, 0) == {"memory_filled": 20.0}
     xm, ym = method.memory.draw(6, 0)

@@ -14,7 +14,7 @@ from torch import Tensor, nn
 
 from cl_attractors.errors import ConfigError
 from cl_attractors.methods.agem import AGEM
-from cl_attractors.methods.base import CLMethod, MethodContext
+from cl_attractors.methods.base import CLMethod, MethodContext, Vanilla
 from cl_attractors.methods.baseline_formulas import distillation_loss, metaplastic_gate
 from cl_attractors.methods.l2 import L2
 from cl_attractors.methods.lwf import LwF
@@ -129,7 +129,7 @@ def test_metaplasticity_gates_adams_weight_updates_towards_zero_only() -> None:
     plain_opt = torch.optim.Adam(plain.parameters(), lr=1e-2)
     old = [p.detach().clone() for p in net.parameters()]
     step(method, net, opt, ctx, 0)
-    step(Metaplasticity(m=0.0), plain, plain_opt, MethodContext(plain, sample), 0)  # m = 0: Adam's step
+    step(Vanilla(), plain, plain_opt, MethodContext(plain, sample), 0)  # Adam's own step
     for (name, p), q, o in zip(net.named_parameters(), plain.parameters(), old):
         if name.endswith("weight"):
             expected = o + metaplastic_gate(o, q.detach() - o, m)

@@ -70,12 +70,15 @@ class DuringTraining:
         """Whether the chunk starting at ``step`` is evaluated first."""
         return self.on and step != self._last_step and (task_start or step % self.every == 0)  # type: ignore[operator]
 
-    def _batch(self, dm: Any, pl_module: Any, task: int) -> tuple[Tensor, Tensor]:
+    def _batch(self, trainer: pl.Trainer, pl_module: Any, task: int) -> tuple[Tensor, Tensor]:
+        """Task ``task``'s subsample, on the device and in the run's precision (built once)."""
         if task not in self._batches:
+            dm = trainer.datamodule
             x, y = dm.task_split(dm.eval_split, task)
             idx = torch.from_numpy(subsample(len(y), self.size, dm.seed, task))
             batch = (dm.family.inputs(x[idx], task), dm.family.labels(y[idx], task))
-            self._batches[task] = pl_module.transfer_batch_to_device(batch, pl_module.device, 0)
+            batch = pl_module.transfer_batch_to_device(batch, pl_module.device, 0)
+            self._batches[task] = trainer.precision_plugin.convert_input(batch)
         return self._batches[task]
 
     @torch.no_grad()
@@ -86,7 +89,7 @@ class DuringTraining:
         training = pl_module.training
         pl_module.eval()
         correct = [
-            pl_module.count_correct(self._batch(trainer.datamodule, pl_module, t), t)["correct"]
+            pl_module.count_correct(self._batch(trainer, pl_module, t), t)["correct"]
             for t in range(trained + 1)
         ]
         pl_module.train(training)

@@ -30,6 +30,7 @@ class AGEM(CLMethod):
     """
 
     counters = ("draws",)
+    hyperparameters = ("memory_size", "ref_batch_size", "seed")
     projected: Tensor  # a buffer: [projected steps, steps with a reference gradient] of the task
 
     def __init__(

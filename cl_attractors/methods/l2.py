@@ -25,6 +25,8 @@ class L2(QuadraticPenalty):
         layers: linear-layer indices (``None`` = all).
     """
 
+    hyperparameters = ("lam",)
+
     def __init__(
         self,
         lam: float,

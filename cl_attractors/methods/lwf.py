@@ -29,6 +29,7 @@ class LwF(CLMethod):
     """
 
     counters = ("tasks_done",)
+    hyperparameters = ("lam", "temperature")
 
     def __init__(self, lam: float, temperature: float) -> None:
         super().__init__()

@@ -40,6 +40,8 @@ class Metaplasticity(CLMethod):
         layers: linear-layer indices (``None`` = all).
     """
 
+    hyperparameters = ("m", "params")
+
     def __init__(
         self,
         m: float,

@@ -34,6 +34,7 @@ class Replay(CLMethod):
     """
 
     counters = ("draws",)
+    hyperparameters = ("memory_size", "batch_size", "seed")
 
     def __init__(self, memory_size: int, batch_size: int = 50, seed: int = 0) -> None:
         super().__init__()

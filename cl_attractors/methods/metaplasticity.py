@@ -35,7 +35,9 @@ class Metaplasticity(CLMethod):
     Args:
         m: the metaplasticity strength (their permuted-MNIST runs: 1.35, for weights of order 1;
             this MLP's weights are ~0.03, so m is searched: configs/search/metaplasticity.yaml).
-        compile: fuse the gate with ``torch.compile``: ``true``, ``false`` or ``"auto"``.
+        compile: fuse the gate with ``torch.compile``: ``true``, ``false`` or ``"auto"``. Off by
+            default: on a CPU the compile time (tens of seconds a run) outweighs the few
+            elementwise passes a step it saves.
         params: ``"weights"`` (theirs) or ``"all"``.
         layers: linear-layer indices (``None`` = all).
     """
@@ -45,7 +47,7 @@ class Metaplasticity(CLMethod):
     def __init__(
         self,
         m: float,
-        compile: Compile = "auto",
+        compile: Compile = False,
         params: ParamSelection = "weights",
         layers: list[int] | None = None,
     ) -> None:

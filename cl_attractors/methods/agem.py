@@ -6,10 +6,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from cl_attractors.methods.base import CLMethod, MethodContext, ParamSelection
+from cl_attractors.methods.base import CLMethod, DataFacts, MethodContext, ParamSelection
 from cl_attractors.methods.baseline_formulas import agem_project_
 from cl_attractors.methods.memory import EpisodicMemory
-from cl_attractors.methods.replay import check_memory
+from cl_attractors.methods.replay import check_memory, check_memory_fits
 
 
 class AGEM(CLMethod):
@@ -47,6 +47,9 @@ class AGEM(CLMethod):
         self.memory = EpisodicMemory(memory_size, seed)
         self.register_buffer("projected", torch.zeros(2))
         self.draws = 0
+
+    def check_data(self, data: DataFacts) -> None:
+        check_memory_fits("AGEM", self.memory_size, data)
 
     def on_before_optimizer_step(self, ctx: MethodContext, optimizer: torch.optim.Optimizer) -> None:
         if self.memory.filled == 0:

@@ -6,7 +6,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from cl_attractors.errors import require, require_seed
-from cl_attractors.methods.base import CLMethod, MethodContext
+from cl_attractors.methods.base import CLMethod, DataFacts, MethodContext
 from cl_attractors.methods.memory import EpisodicMemory
 
 
@@ -16,6 +16,17 @@ def check_memory(memory_size: int, batch_size: int, seed: int, batch_field: str)
         ok = isinstance(value, int) and not isinstance(value, bool) and value >= 1
         require(ok, f"method.{field}", value, "an integer >= 1")
     require_seed(seed, "method.seed")
+
+
+def check_memory_fits(method: str, memory_size: int, data: DataFacts) -> None:
+    """Before training: the memory is no larger than the sequence's training images, and the
+    family shares its outputs between tasks (replayed images are scored on the outputs of the
+    task in training, which a per-task mask would not count)."""
+    total = sum(data.train_sizes)
+    allowed = f"at most {total} (the training images of all {len(data.train_sizes)} tasks)"
+    require(memory_size <= total, "method.memory_size", memory_size, allowed)
+    shared = f"a family whose tasks share their outputs ({method} replays old tasks on the current task's)"
+    require(not data.masks_outputs, "data.family", data.family, shared)
 
 
 class Replay(CLMethod):
@@ -42,6 +53,9 @@ class Replay(CLMethod):
         self.memory_size, self.batch_size, self.seed = memory_size, batch_size, seed
         self.memory = EpisodicMemory(memory_size, seed)
         self.draws = 0
+
+    def check_data(self, data: DataFacts) -> None:
+        check_memory_fits("Replay", self.memory_size, data)
 
     def loss(self, ctx: MethodContext, x: Tensor, y: Tensor, logits: Tensor) -> Tensor | None:
         if self.memory.filled == 0:

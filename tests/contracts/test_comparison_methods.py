@@ -14,7 +14,7 @@ from torch import Tensor, nn
 
 from cl_attractors.errors import ConfigError
 from cl_attractors.methods.agem import AGEM
-from cl_attractors.methods.base import CLMethod, MethodContext, Vanilla
+from cl_attractors.methods.base import CLMethod, DataFacts, MethodContext, Vanilla
 from cl_attractors.methods.baseline_formulas import distillation_loss, metaplastic_gate
 from cl_attractors.methods.l2 import L2
 from cl_attractors.methods.lwf import LwF
@@ -184,3 +184,17 @@ def test_a_restored_method_continues_identically(name: str) -> None:
 def test_bad_arguments_are_one_line_errors(factory: Callable[[], CLMethod], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         factory()
+
+
+@pytest.mark.parametrize("cls", [Replay, AGEM])
+def test_a_memory_method_refuses_data_it_cannot_serve(cls: type[CLMethod]) -> None:
+    method = cls(memory_size=300)
+    method.check_data(DataFacts((200, 200), "Permuted", False))
+    with pytest.raises(
+        ConfigError, match=r"method.memory_size=300 is not allowed; use at most 200 .*1 tasks"
+    ):
+        method.check_data(DataFacts((200,), "Permuted", False))
+    with pytest.raises(
+        ConfigError, match="data.family='SplitClasses' is not allowed; use a family whose tasks"
+    ):
+        method.check_data(DataFacts((200, 200), "SplitClasses", True))

@@ -30,8 +30,8 @@ class EpisodicMemory(nn.Module):
     splits its memory the same way, picking each task's images at random). Batches are drawn
     without replacement by a generator seeded by ``(seed, step)``: no generator state to save.
 
-    The inputs' buffer takes its shape from the first examples stored (any network, any input
-    shape); a checkpoint's memory is loaded whatever its shape.
+    The buffers are allocated when the first task is stored, the inputs' one in the shape of its
+    examples (any network, any input shape); a checkpoint's memory is loaded whatever its shape.
 
     Args:
         size: ``M``, the number of examples held in total.
@@ -45,20 +45,22 @@ class EpisodicMemory(nn.Module):
     def __init__(self, size: int, seed: int) -> None:
         super().__init__()
         self.size, self.seed = size, seed
-        self.register_buffer("x", torch.zeros(0))  # [size, *input shape] from the first task on
-        self.register_buffer("y", torch.zeros(size, dtype=torch.long))
-        self.register_buffer("task", torch.full((size,), -1, dtype=torch.long))
+        # allocated when the first task is stored (no memory is reserved for a run refused at setup)
+        self.register_buffer("x", torch.zeros(0))
+        self.register_buffer("y", torch.zeros(0, dtype=torch.long))
+        self.register_buffer("task", torch.zeros(0, dtype=torch.long))
         self.filled = 0
         self.tasks_seen = 0
-        self.register_load_state_dict_pre_hook(self._shape_inputs)
+        self.register_load_state_dict_pre_hook(self._shape_buffers)
 
-    def _shape_inputs(
+    def _shape_buffers(
         self, module: nn.Module, state_dict: dict[str, Tensor], prefix: str, *_: object
     ) -> None:
-        """Before a load: give the inputs' buffer the checkpoint's shape (it may still be empty)."""
-        saved = state_dict.get(prefix + "x")
-        if saved is not None and saved.shape != self.x.shape:
-            self.x = torch.zeros(saved.shape, dtype=saved.dtype, device=self.y.device)
+        """Before a load: give each buffer the checkpoint's shape (they may still be empty)."""
+        for name in ("x", "y", "task"):
+            saved = state_dict.get(prefix + name)
+            if saved is not None and saved.shape != getattr(self, name).shape:
+                setattr(self, name, torch.zeros(saved.shape, dtype=saved.dtype, device=self.y.device))
 
     def get_extra_state(self) -> dict[str, int]:
         return {"filled": self.filled, "tasks_seen": self.tasks_seen}
@@ -73,7 +75,10 @@ class EpisodicMemory(nn.Module):
         generator = torch.Generator().manual_seed(self.seed + task)
         new_x, new_y = sample(task, POOL_FACTOR * quotas[-1], generator)
         if self.x.dim() == 1:  # nothing stored yet: the inputs' shape is known now
-            self.x = torch.zeros(self.size, *new_x.shape[1:], dtype=new_x.dtype, device=self.y.device)
+            device = self.y.device
+            self.x = torch.zeros(self.size, *new_x.shape[1:], dtype=new_x.dtype, device=device)
+            self.y = torch.zeros(self.size, dtype=torch.long, device=device)
+            self.task = torch.full((self.size,), -1, dtype=torch.long, device=device)
         keep = kept_rows(self.task[: self.filled].cpu(), quotas[:-1]).to(self.x.device)
         old_x, old_y, old_task = self.x[keep], self.y[keep], self.task[keep]
         chosen = class_balanced_order(new_y.cpu(), generator)[: quotas[-1]].to(new_y.device)

@@ -94,6 +94,10 @@ CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
     ),
     "points": (lambda v: _integer(v) and 2 <= v <= MAX_POINTS, f"an integer in [2, {MAX_POINTS}]"),
     "expect": (_expect, f"a mapping of {', '.join(EXPECT_KEYS)} (numbers; tolerances >= 0)"),
+    "tolerance": (
+        lambda v: _number(v) and 0 <= v <= 1,
+        "a finite number in [0, 1] (accuracy, 0.01 = 1 point)",
+    ),
 }
 
 
@@ -121,7 +125,7 @@ def check_claim_values(claims: list[Any]) -> None:
         if not isinstance(claim, dict):
             continue  # the spec's claim check names it
         field = f"claims[{i}]"
-        for key in ("better", "worse", "variant", "among"):
+        for key in ("better", "worse", "variant", "among", "rivals"):
             value = claim.get(key)
             if value is not None and (
                 value == [] or value == "" or (isinstance(value, list) and "" in value)

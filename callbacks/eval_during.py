@@ -87,7 +87,7 @@ class DuringTraining:
         step = trainer.global_step
         self._last_step = step
         training = pl_module.training
-        pl_module.eval()
+        pl_module.train(False)
         correct = [
             pl_module.count_correct(self._batch(trainer, pl_module, t), t)["correct"]
             for t in range(trained + 1)

@@ -25,6 +25,7 @@ import torch
 from lightning.pytorch.trainer.states import TrainerFn
 
 from callbacks import dashboard
+from callbacks.eval_during import DuringTraining
 from callbacks.task_checkpoint import TaskCheckpoint
 from cl_attractors import metrics
 from cl_attractors.errors import require
@@ -49,10 +50,17 @@ class TaskSequence(pl.Callback):
 
     Args:
         heatmaps: log an A(i, j) heat-map image to TensorBoard after each task.
+        eval_every_n_steps: also evaluate every task trained so far every this many optimizer
+            steps, on a fixed subsample of its test images (``callbacks.eval_during``; the command
+            line's ``--eval_every_n_steps``); None (the default): off, at no cost.
+        eval_subsample: images per task in that subsample.
     """
 
-    def __init__(self, heatmaps: bool = True) -> None:
+    def __init__(
+        self, heatmaps: bool = True, eval_every_n_steps: int | None = None, eval_subsample: int = 1000
+    ) -> None:
         self.heatmaps = heatmaps
+        self.during = DuringTraining(eval_every_n_steps, eval_subsample)
         self.A: torch.Tensor | None = None
         self.initial: torch.Tensor | None = None
         self.tasks_done = 0
@@ -81,6 +89,7 @@ class TaskSequence(pl.Callback):
             )
         if self.A is None:
             self.A = torch.full((dm.num_tasks, dm.num_tasks), torch.nan, dtype=torch.float64)
+        self.during.check(dm)
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._start = time.monotonic()
@@ -94,16 +103,17 @@ class TaskSequence(pl.Callback):
     @torch.no_grad()
     def evaluate(trainer: pl.Trainer, pl_module: Any) -> torch.Tensor:
         """Accuracy of the network as it is on every task (the eval split), as a float64 column."""
-        dm = trainer.datamodule
+        dm, plugin = trainer.datamodule, trainer.precision_plugin
         training = pl_module.training
         pl_module.train(False)  # evaluation mode
         column = []
         for task in range(dm.num_tasks):
             correct = count = 0
             for batch in dm.eval_batches(task):
-                out = pl_module.count_correct(
-                    pl_module.transfer_batch_to_device(batch, pl_module.device, 0), task
-                )
+                # what Lightning's loops do with a batch: to the device, then to the precision
+                moved = plugin.convert_input(pl_module.transfer_batch_to_device(batch, pl_module.device, 0))
+                with plugin.forward_context():
+                    out = pl_module.count_correct(moved, task)
                 correct, count = correct + int(out["correct"]), count + int(out["count"])
             column.append(correct / max(count, 1))
         pl_module.train(training)
@@ -138,12 +148,21 @@ class TaskSequence(pl.Callback):
             for callback in self._task_callbacks(trainer):
                 callback.on_task_start(trainer, pl_module, pos.task)
 
+    def on_train_batch_start(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int
+    ) -> None:
+        pos = self.position
+        if pos is not None and self.during.due(trainer.global_step, batch_idx == 0 and pos.first):
+            self.during.evaluate(trainer, pl_module, pos.task)
+
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self.position is not None and self.position.last:
             self._end_task(trainer, pl_module, self.position.task)
 
     def _end_task(self, trainer: pl.Trainer, pl_module: pl.LightningModule, task: int) -> None:
         dm = trainer.datamodule
+        if task == dm.num_tasks - 1 and self.during.due(trainer.global_step, True):
+            self.during.evaluate(trainer, pl_module, task)  # the sequence's end
         with torch.enable_grad():
             stats = pl_module.method.on_task_end(pl_module.context)
         self.tasks_done = task + 1
@@ -215,15 +234,24 @@ class TaskSequence(pl.Callback):
         # apart from metrics.json, which a resumed run repeats byte for byte
         timing = {"wall_time_s": round(self.seconds, 1), "tasks_done": self.tasks_done}
         write_json(run_dir / "timing.json", timing)
+        self.during.write(run_dir)
         for name, tensor in family_state.items():
             if not (run_dir / f"{name}.pt").exists():
                 save_tensor(run_dir / f"{name}.pt", tensor)
 
     # ---- checkpoint ---------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
-        return {"A": self.A, "initial": self.initial, "tasks_done": self.tasks_done, "seconds": self.seconds}
+        return {
+            "A": self.A,
+            "initial": self.initial,
+            "tasks_done": self.tasks_done,
+            "seconds": self.seconds,
+            "during": self.during.state_dict(),
+        }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.A, self.initial = state_dict["A"], state_dict["initial"]
         self.tasks_done = state_dict["tasks_done"]
         self.seconds_before = state_dict.get("seconds", 0.0)
+        if "during" in state_dict:
+            self.during.load_state_dict(state_dict["during"])

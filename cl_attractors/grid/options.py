@@ -98,6 +98,10 @@ CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
     ),
     "points": (lambda v: _is_integer(v) and 2 <= v <= MAX_POINTS, f"an integer in [2, {MAX_POINTS}]"),
     "expect": (_expect, f"a mapping of {', '.join(EXPECT_KEYS)} (numbers; tolerances >= 0)"),
+    "tolerance": (
+        lambda v: _is_number(v) and 0 <= v <= 1,
+        "a finite number in [0, 1] (accuracy, 0.01 = 1 point)",
+    ),
 }
 
 
@@ -107,6 +111,7 @@ KIND_OPTIONS: dict[str, tuple[str, ...]] = {
     "shared": ("metric", "metrics", "xlabel"),  # metrics: a list, one panel each
     "weights": ("x_range", "min_abs", "mass_ranges", "bin_width", "modes", "yscale"),
     "sensitivity": ("metric", "baseline", "marks", "xlabels"),
+    "stability": ("tolerance",),
     "plasticity": ("method_config", "params", "x_range", "points", "expect"),
     "scoreboard": (
         "columns",
@@ -157,6 +162,8 @@ class ReportOptions:
     baseline: str = "control"
     marks: dict[str, dict[float, str]] = field(default_factory=dict)  # panel -> x -> label
     xlabels: dict[str, str] = field(default_factory=dict)  # panel -> axis label
+    # stability
+    tolerance: float = 0.01  # accuracy (0.01 = 1 point): how close an old task must come back
     # plasticity
     method_config: str | None = None
     params: list[str] = field(default_factory=lambda: ["a1", "lam", "gamma"])
@@ -270,6 +277,7 @@ PARSERS: dict[str, tuple[Callable[[Any], Any], str]] = {
     "readme": (_text, "a file path"),
     "readme_table": (_raw_mapping, "a mapping"),
     "metrics": (_listing(_text), "a list of final summaries"),
+    "tolerance": (_number, "a finite number in [0, 1]"),
     "beyond": (_raw_mapping, "a mapping of title, columns, rows, note"),
 }
 
@@ -316,7 +324,7 @@ def check_claim_values(claims: list[Any]) -> None:
         if not isinstance(claim, dict):
             continue  # the spec's claim check names it
         field = f"claims[{i}]"
-        for key in ("better", "worse", "variant", "among"):
+        for key in ("better", "worse", "variant", "among", "rivals"):
             value = claim.get(key)
             if value is not None and (
                 value == [] or value == "" or (isinstance(value, list) and "" in value)

@@ -2,7 +2,7 @@
 
 ```yaml
 name: fig2
-kind: curves              # curves | shared | weights | sensitivity | plasticity | scoreboard
+kind: curves              # curves | shared | weights | sensitivity | stability | plasticity | scoreboard
 base: configs/experiment/vanilla.yaml
 seeds: [0, 1, 2]
 overrides: []             # fit arguments for every run
@@ -41,7 +41,7 @@ from cl_attractors.grid.options import ReportOptions, parse_options
 from cl_attractors.io import read_yaml_mapping
 from cl_attractors.paths import resolve_args, resolve_relative, task_checkpoints
 
-KINDS = ("curves", "shared", "weights", "sensitivity", "plasticity", "scoreboard")
+KINDS = ("curves", "shared", "weights", "sensitivity", "stability", "plasticity", "scoreboard")
 NO_RUNS = ("plasticity", "scoreboard")
 FIELDS = (
     "name",

@@ -23,6 +23,16 @@ Sampler = Callable[[int, int, torch.Generator], tuple[Tensor, Tensor]]
 """``(task, n, generator) -> (inputs, labels)``: ``n`` training examples of a task, on the device."""
 
 
+@dataclass(frozen=True)
+class DataFacts:
+    """What a method may check before training (:meth:`CLMethod.check_data`): the training
+    examples of each task, the family's name and whether it masks outputs per task."""
+
+    train_sizes: tuple[int, ...]
+    family: str
+    masks_outputs: bool
+
+
 @dataclass
 class MethodContext:
     """What a method sees of the run: the network, the task in training, a way to draw examples.
@@ -107,6 +117,10 @@ class CLMethod(nn.Module):
         """The targets keyed by their names in ``net`` (for ``torch.func``)."""
         names = {id(p): n for n, p in net.named_parameters()}
         return {names[id(p)]: p for p in self._targets}
+
+    def check_data(self, data: DataFacts) -> None:
+        """Refuse, before training, a task sequence this method cannot serve (a one-line
+        ConfigError); a check run once when the fit is set up, not a hook. Accepts all here."""
 
     # ---- hooks (no-ops); a method overrides at most three --------------------------------------
     def on_task_start(self, ctx: MethodContext) -> None:

@@ -18,6 +18,8 @@ A claim is a mapping with ``text`` (the paper's words), ``type`` and its fields:
   (the first task counted, default 2): the tasks after which the mean curves change order; holds
   when ``better``'s mean stays above ``worse``'s after every task from ``from`` on (means over
   seeds, not paired: the curves are kept per task as mean and CI only).
+- ``beats_all``: ``better``, ``rivals`` (a list), ``metric``: holds when the seed-paired gap to
+  every rival has its 95% CI above 0; the closest rival's gap is the reported value.
 - ``modes``: ``variant``, ``paper`` (mode locations: a number, ``a1`` for the variant's own
   attractor, or ``negative`` for any mode below ``-tol``), ``tol``, optional ``exact``: holds when
   each stated mode has a measured histogram mode within ``tol`` (and with ``exact``, there are no
@@ -102,6 +104,21 @@ def gap_verdict(lo: float, hi: float, paper_inside: bool) -> str:
     if hi >= 0 and paper_inside:
         return INCONCLUSIVE
     return "does not hold"
+
+
+def check_beats_all(claim: dict, agg: dict) -> dict:
+    better, metric = claim["better"], claim.get("metric", "final_avg_acc")
+    for name in (better, *claim["rivals"]):
+        _variant(agg, name)
+    stats = {r: paired_gap(agg, better, r, metric) for r in claim["rivals"]}
+    closest = min(stats, key=lambda r: -1e9 if stats[r]["mean"] is None else stats[r]["mean"])
+    each = "; ".join(f"{label(agg, r)} {_pts(s['mean'])}{'*' * significant(s)}" for r, s in stats.items())
+    measured = (
+        f"{label(agg, better)} − each (* = 95% CI above 0): {each}; closest: {label(agg, closest)}, "
+        f"{_gap_text(stats[closest])}"
+    )
+    verdict = "holds" if all(significant(s) for s in stats.values()) else "does not hold"
+    return _result(measured, verdict, stats[closest])
 
 
 def check_best(claim: dict, agg: dict) -> dict:
@@ -238,6 +255,7 @@ def evaluate(
     checks = {
         "gap": check_gap,
         "best": check_best,
+        "beats_all": check_beats_all,
         "benefit_until": check_benefit_until,
         "crossing": check_crossing,
     }
@@ -253,7 +271,7 @@ def evaluate(
                     result = checks[kind](claim, agg)
                 else:
                     raise ConfigError(
-                        f"claim type={kind!r} is not allowed; use gap, best, benefit_until, crossing or modes"
+                        f"claim type={kind!r} is not allowed; use one of {', '.join(CLAIM_FIELDS)}"
                     )
             except NotRun as err:
                 result = _result(f"{err}", NOT_RUN)
@@ -273,6 +291,7 @@ def claims_markdown(results: list[dict]) -> str:
 CLAIM_FIELDS = {
     "gap": ("better", "worse"),
     "best": ("variant",),
+    "beats_all": ("better", "rivals"),
     "benefit_until": ("better", "worse", "paper"),
     "modes": ("variant", "paper"),
     "crossing": ("better", "worse"),
@@ -310,7 +329,7 @@ def check_claims(claims: list, variants: set[str], groups: set[str]) -> None:
         if missing:
             raise ConfigError(f"{field} (type {kind}) lacks {', '.join(missing)}")
         names = groups if kind == "benefit_until" else variants
-        for key in ("better", "worse", "variant"):
+        for key in ("better", "worse", "variant", "rivals"):
             named = claim.get(key, [])
             if any(name not in names for name in (named if isinstance(named, list) else [named])):
                 raise ConfigError(

@@ -25,6 +25,7 @@ from cl_attractors.report.fig_weights import attractors, render_weights, seeds_t
 from cl_attractors.report.plasticity import render_plasticity
 from cl_attractors.report.scoreboard import render_scoreboard
 from cl_attractors.report.sensitivity import render_sensitivity
+from cl_attractors.report.stability_gap import render_stability
 
 CLAIM_RULES = (
     "On the 95% CI of the seed-paired difference (points): a gap claim **holds** when the CI lies "
@@ -72,6 +73,9 @@ def _figure(spec: ExperimentSpec, runs: list[Run], agg: dict, title: str) -> tup
         plots.save_figure(plots.sweep_plot(agg, metric, spec.report.xlabel, title), path)
     elif spec.kind == "sensitivity":
         return None, render_sensitivity(spec, agg)
+    elif spec.kind == "stability":
+        plots.save_figure(plots.curve_panels(agg, title), spec.results_dir / f"{spec.name}_tasks.png")
+        return None, render_stability(spec, runs, labels(spec), spec.results_dir)
     else:
         return render_weights(spec, runs, agg)
     return None, ""

@@ -97,6 +97,8 @@ def short(kind: str, r: dict) -> str:
     v = r["value"]
     if kind == "gap":
         return f"{100 * v:+.2f} points"
+    if kind == "beats_all":
+        return f"closest rival: {100 * v:+.2f} points"
     if kind == "best":
         rival = "the runner-up" if r["verdict"] == "holds" else "the best"
         return f"best: {r['leader']}" + ("" if v is None else f"; claimed − {rival}: {100 * v:+.2f} points")

@@ -88,6 +88,14 @@ class CLI(GuardedCLI):
             "same --run_dir with --ckpt_path last)",
         )
         parser.link_arguments("run_dir", "guard.run_dir", apply_on="parse")
+        parser.add_argument(
+            "--eval_every_n_steps",
+            type=int | None,
+            default=None,
+            help="also evaluate every task seen so far every this many optimizer steps on a fixed "
+            "subsample of its test images (tasks.eval_subsample); writes eval_curve.csv (off by default)",
+        )
+        parser.link_arguments("eval_every_n_steps", "tasks.eval_every_n_steps", apply_on="parse")
 
     def parse_arguments(self, parser: Any, args: Any) -> None:
         args, print_flags = split_print_config(args)

@@ -32,6 +32,7 @@ from lightning.pytorch.cli import LightningCLI
 from callbacks.task_sequence import TaskSequence
 from cl_attractors.errors import ConfigError, one_line
 from cl_attractors.io import load_tensors, save_tensor
+from cl_attractors.methods.base import DataFacts
 from cl_attractors.train.checks import check_config
 
 LOCK_FILE = ".fit.lock"
@@ -165,6 +166,15 @@ def check_data_fits(datamodule: Any, model: Any) -> None:
         )
 
 
+def check_method_fits(datamodule: Any, model: Any) -> None:
+    """The method against the task sequence (``CLMethod.check_data``: a memory larger than the
+    data, a family whose outputs the method cannot serve)."""
+    dm = datamodule
+    sizes = tuple(len(dm.task_split("train", t)[1]) for t in range(dm.num_tasks))
+    masked = any(dm.family.output_mask(t) is not None for t in range(dm.num_tasks))
+    model.method.check_data(DataFacts(sizes, type(dm.family).__name__, masked))
+
+
 # ---- the run ----------------------------------------------------------------------------------
 class RunDirLock:
     """An exclusive lock on ``run_dir`` (``flock`` on ``run_dir/.fit.lock``, freed when the
@@ -214,6 +224,7 @@ class RunGuard(pl.Callback):
         if self.lock is not None:
             self.lock.acquire()
         check_data_fits(trainer.datamodule, pl_module)
+        check_method_fits(trainer.datamodule, pl_module)
 
     def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         if self.lock is not None:

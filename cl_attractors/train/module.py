@@ -87,6 +87,7 @@ class CLModule(pl.LightningModule):
         if self.data is None:
             raise RuntimeError("CLModule.setup has not run: no datamodule to sample from")
         batch = self.transfer_batch_to_device(self.data.sample(task, n, generator), self.device, 0)
+        batch = self.trainer.precision_plugin.convert_input(batch)  # as Lightning's loops do
         return batch[0], batch[1]
 
     def logits(self, x: Tensor, task: int) -> Tensor:

@@ -39,7 +39,10 @@ def test_fit_config_runs(tmp_path: Path, config: str) -> None:
 
 @pytest.mark.parametrize("method", _method_configs())
 def test_method_config_runs(tmp_path: Path, method: str) -> None:
-    make_cli(tiny_args(tmp_path, "--model.method", method, num_tasks=2))
+    # a memory of M images needs M training images in the sequence (2 tasks of synthetic_size)
+    memory = _method_yaml(method)[1].get("memory_size", 0)
+    more = ("--data.synthetic_size", str(memory // 2 + 1)) if memory > 512 else ()
+    make_cli(tiny_args(tmp_path, "--model.method", method, *more, num_tasks=2))
     summary = json.loads((tmp_path / "metrics.json").read_text())
     assert summary["complete"] and summary["final_avg_acc"] is not None
 

@@ -11,12 +11,25 @@ import pytest
 import torch
 
 from cl_attractors.errors import ConfigError
+from cl_attractors.methods import load_method
 from cl_attractors.replicas.group import fit, prepare, run_group
+from cl_attractors.replicas.methods import BATCHED
 from cl_attractors.train.cli import make_cli
 from tests.helpers import ROOT
 
 PRECISION = "32-true"
-METHODS = sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / "configs" / "method").glob("*.yaml"))
+BATCHED_NAMES = {cls.__name__ for cls in BATCHED}
+# every method config whose class has a replica form (the others are refused in one line: below)
+METHODS = sorted(
+    p.relative_to(ROOT).as_posix()
+    for p in (ROOT / "configs" / "method").glob("*.yaml")
+    if load_method(p).__class__.__name__ in BATCHED_NAMES
+)
+UNBATCHED = sorted(
+    p.relative_to(ROOT).as_posix()
+    for p in (ROOT / "configs" / "method").glob("*.yaml")
+    if load_method(p).__class__.__name__ not in BATCHED_NAMES
+)
 
 
 def args(run_dir: Path, seed: int, method: str = "configs/method/vanilla.yaml", *extra: str) -> list[str]:
@@ -80,6 +93,12 @@ def test_a_replica_is_its_single_run(tmp_path: Path, method: str) -> None:
         assert (tmp_path / "r1" / name).is_file(), name
     ours, theirs = (json.loads((tmp_path / d / "metrics.json").read_text()) for d in ("r1", "alone"))
     assert ours.keys() == theirs.keys() and ours["complete"]
+
+
+@pytest.mark.parametrize("method", UNBATCHED)
+def test_a_method_without_a_replica_form_is_refused_in_one_line(tmp_path: Path, method: str) -> None:
+    with pytest.raises(ConfigError, match=r"model.method=\w+ is not allowed with replicas; use one of"):
+        run_group([args(tmp_path / "r1", 1, method), args(tmp_path / "r2", 2, method)])
 
 
 def test_a_replica_does_not_depend_on_its_group(tmp_path: Path) -> None:

@@ -19,6 +19,7 @@ from cl_attractors.errors import ConfigError
 from cl_attractors.io import read_matrix_csv
 from cl_attractors.methods.base import CLMethod, MethodContext
 from cl_attractors.schedule import TaskPosition, TaskSchedule
+from tests.helpers import ROOT
 from tests.helpers import fit_tasks as fit
 from tests.helpers import tiny_cli as build
 
@@ -330,3 +331,13 @@ def test_a_directory_of_checkpoints_is_neither_overwritten_nor_resumed_from_garb
         pytest.raises(ConfigError, match="--ckpt_path last: no checkpoint in .* loads"),
     ):
         fit(build(tmp_path / "run"), ckpt_path="last")
+
+
+def test_a_float64_run_evaluates_and_samples_in_float64(tmp_path: Path) -> None:
+    """The explicit untrained evaluation and the method's samples go through the precision
+    plugin, as Lightning's own loops do (EWC's Fisher draws samples)."""
+    ewc = str(ROOT / "configs/method/ewc.yaml")
+    cli = build(tmp_path / "r", "--trainer.precision", "64-true", "--model.method", ewc, num_tasks=2)
+    seq = fit(cli)
+    assert next(cli.model.net.parameters()).dtype == torch.float64
+    assert seq.initial is not None and not torch.isnan(seq.A).any()

@@ -34,6 +34,10 @@ SEEDS = st.one_of(st.integers(0, 2**63 - 1), st.sampled_from([0, 2**32 - 1, 2**3
 STICKY = str(ROOT / "configs/method/sticky.yaml")
 EWC = str(ROOT / "configs/method/ewc.yaml")
 SI = str(ROOT / "configs/method/si.yaml")
+REPLAY = str(ROOT / "configs/method/replay_200.yaml")
+AGEM = str(ROOT / "configs/method/agem_200.yaml")
+LWF = str(ROOT / "configs/method/lwf.yaml")
+META = str(ROOT / "configs/method/metaplasticity.yaml")
 
 # field -> (method config it needs or None, its valid values (cheap to train), drawn with ANY_TEXT)
 FIT_FIELDS: dict[str, tuple[str | None, st.SearchStrategy[str]]] = {
@@ -82,6 +86,13 @@ FIT_FIELDS: dict[str, tuple[str | None, st.SearchStrategy[str]]] = {
     "model.method.init_args.seed": (EWC, SEEDS),
     "model.method.init_args.c": (SI, floats(0.0, 10.0)),
     "model.method.init_args.xi": (SI, floats(1e-4, 1.0)),
+    "model.method.init_args.memory_size": (REPLAY, ints(1, 128)),
+    "model.method.init_args.batch_size": (REPLAY, ints(1, 64)),
+    "model.method.init_args.ref_batch_size": (AGEM, ints(1, 64)),
+    "model.method.init_args.temperature": (LWF, floats(0.1, 10.0)),
+    "model.method.init_args.m": (META, floats(0.0, 100.0)),
+    "eval_every_n_steps": (None, choice("2", "4", "null")),
+    "tasks.eval_subsample": (None, ints(1, 16)),
     "trainer.accelerator": (None, choice("cpu", "auto", "gpu")),
     "trainer.devices": (None, choice("1", "auto")),  # (2 would start processes running argv)
     "trainer.precision": (None, choice("32-true", "32", "64-true", "16-mixed")),

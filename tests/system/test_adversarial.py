@@ -370,6 +370,7 @@ KIND_OF = {
     "marks": "sensitivity",
     "xlabels": "sensitivity",
     "metrics": "shared",
+    "tolerance": "stability",
     "labels": "curves",
     "title": "curves",
     "notes": "curves",

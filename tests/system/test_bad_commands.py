@@ -72,7 +72,8 @@ CASES: list[tuple[str, str, dict[str, Any], list[str], str]] = [
         "experiment",
         {"claims": [{"text": "t", "type": "nope"}]},
         [],
-        "claims[0].type='nope' is not allowed; use one of gap, best, benefit_until, modes, crossing",
+        "claims[0].type='nope' is not allowed; use one of gap, best, beats_all, benefit_until, modes, "
+        "crossing",
     ),
     (
         "experiment: claims: [{type: gap}]",

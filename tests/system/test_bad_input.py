@@ -23,6 +23,11 @@ IDX = ("--data.source", "mnist", "--data.val_size", "10", "--data.data_dir")
 STICKY = ("--model.method", "configs/method/sticky.yaml")
 EWC = ("--model.method", "configs/method/ewc.yaml")
 SI = ("--model.method", "configs/method/si.yaml")
+REPLAY = ("--model.method", "configs/method/replay_200.yaml")
+AGEM = ("--model.method", "configs/method/agem_200.yaml")
+LWF = ("--model.method", "configs/method/lwf.yaml")
+META = ("--model.method", "configs/method/metaplasticity.yaml")
+L2 = ("--model.method", "configs/method/l2.yaml")
 
 # (arguments, text the one error line must contain)
 FIT_CASES: list[tuple[tuple[str, ...], str]] = [
@@ -79,6 +84,36 @@ FIT_CASES: list[tuple[tuple[str, ...], str]] = [
     ((*EWC, "--model.method.init_args.mode", "sum"), "mode"),
     ((*SI, "--model.method.init_args.c", "-1"), "method.c=-1.0 is not allowed"),
     ((*SI, "--model.method.init_args.xi", "0"), "method.xi=0.0 is not allowed"),
+    (
+        (*REPLAY, "--model.method.init_args.memory_size", "0"),
+        "method.memory_size=0 is not allowed; use an integer >= 1",
+    ),
+    (
+        (*REPLAY, "--model.method.init_args.memory_size", "100000"),
+        "method.memory_size=100000 is not allowed; use at most 768",
+    ),
+    ((*AGEM, "--model.method.init_args.memory_size", "0"), "method.memory_size=0 is not allowed"),
+    ((*AGEM, "--model.method.init_args.ref_batch_size", "0"), "method.ref_batch_size=0 is not allowed"),
+    (
+        (*LWF, "--model.method.init_args.temperature", "0"),
+        "method.temperature=0.0 is not allowed; use a number > 0",
+    ),
+    ((*LWF, "--model.method.init_args.temperature=-2"), "method.temperature=-2.0 is not allowed"),
+    ((*META, "--model.method.init_args.m", "-1"), "method.m=-1.0 is not allowed; use a number >= 0"),
+    ((*L2, "--model.method.init_args.lam", "-1"), "method.lam=-1.0 is not allowed"),
+    # evaluation during training (tiny_args: chunks of 2 steps, 64 test images a task)
+    (("--eval_every_n_steps", "0"), "eval_every_n_steps=0 is not allowed; use a positive integer"),
+    (("--eval_every_n_steps", "-4"), "eval_every_n_steps=-4 is not allowed"),
+    (("--eval_every_n_steps", "2.5"), "eval_every_n_steps"),
+    (
+        ("--eval_every_n_steps", "3"),
+        "eval_every_n_steps=3 is not allowed; use a multiple of data.steps_per_chunk=2",
+    ),
+    (
+        ("--eval_every_n_steps", "2", "--tasks.eval_subsample", "5000"),
+        "tasks.eval_subsample=5000 is not allowed; use an integer in [1, 64]",
+    ),
+    (("--tasks.eval_subsample", "0"), "tasks.eval_subsample=0 is not allowed"),
     # trainer
     (("--trainer.accelerator", "tpuu"), "accelerator='tpuu'"),
     (("--trainer.precision", "7"), "precision"),

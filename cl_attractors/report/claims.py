@@ -114,7 +114,7 @@ def check_beats_all(claim: dict, agg: dict) -> dict:
     closest = min(stats, key=lambda r: -1e9 if stats[r]["mean"] is None else stats[r]["mean"])
     each = "; ".join(f"{label(agg, r)} {_pts(s['mean'])}{'*' * significant(s)}" for r, s in stats.items())
     measured = (
-        f"{label(agg, better)} − each (* = 95% CI above 0): {each}; closest: {label(agg, closest)}, "
+        f"{label(agg, better)} − each, points (* = 95% CI above 0): {each}; closest: {label(agg, closest)}, "
         f"{_gap_text(stats[closest])}"
     )
     verdict = "holds" if all(significant(s) for s in stats.values()) else "does not hold"

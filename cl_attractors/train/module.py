@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from lightning.pytorch.cli import OptimizerCallable
 from lightning.pytorch.core.optimizer import LightningOptimizer
+from lightning.pytorch.plugins.precision import Precision
 from torch import Tensor, nn
 
 from cl_attractors.errors import require
@@ -63,6 +64,7 @@ class CLModule(pl.LightningModule):
         self.context = MethodContext(self.net, self._sample)
         self.data: TaskSource | None = None
         self.masks: dict[int, Tensor | None] = {}
+        self.input_plugin: Precision | None = None  # the trainer's, from setup: converts sampled inputs
         # the module steps the optimizer itself: the method's hooks sit between backward and step
         self.automatic_optimization = False
 
@@ -81,13 +83,15 @@ class CLModule(pl.LightningModule):
         precision = self.trainer.precision
         require(not scaled, "trainer.precision", precision, "32-true, bf16-mixed or 16-true (no loss scaler)")
         self.data = self.trainer.datamodule
+        self.input_plugin = self.trainer.precision_plugin
         self.masks = {}
 
     def _sample(self, task: int, n: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
         if self.data is None:
             raise RuntimeError("CLModule.setup has not run: no datamodule to sample from")
         batch = self.transfer_batch_to_device(self.data.sample(task, n, generator), self.device, 0)
-        batch = self.trainer.precision_plugin.convert_input(batch)  # as Lightning's loops do
+        if self.input_plugin is not None:  # as Lightning's loops do (a bare module has no trainer)
+            batch = self.input_plugin.convert_input(batch)
         return batch[0], batch[1]
 
     def logits(self, x: Tensor, task: int) -> Tensor:

@@ -12,8 +12,16 @@ from typing import Any
 from cl_attractors.errors import ConfigError
 from cl_attractors.io import read_yaml
 
-# keys a resume may set differently: how to resume, what to print, where Lightning shows progress
-FREE = ("ckpt_path", "trainer.enable_progress_bar", "print_config")
+# keys a resume may set differently: how to resume, what to print, where Lightning shows progress,
+# and where the run lies now (a run moved or merged from another machine resumes where it is)
+FREE = (
+    "ckpt_path",
+    "trainer.enable_progress_bar",
+    "print_config",
+    "run_dir",
+    "trainer.logger.init_args.save_dir",
+    "trainer.logger.init_args.version",
+)
 TERMINAL = "callbacks.terminal."
 
 

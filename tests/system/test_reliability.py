@@ -181,14 +181,23 @@ def test_resuming_with_another_network_or_method_is_refused(
     run = tmp_path / "run"
     assert cli.main(tiny_args(run, num_tasks=2)) == 0
     last = run / "checkpoints" / "last.ckpt"
-    for extra, expected in [
+    for extra, expected in [  # the run's own config is the first check
+        (
+            ("--model.net.hidden_sizes", "[32]"),
+            "--model.net.init_args.hidden_sizes=[32] is not allowed on a resume",
+        ),
+        (("--model.method", "configs/method/ewc.yaml"), "--model.method.class_path='cl_attractors.methods"),
+    ]:
+        assert cli.main(tiny_args(run, "--ckpt_path", "last", *extra, num_tasks=2)) == 2
+        assert expected in capsys.readouterr().err.strip().splitlines()[-1]
+    for extra, expected in [  # then the checkpoint itself, started from in a new run
         (
             ("--model.net.hidden_sizes", "[32]"),
             "holds another model than this config's model (net.0.bias is [16] there, [32] here)",
         ),
         (("--model.method", "configs/method/ewc.yaml"), f"--ckpt_path {last} holds another model"),
     ]:
-        assert cli.main(tiny_args(run, "--ckpt_path", "last", *extra, num_tasks=2)) == 2
+        assert cli.main(tiny_args(tmp_path / "other", "--ckpt_path", str(last), *extra, num_tasks=2)) == 2
         assert expected in capsys.readouterr().err.strip().splitlines()[-1]
 
 

@@ -46,6 +46,8 @@ def test_an_alias_bomb_is_refused_in_one_line_by_every_command(
     argv = [command, "--config", str(tmp_path / "bomb.yaml")]
     if command == "merge":
         argv += ["--from", str(tmp_path)]
+    if command == "validate":  # without a checkpoint validate stops before reading any config
+        argv += ["--ckpt_path", str(tmp_path / "task_01.ckpt")]
     assert cli.main(argv) == 2
     assert "alias bomb" in one_error_line(capsys)
 
@@ -53,7 +55,7 @@ def test_an_alias_bomb_is_refused_in_one_line_by_every_command(
 def test_an_alias_bomb_as_a_command_line_value_is_refused(
     tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
-    assert cli.main(tiny_args(tmp_path / "run", "--model.hidden_sizes", BOMB)) == 2
+    assert cli.main(tiny_args(tmp_path / "run", "--model.net.hidden_sizes", BOMB)) == 2
     assert "alias bomb" in one_error_line(capsys)
 
 
@@ -79,7 +81,7 @@ def test_a_huge_value_gives_a_bounded_line(tmp_path: Path, capsys: pytest.Captur
 
 def test_workers_are_bounded_before_they_are_allocated(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     spec = load_spec(write_spec(tmp_path, seeds=[0], variants={"v": []}, claims=[]))
-    assert experiment.make_runner(spec, 1, 4000, None, None).workers == 1
+    assert experiment.make_runner(spec, spec.runs(), 4000, None, None).workers == 1
     assert cli.main(["experiment", "--config", str(spec.source), "--workers", str(10**9)]) == 2
     assert "--workers 1000000000 is not allowed" in one_error_line(capsys)
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -63,30 +64,32 @@ def algorithm1_(
 
 
 # ---- the variants after Adam's step -------------------------------------------------------------
-def gated_update(params: list[Tensor], olds: list[Tensor], lr_zetas: list[float], dip: Plasticity) -> None:
+def gated_update(
+    params: list[Tensor], olds: list[Tensor], lr_zetas: Sequence[Scalar], dip: Plasticity
+) -> None:
     """Update gating: ``w = old - gate(u, old)``, ``u = old - w + lr zeta sgn(old)``."""
     for w, old, lz in zip(params, olds, lr_zetas):
-        u = old - w + l1_grad(old, lz) if lz else old - w
+        u = old - w + l1_grad(old, lz) if nonzero(lz) else old - w
         w.copy_(old - gate(u, old, dip))
 
 
 def gated_update_(
     params: list[Tensor],
     olds: list[Tensor],
-    lr_zetas: list[float],
+    lr_zetas: Sequence[Scalar],
     dip: Plasticity,
     scratch: list[list[Tensor]],
 ) -> None:
     """:func:`gated_update` in place (scratch ``u``, ``s``, ``f`` per target)."""
     for w, old, lz, (u, s, f) in zip(params, olds, lr_zetas, scratch):
         torch.sub(old, w, out=u)
-        if lz:
+        if nonzero(lz):
             add_l1_(u, old, s, lz)
         dip.gate_(u, old, s, f)
         torch.sub(old, u, out=w)
 
 
-def decoupled_l1(params: list[Tensor], lr_zetas: list[float], dip: Plasticity | None) -> None:
+def decoupled_l1(params: list[Tensor], lr_zetas: Sequence[Scalar], dip: Plasticity | None) -> None:
     """Decoupled L1 after the step: ``w -= gate(lr zeta sgn(w), w)`` (no gate if ``dip`` is None)."""
     for w, lz in zip(params, lr_zetas):
         u = l1_grad(w, lz)
@@ -94,7 +97,7 @@ def decoupled_l1(params: list[Tensor], lr_zetas: list[float], dip: Plasticity | 
 
 
 def decoupled_l1_(
-    params: list[Tensor], lr_zetas: list[float], dip: Plasticity | None, scratch: list[list[Tensor]]
+    params: list[Tensor], lr_zetas: Sequence[Scalar], dip: Plasticity | None, scratch: list[list[Tensor]]
 ) -> None:
     """:func:`decoupled_l1` in place (scratch ``u``, ``s``, ``f`` per target)."""
     for w, lz, (u, s, f) in zip(params, lr_zetas, scratch):
@@ -116,14 +119,18 @@ def count_gated(pseudo_grads: list[Tensor], weights: list[Tensor], dip: Plastici
     return torch.stack([torch.stack(gated).sum(), torch.stack(f_sum).sum()])
 
 
-def grad_stats(grads: list[Tensor], params: list[Tensor], zeta: float, dip: Plasticity) -> Tensor:
+def grad_stats(grads: list[Tensor], params: list[Tensor], zeta: Scalar, dip: Plasticity) -> Tensor:
     """:func:`count_gated` of the gradient the gate sees: ``g + l1_grad(w, zeta)`` at ``w``."""
-    return count_gated([g + l1_grad(w, zeta) if zeta else g for g, w in zip(grads, params)], params, dip)
+    return count_gated(
+        [g + l1_grad(w, zeta) if nonzero(zeta) else g for g, w in zip(grads, params)], params, dip
+    )
 
 
-def update_stats(params: list[Tensor], olds: list[Tensor], lr_zetas: list[float], dip: Plasticity) -> Tensor:
+def update_stats(
+    params: list[Tensor], olds: list[Tensor], lr_zetas: Sequence[Scalar], dip: Plasticity
+) -> Tensor:
     """:func:`count_gated` of the update gate's pseudo-gradient ``old - w + l1_grad(old, lr zeta)``."""
-    pseudo = [o - w + l1_grad(o, lz) if lz else o - w for w, o, lz in zip(params, olds, lr_zetas)]
+    pseudo = [o - w + l1_grad(o, lz) if nonzero(lz) else o - w for w, o, lz in zip(params, olds, lr_zetas)]
     return count_gated(pseudo, olds, dip)
 
 
@@ -257,10 +264,12 @@ class StickyGradient(CLMethod):
     def _usf(self) -> list[list[Tensor]]:
         return [list(t) for t in zip(self._scratch("u"), self._scratch("s"), self._scratch("f"))]
 
-    def _gated_update_fast(self, params: list[Tensor], olds: list[Tensor], lr_zetas: list[float]) -> None:
+    def _gated_update_fast(
+        self, params: list[Tensor], olds: list[Tensor], lr_zetas: Sequence[Scalar]
+    ) -> None:
         gated_update_(params, olds, lr_zetas, self.dip, self._usf())
 
-    def _decoupled_l1_fast(self, params: list[Tensor], lr_zetas: list[float]) -> None:
+    def _decoupled_l1_fast(self, params: list[Tensor], lr_zetas: Sequence[Scalar]) -> None:
         decoupled_l1_(params, lr_zetas, self.dip if self.switches.sticky else None, self._usf())
 
     # ---- hooks ------------------------------------------------------------------------------

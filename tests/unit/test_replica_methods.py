@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
+import typing
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 import torch
@@ -15,7 +17,7 @@ from cl_attractors.methods.base import CLMethod, MethodContext, Vanilla
 from cl_attractors.methods.ewc import EWC
 from cl_attractors.methods.mas import MAS
 from cl_attractors.methods.si import SI
-from cl_attractors.methods.sticky import StickyGradient
+from cl_attractors.methods.sticky import StickyGradient, Switches
 from cl_attractors.replicas.methods import replica_method
 from cl_attractors.replicas.stacked import StackedMLP, replica_losses
 
@@ -108,11 +110,33 @@ def run_stacked(stacked: StackedMLP, methods: list[CLMethod]) -> Any:
     return batched
 
 
+def switch_combinations() -> list[dict[str, Any]]:
+    """Every combination of :class:`Switches` a single run accepts: each bool both ways, each
+    ``Literal`` through its values (generated from the dataclass, so a new switch is covered)."""
+    hints = typing.get_type_hints(Switches)
+    choices = []
+    for name, hint in hints.items():
+        assert hint is bool or typing.get_origin(hint) is Literal, f"switch {name}: {hint} has no value list"
+        choices.append((False, True) if hint is bool else typing.get_args(hint))
+    return [dict(zip(hints, combo)) for combo in itertools.product(*choices)]
+
+
 @pytest.mark.parametrize("name", sorted(METHODS))
 def test_batched_method_equals_each_single_run(name: str) -> None:
-    singles = [net(r, METHODS[name]) for r in range(R)]
+    assert_batched_equals_singles(name, METHODS[name])
+
+
+@pytest.mark.parametrize(
+    "switches", switch_combinations(), ids=lambda s: "-".join(f"{k}={v}" for k, v in s.items())
+)
+def test_every_sticky_switch_combination_runs_batched_as_its_single_run(switches: dict[str, Any]) -> None:
+    assert_batched_equals_singles("sticky", lambda r: sticky(r, **switches))
+
+
+def assert_batched_equals_singles(name: str, make: Callable[[int], CLMethod]) -> None:
+    singles = [net(r, make) for r in range(R)]
     stacked = StackedMLP([m for m, _ in singles])
-    twins = [net(r, METHODS[name]) for r in range(R)]  # the same inits, for the batched run
+    twins = [net(r, make) for r in range(R)]  # the same inits, for the batched run
     assert all(
         torch.equal(stacked.unstack(r)[k], v)
         for r, (m, _) in enumerate(twins)

@@ -19,6 +19,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from cl_attractors.signatures import init_parameters
+
 NONE = "—"
 PLUMBING = {
     "compile",
@@ -36,8 +38,8 @@ NUMBER_TYPES = {"float", "int", "int | None", "float | None", "float | Tensor"}
 def kinds(cls: type) -> dict[str, str]:
     """Each constructor argument of ``cls`` as ``number`` or ``text`` (plumbing left out)."""
     out = {}
-    for name, p in inspect.signature(cls).parameters.items():
-        if name == "self" or name in PLUMBING or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+    for name, p in init_parameters(cls).items():
+        if name in PLUMBING:
             continue
         note = p.annotation if isinstance(p.annotation, str) else getattr(p.annotation, "__name__", "")
         default = p.default
@@ -93,7 +95,7 @@ def method_columns(method: dict[str, Any] | None, classes: Iterable[type]) -> di
         for name, kind in kinds(cls).items():
             columns.setdefault(name, kind)
             if cls.__name__ == mine:
-                default = inspect.signature(cls).parameters[name].default
+                default = init_parameters(cls)[name].default
                 defaults[name] = None if default is inspect.Parameter.empty else default
     for name, kind in sorted(columns.items()):
         own = name in defaults

@@ -19,7 +19,7 @@ from typing import Any, NoReturn
 from cl_attractors.errors import ConfigError
 from cl_attractors.grid.checks import validate
 from cl_attractors.grid.spec import ExperimentSpec, Run, load_spec, select_variants
-from cl_attractors.report.claims import check_claims
+from cl_attractors.report.claim_spec import check_claims
 
 ARGS_FILE = "experiment_args.json"
 RECORD_FILE = "experiment.json"  # the last experiment's command-line changes, for `report`

@@ -2,7 +2,7 @@
 
 The per-step ones (f, the gate, L1, the quadratic pull, SI's path term) have an in-place twin
 here too (``name_``: the same arithmetic writing only into preallocated scratch, checked equal in
-the tests); the methods build their per-step kernels from these two forms (``sticky.py``:
+the tests); the methods build their per-step kernels from these two forms (``sticky_steps.py``:
 ``algorithm1`` and ``algorithm1_``). The importance estimators (Fisher, MAS), run once per task,
 are in ``importance.py``. Reference implementations written for clarity, which the tests compare
 these against, live in ``tests/reference.py``. No Lightning here.

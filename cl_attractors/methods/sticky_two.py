@@ -12,54 +12,34 @@ and the gate slows a step where it moves ``w`` away from the attractor nearer to
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
 from cl_attractors.errors import require, require_finite
-from cl_attractors.methods.base import MethodContext, ParamSelection
+from cl_attractors.methods.base import MethodContext
 from cl_attractors.methods.formulas import TwoDips
-from cl_attractors.methods.kernels import Compile
-from cl_attractors.methods.sticky import ApplyTo, StickyGradient
+from cl_attractors.methods.sticky import StickyGradient
 
 
 class TwoAttractorSticky(StickyGradient):
     """:class:`StickyGradient` whose f has a second attractor ``a2`` of width parameter ``gamma2``.
 
-    Args: those of :class:`StickyGradient`, plus ``a2`` (the second attractor) and ``gamma2``
-    (its dip's width parameter; larger = narrower). ``on_task_end`` adds ``dip2_fraction``
-    (targets with ``|w - a2| < 1/sqrt(gamma2)``) to ``dip_fraction`` (the same around a1).
+    Args: ``a2`` (the second attractor) and ``gamma2`` (its dip's width parameter; larger =
+    narrower), and, forwarded, those of :class:`StickyGradient` (flat in YAML as before: the
+    parser follows ``**kwargs`` to the parent's signature, as ``signatures.init_parameters``
+    does for our own readers). ``on_task_end`` adds ``dip2_fraction`` (targets with
+    ``|w - a2| < 1/sqrt(gamma2)``) to ``dip_fraction`` (the same around a1).
     """
 
     hyperparameters = (*StickyGradient.hyperparameters, "a2", "gamma2")
 
-    def __init__(
-        self,
-        a1: float,
-        a2: float,
-        mu: float,
-        sigma: float,
-        gamma: float,
-        gamma2: float,
-        zeta: float,
-        lam: float,
-        sticky: bool,
-        l1: bool,
-        smart_init: bool,
-        init_params: ParamSelection = "all",
-        f_min: float = 0.0,
-        apply_to: ApplyTo = "gradient",
-        l1_apply_to: ApplyTo = "gradient",
-        stats_every: int = 50,
-        compile: Compile = "auto",
-        params: ParamSelection = "all",
-        layers: list[int] | None = None,
-    ) -> None:
-        super().__init__(
-            a1, mu, sigma, gamma, zeta, lam, sticky, l1, smart_init, init_params, f_min, apply_to,
-            l1_apply_to, stats_every, compile, params, layers,
-        )  # fmt: skip
+    def __init__(self, a2: float, gamma2: float, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
         require_finite({"a2": a2, "gamma2": gamma2}, "method")
         require(gamma2 > 0, "method.gamma2", gamma2, "a number > 0")
-        self.use_plasticity(TwoDips(a1=a1, a2=a2, lam=lam, gamma=gamma, gamma2=gamma2, f_min=f_min))
+        phi = self.phi
+        self.use_plasticity(TwoDips(phi.a1, a2, phi.lam, phi.gamma, gamma2, phi.f_min))
         self.a2, self.gamma2 = a2, gamma2
 
     def on_task_end(self, ctx: MethodContext) -> dict[str, float]:

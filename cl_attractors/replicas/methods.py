@@ -25,7 +25,8 @@ from cl_attractors.methods.formulas import Dip
 from cl_attractors.methods.mas import MAS
 from cl_attractors.methods.penalty import QuadraticPenalty
 from cl_attractors.methods.si import SI
-from cl_attractors.methods.sticky import StickyGradient, algorithm1, decoupled_l1, gated_update
+from cl_attractors.methods.sticky import StickyGradient
+from cl_attractors.methods.sticky_steps import algorithm1, decoupled_l1, gated_update
 from cl_attractors.replicas.importance import fisher_diagonals, mas_importances
 from cl_attractors.replicas.stacked import StackedLinear, StackedMLP
 
@@ -146,7 +147,7 @@ def _target_index(net: StackedMLP, method: CLMethod) -> list[int]:
 
 class ReplicaSticky(ReplicaMethod):
     """:class:`StickyGradient` (Algorithm 1 and its variants) per replica: the method's own pure
-    steps (``sticky.algorithm1``, ``gated_update``, ``decoupled_l1``) with ``a1, lam, gamma,
+    steps (``sticky_steps.algorithm1``, ``gated_update``, ``decoupled_l1``) with ``a1, lam, gamma,
     f_min, zeta`` per replica. The smart init ran in each replica's own network. The gating
     statistics (TensorBoard only in a single run) are not sampled."""
 

@@ -18,6 +18,7 @@ import typing
 from typing import Any
 
 from cl_attractors.errors import ConfigError, require, require_finite, require_seed
+from cl_attractors.signatures import init_type_hints
 
 SEED_MAX = 2**32 - 1  # Lightning's seed_everything (numpy's range)
 BYTES_PER_PARAMETER = 16  # float32 weights, their gradients and Adam's two moments
@@ -67,7 +68,7 @@ def check_nulls(cfg: dict[str, Any], field: str) -> None:
         return
     module, _, name = section["class_path"].rpartition(".")
     try:
-        hints = typing.get_type_hints(getattr(importlib.import_module(module), name).__init__)
+        hints = init_type_hints(getattr(importlib.import_module(module), name))
     except (ImportError, AttributeError, NameError, TypeError):  # the parser names a bad class
         return
     for arg, value in (section.get("init_args") or {}).items():

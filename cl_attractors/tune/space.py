@@ -18,7 +18,6 @@ A parameter left out of the space keeps the value of the ``fit`` configuration.
 
 from __future__ import annotations
 
-import inspect
 import json
 import math
 from dataclasses import dataclass
@@ -33,6 +32,7 @@ from optuna.distributions import (
 )
 
 from cl_attractors.errors import ConfigError, one_line, require_finite
+from cl_attractors.signatures import init_parameters
 
 RANGE_KEYS = {"low", "high", "log", "int", "when"}
 
@@ -60,19 +60,7 @@ Param = Sampled | Fixed
 def allowed_params(cls: type) -> list[str]:
     """Names a search space may set on ``cls``: its ``__init__`` arguments (and its bases' when
     it forwards ``**kwargs``)."""
-    names: list[str] = []
-    for klass in cls.__mro__:
-        if "__init__" not in vars(klass) or klass is object:
-            continue
-        params = inspect.signature(vars(klass)["__init__"]).parameters.values()
-        names += [
-            p.name
-            for p in params
-            if p.name != "self" and p.name not in names and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
-        ]
-        if not any(p.kind is p.VAR_KEYWORD for p in params):
-            break
-    return names
+    return list(init_parameters(cls))
 
 
 def parse_space(raw: Any, cls: type) -> dict[str, Param]:

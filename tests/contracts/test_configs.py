@@ -12,6 +12,7 @@ import yaml
 
 import cl_attractors
 from cl_attractors.methods.base import CLMethod
+from cl_attractors.signatures import init_parameters
 from cl_attractors.train.cli import make_cli
 from cl_attractors.tune.search import load_search
 from tests.helpers import ROOT, subclasses, tiny_args
@@ -82,7 +83,7 @@ def test_data_and_model_groups_carry_the_papers_protocol() -> None:
 def test_every_method_has_a_config_with_its_hyperparameters(cls: type[CLMethod]) -> None:
     configs = [_method_yaml(m) for m in _method_configs()]
     assert any(name == cls.__name__ for name, _ in configs), f"no configs/method/*.yaml for {cls.__name__}"
-    assert set(cls.hyperparameters) <= set(inspect.signature(cls).parameters)
+    assert set(cls.hyperparameters) <= set(init_parameters(cls))
 
 
 @pytest.mark.parametrize("method", [m for m in _method_configs() if "ablation" not in m])

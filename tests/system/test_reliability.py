@@ -4,7 +4,6 @@ a full disk, a second process on a run directory, a resume with another model, a
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -20,7 +19,7 @@ import cli
 from cl_attractors.errors import ConfigError
 from cl_attractors.io import read_matrix_csv
 from cl_attractors.train.cli import make_cli
-from tests.helpers import ROOT, tiny_args
+from tests.helpers import ROOT, small_tmpfs, tiny_args
 
 
 def matrix(run_dir: Path) -> torch.Tensor:
@@ -217,15 +216,8 @@ def test_a_fit_stopped_before_its_last_task_is_an_error_not_a_success(tmp_path: 
 @pytest.fixture
 def full_disk(tmp_path: Path) -> Iterator[Path]:
     """A 1 MiB tmpfs (needs root to mount; unmounted afterwards)."""
-    mount = tmp_path / "tmpfs"
-    mount.mkdir()
-    if os.geteuid() != 0:
-        pytest.skip("mounting a small tmpfs needs root")
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1M", "tmpfs", str(mount)], check=True)
-    try:
+    with small_tmpfs(tmp_path, "1M") as mount:
         yield mount
-    finally:
-        subprocess.run(["umount", str(mount)], check=True)
 
 
 def test_a_full_disk_ends_with_one_line_and_leaves_no_partial_file(

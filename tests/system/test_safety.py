@@ -22,7 +22,7 @@ from cl_attractors.errors import MAX_MESSAGE
 from cl_attractors.grid.spec import load_spec
 from cl_attractors.paths import study_folder
 from cl_attractors.tune.storage import open_storage
-from tests.helpers import ROOT, tiny_args, write_search, write_spec
+from tests.helpers import ROOT, small_tmpfs, tiny_args, write_search, write_spec
 
 BOMB = "\n".join(
     [f"a0: &a0 [{', '.join(['x'] * 9)}]"]
@@ -182,15 +182,8 @@ def test_ctrl_c_exits_130_and_says_so_for_fit_tune_and_experiment(tmp_path: Path
 @pytest.fixture
 def full_disk(tmp_path: Path) -> Iterator[Path]:
     """A 250 KiB tmpfs: a study's database fits, its trials' outputs soon do not (root only)."""
-    mount = tmp_path / "tmpfs"
-    mount.mkdir()
-    if os.geteuid() != 0:
-        pytest.skip("mounting a small tmpfs needs root")
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=250k", "tmpfs", str(mount)], check=True)
-    try:
+    with small_tmpfs(tmp_path, "250k") as mount:
         yield mount
-    finally:
-        subprocess.run(["umount", str(mount)], check=True)
 
 
 def test_tune_on_a_full_disk_is_one_line(full_disk: Path, tmp_path: Path) -> None:

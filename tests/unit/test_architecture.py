@@ -4,9 +4,9 @@ Layers, lowest first; a module may import its own layer and the layers below, ne
 
     0  cl_attractors.errors, .io, .metrics,      pure helpers, the maths of the accuracy matrix,
        .plots, .paths, .runs, .repair,         figures (drawn in training and in reports), config
-       .transfer, .schedule                    paths, saved runs as pandas tables, a finished
+       .transfer, .schedule, .signatures       paths, saved runs as pandas tables, a finished
                                                run's outputs repaired, untrusted trees copied,
-                                               the task schedule
+                                               the task schedule, constructor arguments
     1  cl_attractors.methods, callbacks           CL methods (gradient space) and Lightning callbacks
     2  cl_attractors.train, .replicas             LightningModule, datamodule, task families, sources,
                                                networks, LightningCLI; R runs as one model
@@ -42,6 +42,7 @@ LAYERS = {
     "cl_attractors.transfer": 0,
     "cl_attractors.schedule": 0,
     "cl_attractors.stability": 0,
+    "cl_attractors.signatures": 0,
     "cl_attractors.methods": 1,
     "callbacks": 1,
     "cl_attractors.train": 2,

@@ -13,7 +13,8 @@ from cl_attractors.grid.checks import validate
 from cl_attractors.grid.spec import load_spec
 from cl_attractors.plots import sweep_plot
 from cl_attractors.report.aggregate import aggregate_variant
-from cl_attractors.report.claims import check_claims, evaluate
+from cl_attractors.report.claim_spec import check_claims
+from cl_attractors.report.claims import evaluate
 from cl_attractors.report.scoreboard import load_figure, scoreboard_table
 from tests.helpers import metrics_json, write_spec
 

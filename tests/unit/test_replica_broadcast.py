@@ -11,7 +11,7 @@ from torch import Tensor
 
 from cl_attractors.methods import formulas
 from cl_attractors.methods.formulas import Dip
-from cl_attractors.methods.sticky import algorithm1, algorithm1_
+from cl_attractors.methods.sticky_steps import algorithm1, algorithm1_
 
 R = 3
 GEN = torch.Generator().manual_seed(0)

@@ -13,7 +13,8 @@ from cl_attractors.errors import ConfigError
 from cl_attractors.grid.checks import validate
 from cl_attractors.grid.spec import load_spec
 from cl_attractors.plots import ci_note
-from cl_attractors.report.claims import check_claims, evaluate
+from cl_attractors.report.claim_spec import check_claims
+from cl_attractors.report.claims import evaluate
 from cl_attractors.report.fig_weights import attractors, seeds_text
 from cl_attractors.report.params import variant_param
 from cl_attractors.report.scoreboard import replace_block, substitute

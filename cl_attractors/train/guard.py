@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 import fcntl
+import math
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -150,6 +151,12 @@ def check_data_fits(datamodule: Any, model: Any) -> None:
     label (a one-line ConfigError naming ``model.net`` otherwise)."""
     splits, source = datamodule.loaded(), datamodule.source
     x, _ = datamodule.sample(0, 1, torch.Generator().manual_seed(0))
+    features, wanted = math.prod(x.shape[1:]), getattr(model.net, "input_size", None)
+    if isinstance(wanted, int) and wanted != features:
+        raise ConfigError(
+            f"model.net.init_args.input_size={wanted} does not fit data.source={source!r}: its "
+            f"examples have {features} features ({list(x.shape[1:])}); use {features}"
+        )
     try:
         with torch.no_grad():
             outputs = model.net(x).shape[-1]

@@ -32,3 +32,4 @@ class MLP(nn.Sequential):
         for fan_in, fan_out in itertools.pairwise(sizes[:-1]):
             layers += [nn.Linear(fan_in, fan_out), nn.ReLU()]
         super().__init__(*layers, nn.Linear(sizes[-2], sizes[-1]))
+        self.input_size = input_size  # the guard checks it against the data's features

@@ -163,7 +163,8 @@ FIT_CASES: list[tuple[tuple[str, ...], str]] = [
     # shapes against the data, memory
     (
         ("--model.net.input_size", "100"),
-        "model.net does not take the inputs of data.source='synthetic' ([784]",
+        "model.net.init_args.input_size=100 does not fit data.source='synthetic': its examples have "
+        "784 features ([784]); use 784",
     ),
     (
         ("--model.net.num_classes", "5"),

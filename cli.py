@@ -114,12 +114,15 @@ def print_validation(cli: Any) -> None:
     to ``<run>/validation/`` (callbacks/validation.py)."""
     from callbacks.task_sequence import TaskSequence
     from callbacks.validation import report
+    from cl_attractors.train.guard import resolve_ckpt_path
 
     seq = next(c for c in cli.trainer.callbacks if isinstance(c, TaskSequence))
     config = cli.config[cli.subcommand]
     if seq.validated is None:
         raise ConfigError(f"validate: {config.ckpt_path} evaluated no task; check --data.eval_split")
-    text, _ = report(seq.validated, Path(config.ckpt_path), str(config.data.eval_split))
+    # the file read ('last' is the run's checkpoints/last.ckpt), so the report lands beside its run
+    ckpt = resolve_ckpt_path(config.ckpt_path, config.get("run_dir")) or Path(config.ckpt_path)
+    text, _ = report(seq.validated, ckpt, str(config.data.eval_split))
     print(text)
 
 

@@ -63,6 +63,7 @@ def test_validate_never_runs_a_planted_checkpoint(
     plant(run / "planted.ckpt", marker)
     config = str(run / "config.yaml")
     assert cli.main(["validate", "--config", config, "--ckpt_path", "last", "--run_dir", str(run)]) == 0
+    assert (run / "validation" / "last.test.json").is_file()  # beside the run, never in the cwd
     assert cli.main(["validate", "--config", config, "--ckpt_path", str(run / "planted.ckpt")]) == 2
     assert not marker.exists()
 

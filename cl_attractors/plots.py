@@ -249,7 +249,7 @@ def plasticity_plot(x: torch.Tensor, f: torch.Tensor, params: dict[str, float]) 
     fig, ax = plt.subplots(figsize=(6.0, 4.0))
     ax.plot(x.numpy(), f.numpy())
     if "a1" in params:
-        ax.axvline(params["a1"], color="gray", ls="--", lw=1, label=f"a1 = {params['a1']:g}")
+        ax.axvline(params["a1"], color="gray", ls="--", lw=1, label=f"a1 = {params['a1']:.4g}")
         ax.legend()
     ax.set(
         xlabel="weight w",
@@ -275,7 +275,7 @@ def _mode_lines(ax: plt.Axes, modes: list[float], a1: float | None) -> None:
             va="top",
         )
     if a1 is not None:
-        ax.axvline(a1, color="gray", lw=0.9, ls="--", label=f"attractor a1 = {a1:g}")
+        ax.axvline(a1, color="gray", lw=0.9, ls="--", label=f"attractor a1 = {a1:.4g}")
 
 
 def weight_histograms(

@@ -154,7 +154,7 @@ def check_benefit_until(claim: dict, agg: dict) -> dict:
         if len(pairs[x]) < 2:
             continue
         stat = paired_gap(agg, pairs[x][claim["better"]], pairs[x][claim["worse"]], metric)
-        rows.append(f"{x:g}: {_pts(stat['mean'])}{'*' if significant(stat) else ''}")
+        rows.append(f"{x:.4g}: {_pts(stat['mean'])}{'*' if significant(stat) else ''}")
         seeds.append(stat["n"])
         if lost is None and not significant(stat):
             lost = x
@@ -163,7 +163,7 @@ def check_benefit_until(claim: dict, agg: dict) -> dict:
     holds = lost is not None and abs(lost - claim["paper"]) <= claim.get("tol", 1e-9)
     measured = (
         f"{claim['better']} − {claim['worse']} by value, points (* = 95% CI above 0): {'; '.join(rows)}; "
-        f"benefit first lost at {'never' if lost is None else f'{lost:g}'}"
+        f"benefit first lost at {'never' if lost is None else f'{lost:.4g}'}"
     )
     return _result(measured, "holds" if holds else "does not hold", value=lost, n=min(seeds))
 
@@ -200,7 +200,7 @@ def _stated(paper: list, attractor: float | None, tol: float) -> list[tuple[str,
         if p == "a1":
             if attractor is None:
                 raise ConfigError("a mode at 'a1' needs the variant's method config to set a1")
-            out.append((f"a1 = {attractor:g}", _near(attractor, tol)))
+            out.append((f"a1 = {attractor:.4g}", _near(attractor, tol)))
         elif p == "negative":
             out.append((f"< {-tol:g}", lambda m: m < -tol))
         else:

@@ -92,7 +92,7 @@ def _section(
             seeds_text(seeds[k]),
             fmt(agg["variants"][k]["final"]["final_avg_acc"]),
             fmt(agg["variants"][k]["final"]["forgetting"]),
-            f"{a1[k]:g}" if k in a1 else "—",
+            f"{a1[k]:.4g}" if k in a1 else "—",
             ", ".join(f"{m:.3f}" for m in modes[k]) or "none",
         ]
         for k in modes

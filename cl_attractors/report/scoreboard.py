@@ -105,7 +105,7 @@ def short(kind: str, r: dict) -> str:
     if kind == "crossing":
         return "above after every task" if v is None else f"not above after task {v}"
     if kind == "benefit_until":
-        return "benefit never lost" if v is None else f"benefit lost at {v:g}"
+        return "benefit never lost" if v is None else f"benefit lost at {v:.4g}"
     if kind == "modes":
         return "modes at " + (", ".join(f"{m:.3f}" for m in v) or "none")
     return f"trial {v} of {r['n']} ({r['study']})"

@@ -40,7 +40,7 @@ def _table(agg: dict, gap: dict[str, dict], metric: str) -> pd.DataFrame:
         rows.append(
             [
                 variant_cell(agg, name),
-                "—" if v["x"] is None else f"{v['x']:g}",
+                "—" if v["x"] is None else f"{v['x']:.4g}",
                 len(v["seeds"]),
                 fmt(v["final"][metric]),
                 "reference" if v["x"] is None else ("n/a" if g is None else _ci(g)),
@@ -57,7 +57,7 @@ def sweep_marks(spec: ExperimentSpec) -> dict[str, dict[float, str]]:
     for group, sweep in spec.sweeps.items():
         tuned = tuned_value(sweep)
         if tuned is not None:
-            marks.setdefault(group, {})[tuned] = str(sweep.get("tuned_label", f"tuned: {tuned:.3g}"))
+            marks.setdefault(group, {})[tuned] = str(sweep.get("tuned_label", f"tuned: {tuned:.4g}"))
     return marks
 
 

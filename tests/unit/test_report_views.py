@@ -152,9 +152,11 @@ def test_a_sweep_adds_its_studys_tuned_value_and_marks_it(tmp_path: Path) -> Non
     with pytest.raises(ConfigError, match=r"sweeps.ewc.tuned: config .*best_method.yaml does not exist"):
         validate(spec)
     tuned.parent.mkdir(parents=True)
-    tuned.write_text(yaml.safe_dump({"class_path": "x.EWC", "init_args": {"lam": 52.5, "fisher": "true"}}))
-    assert list(spec.variant_args()) == ["control", "ewc_lam1.0", "ewc_lam1000.0", "ewc_lam52.5"]
-    assert sweep_marks(spec) == {"ewc": {1000.0: "paper", 52.5: "tuned: 52.5"}}
+    tuned.write_text(
+        yaml.safe_dump({"class_path": "x.EWC", "init_args": {"lam": 52.51234, "fisher": "true"}})
+    )
+    assert list(spec.variant_args()) == ["control", "ewc_lam1.0", "ewc_lam1000.0", "ewc_lam52.51234"]
+    assert sweep_marks(spec) == {"ewc": {1000.0: "paper", 52.51234: "tuned: 52.51"}}  # φ to 4 digits
     tuned.write_text(yaml.safe_dump({"init_args": {"fisher": "true"}}))
     with pytest.raises(ConfigError, match=r"has no number init_args.lam"):
         spec.variant_args()

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
+from types import SimpleNamespace
 
 import torch
 
+from callbacks.dashboard import heatmap_title
 from callbacks.summary import clock, format_summary, task_line
 from cl_attractors import metrics
 from cl_attractors.plots import accuracy_heatmap
@@ -22,6 +25,22 @@ def test_heat_map_has_its_title_and_a_label_in_every_filled_cell() -> None:
     ax = fig.axes[0]
     assert ax.get_title() == "StickyGradient, seed 3: accuracy (%)"
     assert sorted(t.get_text() for t in ax.texts) == sorted(["90", "80", "10", "95", "10", "20"])
+
+
+class StickyGradient:  # the method's class name is what a title shows
+    pass
+
+
+def test_heat_map_title_names_the_grid_variant_else_the_method(tmp_path: Path) -> None:
+    module = SimpleNamespace(method=StickyGradient())
+    trainer = SimpleNamespace(
+        lightning_module=module, log_dir=str(tmp_path), datamodule=SimpleNamespace(seed=3)
+    )
+    assert heatmap_title(trainer) == "StickyGradient, seed 3"  # a plain fit
+    (tmp_path / "grid.json").write_text(json.dumps({"grid": "fig2", "variant": "sticky_meta_decoupled"}))
+    title = heatmap_title(trainer)
+    assert title == "sticky_meta_decoupled (StickyGradient), seed 3"
+    assert accuracy_heatmap(A, title=title).axes[0].get_title() == f"{title}: accuracy (%)"
 
 
 def test_summary_reports_the_metrics_the_matrix_and_where_the_outputs_are() -> None:

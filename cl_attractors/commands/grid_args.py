@@ -146,12 +146,22 @@ def grid_spec(args: argparse.Namespace, extra: list[str]) -> ExperimentSpec:
     validate(spec, extra)
     names = set(dataclasses.replace(spec, variants=everything).variant_args())
     check_claims(spec.claims, names | set(everything), set(everything))
-    ref = spec.report.reference
-    if ref is not None and ref not in names | set(everything):
-        raise ConfigError(
-            f"reference={ref!r} is not a variant of the grid; use one of {', '.join(everything)}"
-        )
+    check_references(spec, names | set(everything), list(everything))
     return spec
+
+
+def check_references(spec: ExperimentSpec, known: set[str], variants: list[str]) -> None:
+    """``reference`` and every key and value of ``references`` name a variant (or a sweep's group)
+    of the YAML (``--variants`` may leave some out: their rows are n/a)."""
+    use = f"use one of {', '.join(variants)}"
+    ref = spec.report.reference
+    if ref is not None and ref not in known:
+        raise ConfigError(f"reference={ref!r} is not a variant of the grid; {use}")
+    for key, value in spec.report.references.items():
+        if key not in known:
+            raise ConfigError(f"references.{key}: {key!r} is not a variant of the grid; {use}")
+        if value not in known:
+            raise ConfigError(f"references.{key}={value!r} is not a variant of the grid; {use}")
 
 
 def record(spec: ExperimentSpec, args: argparse.Namespace, extra: list[str]) -> dict[str, Any]:

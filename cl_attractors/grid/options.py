@@ -45,6 +45,10 @@ def _str_map(v: Any) -> bool:
     )
 
 
+def _name_map(v: Any) -> bool:
+    return isinstance(v, dict) and all(isinstance(k, str) and isinstance(x, str) and x for k, x in v.items())
+
+
 def _modes_ok(v: Any) -> bool:
     if not isinstance(v, dict) or not set(v) <= set(MODE_KEYS) or not all(map(_is_number, v.values())):
         return False
@@ -77,6 +81,7 @@ CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "notes": (lambda v: isinstance(v, str), "a text"),
     "summary": (lambda v: isinstance(v, bool), "true or false"),
     "labels": (_str_map, "a mapping variant: label"),
+    "references": (_name_map, "a mapping variant: its reference variant"),
     "metric": (lambda v: v in FINALS, f"one of {', '.join(FINALS)}"),
     "metrics": (
         lambda v: isinstance(v, list) and bool(v) and all(m in FINALS for m in v),
@@ -105,7 +110,7 @@ CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
 }
 
 
-COMMON_OPTIONS = ("title", "notes", "summary", "labels", "reference")
+COMMON_OPTIONS = ("title", "notes", "summary", "labels", "reference", "references")
 KIND_OPTIONS: dict[str, tuple[str, ...]] = {
     "curves": (),
     "shared": ("metric", "metrics", "xlabel"),  # metrics: a list, one panel each
@@ -147,6 +152,7 @@ class ReportOptions:
     summary: bool = True  # print the final table to the terminal
     labels: dict[str, str] = field(default_factory=dict)  # variant or group -> human name
     reference: str | None = None  # the variant every other is compared with (default: the first)
+    references: dict[str, str] = field(default_factory=dict)  # variant or group -> its own reference
     # shared, sensitivity
     metric: str = "final_avg_acc"
     metrics: list[str] | None = None  # shared: one panel per metric
@@ -253,6 +259,7 @@ PARSERS: dict[str, tuple[Callable[[Any], Any], str]] = {
     "summary": (_flag, "true or false"),
     "labels": (_mapping(_text, str), "a mapping of variant names to strings"),
     "reference": (_text, "a variant name"),
+    "references": (_mapping(_text, _text), "a mapping of variant names to variant names"),
     "metric": (_text, "a final summary name such as final_avg_acc"),
     "xlabel": (_text, "a string"),
     "x_range": (_pair, "[low, high] numbers"),

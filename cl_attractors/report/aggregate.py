@@ -4,7 +4,8 @@ Pure functions of the runs' ``metrics.json`` contents, plus writers of the CSV /
 tables. Only complete runs (``"complete": true``) are aggregated. A variant carries its human
 ``label`` (the experiment YAML's ``labels:``, else its group's, else its name) into every table
 and figure. Accuracies are in percent; differences of accuracies (BWT, forgetting, gaps between
-variants) in points. Every table has a seed-paired Δ column against the grid's reference variant.
+variants) in points. Every table has a seed-paired Δ column against the grid's reference variant
+(or, where the YAML's ``references`` names one, the variant's own reference).
 """
 
 from __future__ import annotations
@@ -79,9 +80,15 @@ def label_of(labels: dict[str, str], name: str, group: str) -> str:
     return str(labels.get(name) or labels.get(group) or name)
 
 
-def aggregate(runs: list[Run], labels: dict[str, str] | None = None, reference: str | None = None) -> dict:
+def aggregate(
+    runs: list[Run],
+    labels: dict[str, str] | None = None,
+    reference: str | None = None,
+    references: dict[str, str] | None = None,
+) -> dict:
     """``{"variants": {name: {"group", "x", "label", ...aggregate_variant}}, "missing",
-    "reference"}``; ``reference`` (a variant or a sweep's group) is what the Δ column compares with."""
+    "reference", "references"}``; ``reference`` (a variant or a sweep's group) is what the Δ column
+    compares with, ``references`` (variant or group -> variant or group) where a variant has its own."""
     finished = load_finished(runs)
     meta = {r.variant: (r.group, r.x) for r in runs}
     variants = {}
@@ -92,6 +99,7 @@ def aggregate(runs: list[Run], labels: dict[str, str] | None = None, reference: 
     return {
         "variants": variants,
         "reference": reference,
+        "references": dict(references or {}),
         "missing": sorted(
             r.variant + f"/seed_{r.seed}" for r in runs if r.seed not in finished.get(r.variant, {})
         ),
@@ -126,10 +134,17 @@ def variant_cell(agg: dict, name: str) -> str:
     return shown if shown == name else f"{shown} (`{name}`)"
 
 
+def named_reference(agg: dict, name: str) -> str | None:
+    """The reference the YAML gives variant ``name``: its own (``references``: by its name, else
+    its group's), else the grid's."""
+    own, group = agg.get("references") or {}, agg["variants"][name]["group"]
+    return own.get(name, own.get(group, agg.get("reference")))
+
+
 def reference_of(agg: dict, name: str) -> str | None:
-    """The variant ``name`` is compared with: the grid's reference variant, or, when the reference
-    names a sweep's group, that group's variant at the same sweep value (None: none finished)."""
-    ref, v = agg.get("reference"), agg["variants"][name]
+    """The variant ``name`` is compared with: its named reference, or, when that names a sweep's
+    group, that group's variant at the same sweep value (None: none finished)."""
+    ref, v = named_reference(agg, name), agg["variants"][name]
     if ref is None or ref in agg["variants"]:
         return ref
     same = [k for k, w in agg["variants"].items() if w["group"] == ref and w["x"] == v["x"]]
@@ -152,9 +167,16 @@ def delta_cell(agg: dict, name: str, key: str = "final_avg_acc") -> str:
     return f"{100 * stat['mean']:+.2f} [{100 * lo:+.2f}, {100 * hi:+.2f}]"
 
 
-def delta_head(agg: dict, ci: bool = True) -> str:
-    """The Δ column's heading, naming the reference (its config key: labels can be long)."""
-    return f"Δ acc. vs {agg.get('reference')} (points{', paired 95% CI' if ci else ''})"
+def delta_columns(agg: dict, ci: bool = True) -> dict[str, list[str]]:
+    """The Δ column, its heading naming the reference (its config key: labels can be long); where
+    the YAML's ``references`` give variants references of their own, a ``reference`` column first."""
+    names = list(agg["variants"])
+    unit = f"points{', paired 95% CI' if ci else ''}"
+    cells = [delta_cell(agg, name) for name in names]
+    if not agg.get("references"):
+        return {f"Δ acc. vs {agg.get('reference')} ({unit})": cells}
+    refs = [str(named_reference(agg, name)) for name in names]
+    return {"reference": refs, f"Δ acc. vs reference ({unit})": cells}
 
 
 def markdown_table(agg: dict) -> str:
@@ -166,7 +188,7 @@ def markdown_table(agg: dict) -> str:
     ]
     df = pd.DataFrame(rows, columns=["variant", "seeds", *FINAL_HEADS])
     if agg.get("reference") is not None:
-        df[delta_head(agg)] = [delta_cell(agg, name) for name in agg["variants"]]
+        df = df.assign(**delta_columns(agg))
     return to_markdown(df)
 
 

@@ -14,8 +14,7 @@ from cl_attractors.io import write_text
 from cl_attractors.report import provenance
 from cl_attractors.report.aggregate import (
     aggregate,
-    delta_cell,
-    delta_head,
+    delta_columns,
     fmt,
     markdown_table,
     write_tables,
@@ -120,7 +119,7 @@ def render(spec: ExperimentSpec, runs: list[Run]) -> Path:
         lines += [render_plasticity(spec), f"![{spec.name}]({spec.name}.png)", ""]
         write_text(out / "results.md", "\n".join(lines))
         return out / "results.md"
-    agg = aggregate(runs, labels(spec), reference(spec))
+    agg = aggregate(runs, labels(spec), reference(spec), spec.report.references)
     finished = [r.run_dir / "metrics.json" for r in runs if r.complete]
     made = provenance.made_by(spec, finished)
     agg["provenance"] = made
@@ -181,7 +180,7 @@ def terminal_summary(spec: ExperimentSpec, agg: dict, made: dict) -> str:
     df = pd.DataFrame(rows, columns=["variant".ljust(width), *SUMMARY])
     seeds = sorted({s for v in agg["variants"].values() for s in v["seeds"]})
     if agg.get("reference") is not None and len(agg["variants"]) > 1:
-        df[delta_head(agg, ci=len(seeds) > 1)] = [delta_cell(agg, name) for name in agg["variants"]]
+        df = df.assign(**delta_columns(agg, ci=len(seeds) > 1))
     table = df.to_string(index=False)
     own = [r for r in made["invocations"] if r["grid"] == spec.name]
     last = own[-1] if own else None

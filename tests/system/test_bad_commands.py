@@ -129,6 +129,27 @@ CASES: list[tuple[str, str, dict[str, Any], list[str], str]] = [
     ("experiment: --workers abc", "experiment", {}, ["--workers", "abc"], "argument --workers: invalid int"),
     ("report: a YAML syntax error", "report", {"text": "name: [x\n"}, [], "(not valid YAML)"),
     ("report: claims: [x]", "report", {"claims": ["x"]}, [], "claims[0]='x' is not allowed"),
+    (
+        "experiment: references: {nope: fast}",
+        "experiment",
+        {"references": {"nope": "fast"}},
+        [],
+        "references.nope: 'nope' is not a variant of the grid; use one of fast",
+    ),
+    (
+        "report: references: {fast: nope}",
+        "report",
+        {"references": {"fast": "nope"}},
+        [],
+        "references.fast='nope' is not a variant of the grid; use one of fast",
+    ),
+    (
+        "experiment: references: [fast]",
+        "experiment",
+        {"references": ["fast"]},
+        [],
+        "references=['fast'] is not allowed; use a mapping variant: its reference variant",
+    ),
 ]
 
 

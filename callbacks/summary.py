@@ -26,6 +26,13 @@ def task_line(task: int, num_tasks: int, summary: dict[str, Any]) -> str:
     return f"task {task + 1}/{num_tasks}  current {current:.1%}  average {average:.1%}"
 
 
+def progress_line(task: int, n: int, summary: dict[str, Any], elapsed: float, first: int | None) -> str:
+    """:func:`task_line` and the time: ``m:ss elapsed, ~m:ss left`` (left: the tasks still to train
+    at the pace of those trained since ``first``, the first task of this process)."""
+    left = elapsed / (task + 1 - (first or 0)) * (n - task - 1)
+    return f"{task_line(task, n, summary)}  {clock(elapsed)} elapsed, ~{clock(left)} left"
+
+
 def _pct(value: float | None, points: bool = False) -> str:
     if value is None or math.isnan(value):
         return "n/a"

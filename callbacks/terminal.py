@@ -21,7 +21,7 @@ import lightning.pytorch as pl
 from lightning.pytorch.callbacks import ProgressBar
 from tqdm import tqdm
 
-from callbacks.summary import clock, format_summary, task_line
+from callbacks.summary import format_summary, progress_line
 from callbacks.task_sequence import TaskCallback, TaskSequence
 
 BAR_FORMAT = "{desc} {percentage:3.0f}%|{bar}| {elapsed}<{remaining}{postfix}"
@@ -108,8 +108,7 @@ class TaskProgressBar(ProgressBar, TaskCallback):
 
 def print_task_line(task: int, n: int, summary: dict[str, Any], elapsed: float, first: int | None) -> None:
     """``task k/N  current ..  average ..  m:ss elapsed, ~m:ss left``, flushed (a log file)."""
-    left = elapsed / (task + 1 - (first or 0)) * (n - task - 1)
-    print(f"{task_line(task, n, summary)}  {clock(elapsed)} elapsed, ~{clock(left)} left")
+    print(progress_line(task, n, summary, elapsed, first))
     sys.stdout.flush()
 
 

@@ -6,12 +6,15 @@ method ends the task (consolidation, importance), and each replica still trainin
 single run writes at that point: ``checkpoints/task_XX.ckpt`` (a single run's checkpoint: its
 weights, its method state, its slice of the optimizer state, its A so far; ``fit --ckpt_path last``
 resumes it alone), then ``accuracy_matrix.csv``, ``metrics.json`` and the family's draws (written by
-:class:`~callbacks.task_sequence.TaskSequence` itself, one per replica, as state holder).
+:class:`~callbacks.task_sequence.TaskSequence` itself, one per replica, as state holder), and the
+line a single run in a grid writes to its ``run.log`` after each task
+(:func:`~callbacks.summary.progress_line`), appended to the replica's own ``run.log``.
 """
 
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -19,6 +22,7 @@ from typing import Any
 import lightning.pytorch as pl
 import torch
 
+from callbacks.summary import progress_line
 from callbacks.task_sequence import TaskSequence
 from cl_attractors.methods.base import CLMethod
 from cl_attractors.paths import task_file
@@ -45,6 +49,8 @@ class ReplicaSequence(pl.Callback):
         self.runs = [TaskSequence(heatmaps=False) for _ in run_dirs]
         self.task = 0
         self.written: list[int] = [-1] * len(run_dirs)  # the last task each replica has on disk
+        self.start = time.monotonic()
+        self.first_task: int | None = None  # the first task trained in this process
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         dm = trainer.datamodule
@@ -53,6 +59,7 @@ class ReplicaSequence(pl.Callback):
                 run.A = torch.full((dm.num_tasks, dm.num_tasks), torch.nan, dtype=torch.float64)
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.start, self.first_task = time.monotonic(), None
         if self.runs[0].initial is None:
             for run, column in zip(self.runs, evaluate(trainer.datamodule, pl_module).unbind(1)):
                 run.initial = column.clone()
@@ -64,6 +71,8 @@ class ReplicaSequence(pl.Callback):
             for optimizer in trainer.optimizers:
                 optimizer.state.clear()
             pl_module.method.on_task_start(pos.task)
+            if self.first_task is None:
+                self.first_task = pos.task
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         dm: ReplicaData = trainer.datamodule
@@ -82,7 +91,15 @@ class ReplicaSequence(pl.Callback):
                 if self.checkpoints:
                     self.save_checkpoint(trainer, pl_module, r, task)
                 run.write_outputs(self.run_dirs[r], dm.members[r].family.state_dict())
+                self.log_task(r, task, dm.num_tasks)
             self.written[r] = task
+
+    def log_task(self, r: int, task: int, num_tasks: int) -> None:
+        """Replica ``r``'s line after ``task``, appended to its ``run.log`` (as its fit prints it)."""
+        elapsed = time.monotonic() - self.start
+        line = progress_line(task, num_tasks, self.runs[r].summary(), elapsed, self.first_task)
+        with open(self.run_dirs[r] / "run.log", "a", encoding="utf-8") as log:
+            log.write(line + "\n")
 
     # ---- a replica's checkpoint in a single run's format ---------------------------------
     def save_checkpoint(self, trainer: pl.Trainer, module: ReplicaModule, r: int, task: int) -> None:

@@ -4,13 +4,18 @@ directories are a single run's; a group resumes from its runs' checkpoints; a Na
 
 from __future__ import annotations
 
+import io
 import json
+import re
 from pathlib import Path
 
+import lightning.pytorch as pl
 import pytest
 import torch
 
 from cl_attractors.errors import ConfigError
+from cl_attractors.grid.progress import Progress
+from cl_attractors.grid.spec import Run
 from cl_attractors.methods import load_method
 from cl_attractors.replicas.group import fit, prepare, run_group
 from cl_attractors.replicas.methods import BATCHED
@@ -175,3 +180,43 @@ def test_a_replica_checkpoint_resumes_as_a_single_run(tmp_path: Path) -> None:
     make_cli([*args(tmp_path / "r1", 1, method), "--ckpt_path", "last"])
     assert (matrix(tmp_path / "r1") - whole).abs().max() <= 1e-9
     assert json.loads((tmp_path / "r1" / "metrics.json").read_text())["complete"]
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+class Refresh(pl.Callback):
+    """The grid's display re-read after every epoch (each task here), once the replicas' files are written."""
+
+    def __init__(self, progress: Progress) -> None:
+        self.progress = progress
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.progress.refresh()
+
+
+def test_each_replica_logs_its_tasks_and_the_grid_display_shows_each_replica(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """Issue 22 item 5 under the replica engine: each replica's run.log gets the line per task its
+    single run writes (the same accuracies), and the grid's live display a line per replica."""
+    runs = [
+        Run("vanilla", "vanilla", None, s, tmp_path / f"r{s}", tuple(args(tmp_path / f"r{s}", s)))
+        for s in (1, 2)
+    ]
+    display = Terminal()
+    fit(prepare([list(r.args) for r in runs]), [Refresh(Progress(runs, "grid", stream=display))])
+    capsys.readouterr()
+    single(tmp_path / "alone", 1, "configs/method/vanilla.yaml")
+    printed = [line for line in capsys.readouterr().out.splitlines() if line.startswith("task ")]
+    timing = re.compile(r"  \d+:\d\d elapsed, ~\d+:\d\d left$")
+    for run in runs:
+        logged = (run.run_dir / "run.log").read_text().splitlines()
+        assert len(logged) == 3 and all(timing.search(line) for line in logged)
+        if run.seed == 1:  # the replica is its single run: the same lines but for the clock
+            assert [timing.sub("", line) for line in logged] == [timing.sub("", line) for line in printed]
+        for k in (1, 2):
+            assert f"vanilla seed {run.seed}: training task {k + 1}/3; after task {k}: " in display.getvalue()
+    assert "grid: 0/2 runs finished, 0 failed; tasks 6/6; ETA 0 s (from 6 tasks in" in display.getvalue()

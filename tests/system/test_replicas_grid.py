@@ -33,6 +33,11 @@ def test_a_grid_runs_as_replica_groups_and_a_rerun_skips_it(
     for run in runs:
         assert {p.name for p in (run.run_dir / "checkpoints").iterdir()} >= {"last.ckpt", "task_01.ckpt"}
         assert (run.run_dir / "config.yaml").is_file() and (run.run_dir / "accuracy_matrix.csv").is_file()
+        log = (run.run_dir / "run.log").read_text().splitlines()  # the group's command, then a line per task
+        assert log[0].startswith("python cli.py replicas --runs") and [line[:8] for line in log[2:]] == [
+            "task 1/2",
+            "task 2/2",
+        ]
     capsys.readouterr()
     assert cli.main(["experiment", "--config", str(path), "--replicas", "2", "--workers", "1"]) == 0
     assert "6 already complete, 0 to run" in capsys.readouterr().err

@@ -127,3 +127,22 @@ def test_the_issue_26_grids_load_and_pass_their_checks() -> None:
     assert [r.args for r in weights.runs()] == [
         r.args for r in load_spec("configs/grid/long_sequence.yaml").runs()
     ]
+
+
+def test_the_scoreboards_every_tuned_baseline_rows_need_a_gap_to_each_baseline() -> None:
+    """Issue 26 item 6: "beats every tuned regularisation baseline" is ``beats_all`` (the paired gap
+    to each rival has its CI above 0), not ``best`` (a highest mean only)."""
+    rows = [
+        r
+        for r in load_spec("configs/grid/scoreboard.yaml").report.beyond["rows"]
+        if "every tuned" in r["claim"]
+    ]
+    assert len(rows) == 5 and all(r["check"]["type"] == "beats_all" for r in rows)
+    check = rows[0]["check"]
+    assert [r.split("_tuned_")[0] for r in check["rivals"]] == ["ewc", "si", "mas", "lwf"]
+    finals = {check["better"]: [0.80, 0.82, 0.81]} | {r: [0.70, 0.71, 0.72] for r in check["rivals"]}
+    agg = _curves({name: [[a] for a in acc] for name, acc in finals.items()})
+    assert evaluate([{**check, "text": "t"}], agg)[0]["verdict"] == "holds"
+    close = {**finals, check["rivals"][2]: [0.80, 0.81, 0.79]}  # below in mean (a `best` row would hold)
+    agg = _curves({name: [[a] for a in acc] for name, acc in close.items()})
+    assert evaluate([{**check, "text": "t"}], agg)[0]["verdict"] == "does not hold"  # its CI holds 0

@@ -54,12 +54,19 @@ class TaskSequence(pl.Callback):
             steps, on a fixed subsample of its test images (``callbacks.eval_during``; the command
             line's ``--eval_every_n_steps``); None (the default): off, at no cost.
         eval_subsample: images per task in that subsample.
+        reset_optimizer: clear the optimizer's state (Adam's moments and step counts) at every
+            task (the paper); false keeps one optimizer state over the sequence (Hsu et al. 2018).
+            A ``data.protocol: independent`` run clears it with the fresh network either way.
     """
 
     def __init__(
-        self, heatmaps: bool = True, eval_every_n_steps: int | None = None, eval_subsample: int = 1000
+        self,
+        heatmaps: bool = True,
+        eval_every_n_steps: int | None = None,
+        eval_subsample: int = 1000,
+        reset_optimizer: bool = True,
     ) -> None:
-        self.heatmaps = heatmaps
+        self.heatmaps, self.reset_optimizer = heatmaps, reset_optimizer
         self.during = DuringTraining(eval_every_n_steps, eval_subsample)
         self.A: torch.Tensor | None = None
         self.initial: torch.Tensor | None = None
@@ -142,8 +149,12 @@ class TaskSequence(pl.Callback):
         self.position = pos = self.schedule.position(trainer.current_epoch)
         pl_module.set_task(pos.task)
         if pos.first:
-            for optimizer in trainer.optimizers:
-                optimizer.state.clear()
+            fresh = trainer.datamodule.protocol == "independent"
+            if fresh and pos.task > 0:
+                pl_module.reset_network(pos.task)
+            if self.reset_optimizer or fresh:
+                for optimizer in trainer.optimizers:
+                    optimizer.state.clear()
             pl_module.method.on_task_start(pl_module.context)
             for callback in self._task_callbacks(trainer):
                 callback.on_task_start(trainer, pl_module, pos.task)

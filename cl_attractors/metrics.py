@@ -71,6 +71,21 @@ def fwt(A: Tensor, initial: Tensor | None) -> float:
     return float((A.diagonal(offset=-1) - initial[1:]).double().mean())
 
 
+def fwt_independent(A: Tensor, independent: Tensor) -> float:
+    """Forward transfer against the ``independent`` reference run (a fresh network per task):
+    mean over ``i >= 1`` of ``A[i, i] - independent[i, i]``, how much better task ``i`` is learnt
+    after the tasks before it than from scratch with the same steps (NaN for N = 1).
+
+    :func:`fwt` (Lopez-Paz & Ranzato's, in every run's metrics.json) measures instead what the
+    earlier tasks give task ``i`` *before* training on it, against the untrained network."""
+    n = _check_square(A)
+    if independent.shape != A.shape:
+        raise ValueError(f"reference matrix has shape {tuple(independent.shape)}, expected {tuple(A.shape)}")
+    if n == 1:
+        return math.nan
+    return float((A.diagonal()[1:] - independent.diagonal()[1:]).double().mean())
+
+
 def eq2(A: Tensor) -> float:
     """The paper's meta-objective (Eq. 2), with its normalisation exactly as printed.
 

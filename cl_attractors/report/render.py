@@ -22,6 +22,7 @@ from cl_attractors.report.aggregate import (
 from cl_attractors.report.claims import claims_markdown, evaluate
 from cl_attractors.report.fig_weights import attractors, render_weights, seeds_text
 from cl_attractors.report.plasticity import render_plasticity
+from cl_attractors.report.published import published_markdown
 from cl_attractors.report.scoreboard import render_scoreboard
 from cl_attractors.report.sensitivity import render_sensitivity
 from cl_attractors.report.stability_gap import render_stability
@@ -143,6 +144,8 @@ def render(spec: ExperimentSpec, runs: list[Run]) -> Path:
     ]
     if section:
         lines += [section]
+    if spec.options.get("published"):
+        lines += [published_markdown(agg, spec.options["published"])]
     if spec.claims:
         results = evaluate(spec.claims, agg, modes, attractors(spec))
         lines += [

@@ -1,11 +1,12 @@
 """The datamodule: a source's base examples turned into a task sequence by a task family.
 
-Each split is held once as a ``[n, features]`` tensor. A batch is ``x[idx]`` with task ``t``'s
-transformation (:class:`~cl_attractors.train.families.TaskFamily`) applied per batch, so no
-per-sample ``__getitem__`` runs. Per-task shuffles come from dedicated seeded generators, never the
-global RNG: the order of an epoch depends only on ``(seed, task, epoch)``, so a resumed run sees
-the same batches. The training loader takes its epoch from the trainer and asks the schedule
-(:class:`~cl_attractors.schedule.TaskSchedule`) which task that is.
+Each split is held once as a ``[n, features]`` tensor. Task ``t``'s inputs and labels are made by
+the family (:class:`~cl_attractors.train.families.TaskFamily`) once per task and split and kept
+(:meth:`TaskData.task_data`: a rotation is paid once per task, not per batch); a batch is
+``x[idx]`` of them, so no per-sample ``__getitem__`` runs. Per-task shuffles come from dedicated
+seeded generators, never the global RNG: the order of an epoch depends only on ``(seed, task,
+epoch)``, so a resumed run sees the same batches. The training loader takes its epoch from the
+trainer and asks the schedule (:class:`~cl_attractors.schedule.TaskSchedule`) which task that is.
 
 Words: a *mini-batch* is ``batch_size`` examples, one optimizer step. What Lightning calls a
 training batch is here a *chunk*: ``steps_per_chunk`` consecutive mini-batches, for which the
@@ -24,10 +25,12 @@ import lightning.pytorch as pl
 import torch
 from torch import Tensor
 
-from cl_attractors.errors import ConfigError, require
+from cl_attractors.errors import ConfigError, require, require_finite
 from cl_attractors.schedule import TaskSchedule
 from cl_attractors.train.families import TaskFamily
+from cl_attractors.train.protocols import PROTOCOLS, joint_slice
 from cl_attractors.train.sources import SOURCES, TORCHVISION_SOURCES, SourceArgs, Splits
+from cl_attractors.train.transforms import concat, prepare
 
 EvalSplit = Literal["val", "test"]
 Chunk = list[tuple[Tensor, Tensor]]
@@ -35,30 +38,27 @@ Chunk = list[tuple[Tensor, Tensor]]
 
 
 class TaskBatches:
-    """Mini-batches of one task: ``family.inputs(x[idx], task), family.labels(y[idx], task)``."""
+    """Mini-batches ``(x[idx], y[idx])`` of one task's inputs and labels (already made by the
+    family, once per task: :meth:`TaskData.task_data`), in a given order."""
 
-    def __init__(
-        self,
-        x: Tensor,
-        y: Tensor,
-        family: TaskFamily,
-        task: int,
-        batch_size: int,
-        order: Tensor | None = None,
-    ) -> None:
-        self.x, self.y, self.family, self.task = x, y, family, task
-        self.batch_size, self.order = batch_size, order
+    def __init__(self, x: Tensor, y: Tensor, batch_size: int, order: Tensor | None = None) -> None:
+        self.x, self.y, self.batch_size, self.order = x, y, batch_size, order
+
+    @property
+    def size(self) -> int:
+        """Examples served: those of ``order`` when given (a joint run's slice), else all."""
+        return len(self.y) if self.order is None else len(self.order)
 
     def __len__(self) -> int:
-        return math.ceil(len(self.y) / self.batch_size)
+        return math.ceil(self.size / self.batch_size)
 
     def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
-        for start in range(0, len(self.y), self.batch_size):
+        for start in range(0, self.size, self.batch_size):
             if self.order is None:
                 idx: slice | Tensor = slice(start, start + self.batch_size)
             else:
                 idx = self.order[start : start + self.batch_size]
-            yield self.family.inputs(self.x[idx], self.task), self.family.labels(self.y[idx], self.task)
+            yield self.x[idx], self.y[idx]
 
 
 class EpochChunks:
@@ -83,7 +83,8 @@ class EpochChunks:
             yield chunk
 
     def _batches(self) -> TaskBatches:
-        pos = self.dm.schedule.position(self.dm.trainer.current_epoch if self.dm.trainer else 0)
+        epoch = self.dm.trainer.current_epoch if self.dm.trainer else 0
+        pos = self.dm.schedule.position(min(epoch, self.dm.schedule.max_epochs - 1))
         return self.dm.train_batches(pos.task, pos.epoch)
 
 
@@ -109,13 +110,21 @@ class TaskData(pl.LightningDataModule):
         val_size: validation examples carved from torchvision's training set.
         split_seed: seed of that carving, independent of the task seed.
         synthetic_size: training examples of the synthetic source.
+        num_classes: classes of a ``files`` source (its labels are checked against it).
+        protocol: ``sequential`` (a continual-learning run), or a reference run: ``joint`` (all
+            tasks' data shuffled together, the same steps) or ``independent`` (a fresh network per
+            task); see :mod:`cl_attractors.train.protocols`.
+        merge_val: train on the training and validation splits (the embedded 50k + 10k: MNIST's
+            60k training images); needs ``eval_split: test``.
+        pad: pixels of black border added around the (square) images.
+        normalise: ``[mean, std]``: the images become ``(x - mean) / std``.
     """
 
     def __init__(
         self,
         *,
         family: TaskFamily,
-        source: str = "embedded",
+        source: str | list[str] = "embedded",
         data_dir: str | None = None,
         download: bool = False,
         num_tasks: int,
@@ -129,9 +138,16 @@ class TaskData(pl.LightningDataModule):
         val_size: int = 10000,
         split_seed: int = 0,
         synthetic_size: int = 512,
+        num_classes: int = 10,
+        protocol: str = "sequential",
+        merge_val: bool = False,
+        pad: int = 0,
+        normalise: list[float] | None = None,
     ) -> None:
         super().__init__()
-        _check(source in SOURCES, "source", source, f"one of {', '.join(SOURCES)}")
+        names = [source] if isinstance(source, str) else list(source)
+        allowed = f"one of {', '.join(SOURCES)}, or a list of them (a sequence of datasets)"
+        _check(len(names) > 0 and all(n in SOURCES for n in names), "source", source, allowed)
         for name, value in (
             ("num_tasks", num_tasks),
             ("epochs_per_task", epochs_per_task),
@@ -143,21 +159,28 @@ class TaskData(pl.LightningDataModule):
         ):
             _check(isinstance(value, int) and value >= 1, name, value, "an integer >= 1")
         _check(eval_split in ("val", "test"), "eval_split", eval_split, "'val' or 'test'")
+        _check(protocol in PROTOCOLS, "protocol", protocol, f"one of {', '.join(PROTOCOLS)}")
+        _check(not merge_val or eval_split == "test", "merge_val", merge_val, "false with eval_split val")
+        _check(isinstance(pad, int) and pad >= 0, "pad", pad, "an integer >= 0")
+        require_finite(normalise, "data.normalise")
+        self.protocol, self.merge_val, self.pad, self.normalise = protocol, merge_val, pad, normalise
         _check(train_size is None or train_size >= 1, "train_size", train_size, "null or an integer >= 1")
         self.family, self.source, self.download = family, source, download
-        self.source_args = SourceArgs(data_dir, False, val_size, split_seed, synthetic_size)
+        self.source_args = SourceArgs(data_dir, False, val_size, split_seed, synthetic_size, num_classes)
         self.num_tasks, self.epochs_per_task, self.seed = num_tasks, epochs_per_task, seed
         self.schedule = TaskSchedule(num_tasks, epochs_per_task)
         self.batch_size, self.eval_batch_size, self.eval_split = batch_size, eval_batch_size, eval_split
         self.steps_per_chunk = steps_per_chunk
         self.train_size = train_size
         self.splits: Splits | None = None
+        self.cache: dict[tuple[str, int], tuple[Tensor, Tensor]] = {}
 
     # ---- loading ------------------------------------------------------------------------
     def prepare_data(self) -> None:
-        if self.source in TORCHVISION_SOURCES and self.download:
-            args = self.source_args
-            SOURCES[self.source](SourceArgs(args.data_dir, True, args.val_size, args.split_seed))
+        args = self.source_args
+        for name in [self.source] if isinstance(self.source, str) else self.source:
+            if name in TORCHVISION_SOURCES and self.download:
+                SOURCES[name](SourceArgs(args.data_dir, True, args.val_size, args.split_seed))
 
     def setup(self, stage: str | None = None) -> None:
         self.loaded()
@@ -171,7 +194,9 @@ class TaskData(pl.LightningDataModule):
 
     def load(self) -> Splits:
         """Read the configured source (raises :class:`ConfigError` with a one-line reason)."""
-        splits = SOURCES[self.source](self.source_args)
+        names = [self.source] if isinstance(self.source, str) else self.source
+        splits = concat([SOURCES[name](self.source_args) for name in names], names)
+        splits = prepare(splits, self.pad, self.normalise, self.merge_val)
         if self.train_size is not None:
             n = self.train_size
             return Splits(
@@ -203,19 +228,55 @@ class TaskData(pl.LightningDataModule):
         g = torch.Generator().manual_seed(((self.seed * 1_000_003 + task) * 10_007 + epoch) % 2**64)
         return torch.randperm(n, generator=g)
 
+    def task_data(self, split: str, task: int) -> tuple[Tensor, Tensor]:
+        """Task ``task``'s inputs and labels of ``split``, made by the family once and kept: every
+        task's evaluation split, and the training split of the newest task asked for (a family's
+        transform is paid once per task, not per batch)."""
+        key = (split, task)
+        if key not in self.cache:
+            if split == "train":
+                for old in [k for k in self.cache if k[0] == "train"]:
+                    del self.cache[old]
+            x, y = self.task_split(split, task)
+            self.cache[key] = (self.family.inputs(x, task), self.family.labels(y, task))
+        return self.cache[key]
+
+    def joint_data(self) -> tuple[Tensor, Tensor]:
+        """Every task's training inputs and labels, concatenated (made once; ``joint`` runs)."""
+        if ("joint", 0) not in self.cache:
+            made = [self.task_split("train", t) for t in range(self.num_tasks)]
+            xs = [self.family.inputs(x, t) for t, (x, _) in enumerate(made)]
+            ys = [self.family.labels(y, t) for t, (_, y) in enumerate(made)]
+            self.cache[("joint", 0)] = (torch.cat(xs), torch.cat(ys))
+        return self.cache[("joint", 0)]
+
+    def joint_mask(self) -> Tensor | None:
+        """The outputs a joint run trains: those any task counts once all are seen (None: all)."""
+        last = self.num_tasks - 1
+        masks = [self.family.output_mask(t, last) for t in range(self.num_tasks)]
+        kept = [m for m in masks if m is not None]
+        return None if len(kept) < len(masks) else torch.stack(kept).any(0)
+
     def train_batches(self, task: int, epoch: int = 0) -> TaskBatches:
-        x, y = self.task_split("train", task)
-        order = self.shuffle_order(task, epoch, len(y))
-        return TaskBatches(x, y, self.family, task, self.batch_size, order)
+        if self.protocol == "joint":
+            x, y = self.joint_data()
+            slot = joint_slice(len(y), self.num_tasks, task * self.epochs_per_task + epoch, self.seed)
+            return TaskBatches(x, y, self.batch_size, slot)
+        x, y = self.task_data("train", task)
+        return TaskBatches(x, y, self.batch_size, self.shuffle_order(task, epoch, len(y)))
 
     def eval_batches(self, task: int, split: str | None = None) -> TaskBatches:
-        x, y = self.task_split(split or self.eval_split, task)
-        return TaskBatches(x, y, self.family, task, self.eval_batch_size)
+        x, y = self.task_data(split or self.eval_split, task)
+        return TaskBatches(x, y, self.eval_batch_size)
 
     def sample(self, task: int, n: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
-        """``n`` random training examples of ``task`` (inputs, labels), on the CPU."""
-        x, y = self.task_split("train", task)
+        """``n`` random training examples of ``task`` (inputs, labels), on the CPU: from the task's
+        kept data, or made from the base examples drawn (the same values: transforms act per row)."""
+        made = self.cache.get(("train", task))
+        x, y = made if made is not None else self.task_split("train", task)
         idx = torch.randperm(len(y), generator=generator)[:n]
+        if made is not None:
+            return x[idx], y[idx]
         return self.family.inputs(x[idx], task), self.family.labels(y[idx], task)
 
     def train_dataloader(self) -> EpochChunks:

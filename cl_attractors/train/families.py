@@ -3,17 +3,20 @@
 A family turns the source's base examples into task ``t``'s: which examples belong to it, how its
 inputs and labels are made from them, and which of the network's outputs count for it. Its random
 state is derived from the run's seed in :meth:`TaskFamily.setup`, so a run is reproducible from its
-config alone. No Lightning here: the datamodule holds the family and applies it per batch.
+config alone. No Lightning here: the datamodule holds the family and applies it once per task and split.
 """
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 
 import torch
 from torch import Tensor
 
-from cl_attractors.errors import require
+from cl_attractors.errors import ConfigError, require, require_finite
+from cl_attractors.train.scenarios import SplitScenario, default_groups
+from cl_attractors.train.transforms import draw_angles, rotate
 
 
 class TaskFamily(ABC):
@@ -38,10 +41,22 @@ class TaskFamily(ABC):
         """Task ``task``'s labels made from a batch of base labels ``y``."""
         return y
 
-    def output_mask(self, task: int) -> Tensor | None:
-        """Which network outputs count for ``task`` (bool ``[outputs]``; the others are masked out of
-        the loss and the prediction); None: all (permuted: one shared head)."""
+    def output_mask(self, task: int, trained: int) -> Tensor | None:
+        """Which network outputs count for ``task``'s examples while ``trained`` is the newest task
+        trained (``trained == task`` in training; class-incremental learning counts every class seen
+        so far): bool ``[outputs]``, the others are masked out of the loss and the prediction; None:
+        all (permuted: one shared head)."""
         return None
+
+    def check_outputs(self, outputs: int, top: int, source: str) -> None:
+        """Refuse, before training, a network whose ``outputs`` cannot serve this family's labels
+        (``top``: the largest label of any task); one line naming the field to change."""
+        require(
+            outputs > top,
+            "model.net.init_args.num_classes",
+            outputs,
+            f"at least {top + 1} outputs: {source} has labels up to {top}",
+        )
 
     def state_dict(self) -> dict[str, Tensor]:
         """The drawn state: saved in checkpoints (a resume must draw the same) and written once into
@@ -93,3 +108,156 @@ class Permuted(TaskFamily):
 
     def state_dict(self) -> dict[str, Tensor]:
         return {"permutations": self.permutations}
+
+
+FIELD = "data.family.init_args"
+
+
+def positive(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
+def image_shape(image_size: list[int] | None, num_features: int) -> tuple[int, int]:
+    """``image_size``, or the square whose side is ``sqrt(num_features)``."""
+    if image_size is not None:
+        ok = len(image_size) == 2 and all(map(positive, image_size))
+        ok = ok and image_size[0] * image_size[1] == num_features
+        require(
+            ok, f"{FIELD}.image_size", image_size, f"[height, width] of the source's {num_features} pixels"
+        )
+        return image_size[0], image_size[1]
+    side = math.isqrt(num_features)
+    require(
+        side * side == num_features,
+        f"{FIELD}.image_size",
+        None,
+        f"[height, width] ({num_features} is not square)",
+    )
+    return side, side
+
+
+class Rotated(TaskFamily):
+    """Rotated tasks: task ``t`` turns every image ``angles[t]`` degrees counter-clockwise
+    (bilinear, black corners: :func:`~cl_attractors.train.transforms.rotate`); labels and outputs
+    are shared by all tasks (domain-incremental).
+
+    Args:
+        angles: one angle per task, in degrees; null: drawn uniformly in ``[low, high)`` from the
+            run's seed.
+        low: the smallest drawn angle.
+        high: the bound of the drawn angles.
+        first_upright: with drawn angles, task 0 is not turned.
+        image_size: ``[height, width]``; null: the square the source's pixels make (28 x 28).
+    """
+
+    def __init__(
+        self,
+        angles: list[float] | None = None,
+        low: float = 0.0,
+        high: float = 180.0,
+        first_upright: bool = True,
+        image_size: list[int] | None = None,
+    ) -> None:
+        require_finite({"angles": angles, "low": low, "high": high}, FIELD)
+        require(low <= high, f"{FIELD}.high", high, f"a number >= low ({low})")
+        self.given, self.low, self.high, self.first_upright = angles, low, high, first_upright
+        self.image_size = image_size
+        self.angles = torch.empty(0, dtype=torch.float64)
+        self.shape = (0, 0)
+
+    def setup(self, num_tasks: int, num_features: int, seed: int) -> None:
+        self.shape = image_shape(self.image_size, num_features)
+        if self.given is None:
+            self.angles = torch.tensor(draw_angles(num_tasks, seed, self.low, self.high, self.first_upright))
+            return
+        given = list(self.given)
+        require(
+            len(given) == num_tasks,
+            f"{FIELD}.angles",
+            given,
+            f"{num_tasks} angles, one per task (data.num_tasks)",
+        )
+        self.angles = torch.tensor(given, dtype=torch.float64)
+
+    def inputs(self, x: Tensor, task: int) -> Tensor:
+        return rotate(x, self.shape, float(self.angles[task]))
+
+    def state_dict(self) -> dict[str, Tensor]:
+        return {"angles": self.angles}
+
+
+class Split(TaskFamily):
+    """Split tasks: task ``t`` holds the images of the classes ``groups[t]``, learnt in one of
+    three scenarios (:mod:`cl_attractors.train.scenarios`): ``task`` (a head per task, the task
+    given at test), ``domain`` (one shared head: the position of the class in its group) or
+    ``class`` (one head over every class seen).
+
+    Args:
+        scenario: ``task``, ``domain`` or ``class``.
+        groups: the classes of each task, one group per task; null: the first ``data.num_tasks``
+            groups of ``group_size`` consecutive classes (five pairs for split MNIST).
+        group_size: classes per task when ``groups`` is null.
+        num_classes: the classes of the source.
+    """
+
+    def __init__(
+        self,
+        scenario: str = "class",
+        groups: list[list[int]] | None = None,
+        group_size: int = 2,
+        num_classes: int = 10,
+    ) -> None:
+        require(positive(num_classes), f"{FIELD}.num_classes", num_classes, "an integer >= 1")
+        require(positive(group_size), f"{FIELD}.group_size", group_size, "an integer >= 1")
+        self.scenario, self.group_size, self.num_classes = scenario, group_size, num_classes
+        self.groups = groups
+        self.scenario_map = None if groups is None else SplitScenario.build(groups, scenario, num_classes)
+
+    @property
+    def split(self) -> SplitScenario:
+        if self.scenario_map is None:
+            raise RuntimeError("Split.setup has not run: its default groups depend on data.num_tasks")
+        return self.scenario_map
+
+    def setup(self, num_tasks: int, num_features: int, seed: int) -> None:
+        if self.groups is None:
+            size, classes = self.group_size, self.num_classes
+            fits = num_tasks * size <= classes
+            require(fits, "data.num_tasks", num_tasks, f"at most {classes // size} tasks of {size} classes")
+            groups = default_groups(classes, size)[:num_tasks]
+            self.scenario_map = SplitScenario.build(groups, self.scenario, classes)
+        tasks = len(self.split.groups)
+        require(num_tasks == tasks, "data.num_tasks", num_tasks, f"{tasks}, one task per class group")
+        self.members = [torch.tensor(g) for g in self.split.groups]
+
+    def examples(self, y: Tensor, task: int) -> Tensor:
+        members = self.members[task].to(y.device)
+        found = torch.isin(members, y)
+        absent = members[~found].tolist()
+        require(
+            not absent,
+            f"{FIELD}.groups[{task}]",
+            list(self.split.groups[task]),
+            f"classes the source has (none of {absent})",
+        )
+        return torch.isin(y, members).nonzero().flatten()
+
+    def inputs(self, x: Tensor, task: int) -> Tensor:
+        return x
+
+    def labels(self, y: Tensor, task: int) -> Tensor:
+        return self.split.targets(task).to(y.device)[y]
+
+    def output_mask(self, task: int, trained: int) -> Tensor:
+        return self.split.output_mask(task, trained)
+
+    def check_outputs(self, outputs: int, top: int, source: str) -> None:
+        s = self.split
+        if outputs != s.num_outputs:
+            task = s.scenario == "task"
+            shape = f"{s.heads} heads of {s.head_size}" if task else f"{s.num_outputs} outputs"
+            fix = f"heads {s.heads} and num_classes {s.head_size}" if task else f"num_classes {s.num_outputs}"
+            raise ConfigError(
+                f"model.net has {outputs} outputs; data.family.init_args.scenario={s.scenario!r} with "
+                f"{len(s.groups)} groups needs {shape}: use model.net.init_args.{fix}"
+            )

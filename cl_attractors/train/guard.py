@@ -149,7 +149,7 @@ def check_optimizer(model: Any, init_args: dict[str, Any]) -> None:
 def check_data_fits(datamodule: Any, model: Any) -> None:
     """The network against the loaded data: it takes the task's inputs, and has an output for every
     label (a one-line ConfigError naming ``model.net`` otherwise)."""
-    splits, source = datamodule.loaded(), datamodule.source
+    source = datamodule.source
     x, _ = datamodule.sample(0, 1, torch.Generator().manual_seed(0))
     features, wanted = math.prod(x.shape[1:]), getattr(model.net, "input_size", None)
     if isinstance(wanted, int) and wanted != features:
@@ -165,12 +165,14 @@ def check_data_fits(datamodule: Any, model: Any) -> None:
             f"model.net does not take the inputs of data.source={source!r} ({list(x.shape[1:])} per "
             f"example): {one_line(err)}"
         ) from None
-    top = max(int(y.max()) for y in (splits.y_train, splits.y_val, splits.y_test) if len(y))
-    if outputs <= top:
-        raise ConfigError(
-            f"model.net has {outputs} outputs; data.source={source!r} has labels up to {top}: "
-            f"use at least {top + 1} (model.net.init_args.num_classes for an MLP)"
-        )
+    family = datamodule.family
+    top = max(
+        int(family.labels(y, t).max())
+        for t in range(datamodule.num_tasks)
+        for y in (datamodule.task_split(split, t)[1] for split in ("train", "val", "test"))
+        if len(y)
+    )
+    family.check_outputs(outputs, top, f"data.source={source!r}")
 
 
 def check_method_fits(datamodule: Any, model: Any) -> None:

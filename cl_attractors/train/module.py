@@ -17,6 +17,7 @@ from cl_attractors.errors import require
 from cl_attractors.methods.base import CLMethod, MethodContext, Vanilla
 from cl_attractors.train.data import Chunk
 from cl_attractors.train.families import TaskFamily
+from cl_attractors.train.protocols import reinitialise
 
 
 class TaskSource(Protocol):
@@ -24,7 +25,12 @@ class TaskSource(Protocol):
 
     family: TaskFamily
 
+    protocol: str
+    seed: int
+
     def sample(self, task: int, n: int, generator: torch.Generator) -> tuple[Tensor, Tensor]: ...
+
+    def joint_mask(self) -> Tensor | None: ...
 
 
 class CLModule(pl.LightningModule):
@@ -63,7 +69,7 @@ class CLModule(pl.LightningModule):
         self.check_finite_every_n_steps = check_finite_every_n_steps
         self.context = MethodContext(self.net, self._sample)
         self.data: TaskSource | None = None
-        self.masks: dict[int, Tensor | None] = {}
+        self.masks: dict[tuple[int, int], Tensor | None] = {}
         self.input_plugin: Precision | None = None  # the trainer's, from setup: converts sampled inputs
         # the module steps the optimizer itself: the method's hooks sit between backward and step
         self.automatic_optimization = False
@@ -76,6 +82,11 @@ class CLModule(pl.LightningModule):
     def set_task(self, task: int) -> None:
         """Train ``task`` from now on (the task sequence calls this; the method sees it in its context)."""
         self.context.task = task
+
+    def reset_network(self, task: int) -> None:
+        """A fresh network for ``task`` (``data.protocol: independent``), seeded by data.seed and
+        the task (:func:`~cl_attractors.train.protocols.reinitialise`)."""
+        reinitialise(self.net, getattr(self.data, "seed", 0), task)
 
     def setup(self, stage: str) -> None:
         # the method hooks see p.grad as backward leaves it, which a loss scaler would have scaled
@@ -97,10 +108,15 @@ class CLModule(pl.LightningModule):
     def logits(self, x: Tensor, task: int) -> Tensor:
         """The network's outputs for ``task``: those the family does not count are ``-inf``."""
         out = self.net(x)
-        if task not in self.masks:
-            mask = self.data.family.output_mask(task) if self.data is not None else None
-            self.masks[task] = None if mask is None else ~mask.to(out.device)
-        hidden = self.masks[task]
+        joint = self.training and getattr(self.data, "protocol", "sequential") == "joint"
+        key = (-1, -1) if joint else (task, self.context.task)
+        if key not in self.masks:
+            if self.data is None:
+                mask = None
+            else:
+                mask = self.data.joint_mask() if joint else self.data.family.output_mask(*key)
+            self.masks[key] = None if mask is None else ~mask.to(out.device)
+        hidden = self.masks[key]
         return out if hidden is None else out.masked_fill(hidden, -torch.inf)
 
     def forward(self, x: Tensor) -> Tensor:

@@ -14,7 +14,6 @@ import importlib
 import importlib.util
 import io
 import pickle
-import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +24,7 @@ import torch
 from torch import Tensor
 
 from cl_attractors.errors import ConfigError
+from cl_attractors.train.image_files import fashion_mnist_dir, has_image_files, read_image_dir
 
 EMBEDDED_SHA256 = "f11bb9e41d6c1b6c124aa38fd605497bdcfe2ee08cf7c2bb5a41ab5d759e1416"
 TORCHVISION_SOURCES = {"mnist": "MNIST", "fashion_mnist": "FashionMNIST", "kmnist": "KMNIST"}
@@ -105,16 +105,38 @@ def load_embedded(path: Path | None = None, sha256: str = EMBEDDED_SHA256) -> Sp
 def load_torchvision(
     source: str, data_dir: str | None, download: bool, val_size: int, split_seed: int
 ) -> Splits:
-    """Load a torchvision dataset and carve a seeded validation split from its training set."""
+    """Load an MNIST-like dataset (IDX or npz files directly in ``data_dir``, else torchvision's
+    layout) and carve a seeded validation split from its training set. Fashion-MNIST without a
+    ``data_dir`` is read from Debian's ``dataset-fashion-mnist``."""
+    if not data_dir and source == "fashion_mnist":
+        data_dir = str(fashion_mnist_dir())
     if not data_dir:
         raise ConfigError(
             f"data.data_dir is required for data.source={source!r}; "
             "give the directory that holds (or will hold) the dataset"
         )
-    if _idx_file(Path(data_dir), "train-images-idx3-ubyte") is not None:
-        (x_raw, y_raw), (x_test_raw, y_test) = _read_idx_dir(Path(data_dir))
+    if has_image_files(Path(data_dir)):
+        train, test = read_image_dir(Path(data_dir), 10)
     else:
-        (x_raw, y_raw), (x_test_raw, y_test) = _read_torchvision(source, data_dir, download)
+        train, test = _read_torchvision(source, data_dir, download)
+    return carve(train, test, val_size, split_seed)
+
+
+def load_files(data_dir: str | None, num_classes: int, val_size: int, split_seed: int) -> Splits:
+    """A user's directory of IDX or npz files (KMNIST, EMNIST, ...: :mod:`image_files`)."""
+    if not data_dir:
+        raise ConfigError(
+            "data.data_dir is required for data.source='files'; give the directory of the files"
+        )
+    return carve(*read_image_dir(Path(data_dir), num_classes), val_size, split_seed)
+
+
+def carve(
+    train: tuple[Tensor, Tensor], test: tuple[Tensor, Tensor], val_size: int, split_seed: int
+) -> Splits:
+    """Flat images in [0, 1], and a validation split of ``val_size`` drawn from the training set
+    with a generator seeded by ``split_seed``."""
+    (x_raw, y_raw), (x_test_raw, y_test) = train, test
     x = x_raw.reshape(len(x_raw), -1).float().div_(255)
     if not 0 < val_size < len(x):
         raise ConfigError(f"data.val_size={val_size} is not allowed; use 1..{len(x) - 1}")
@@ -140,55 +162,6 @@ def _read_torchvision(source: str, data_dir: str, download: bool) -> tuple[tuple
     return (train.data, train.targets.long()), (test.data, test.targets.long())
 
 
-def _idx_file(folder: Path, stem: str) -> Path | None:
-    return next((p for p in (folder / stem, folder / f"{stem}.gz") if p.is_file()), None)
-
-
-def _read_idx(path: Path) -> Tensor:
-    """One IDX file of unsigned bytes (gzipped or not), its header and size checked."""
-    try:
-        raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
-    except (OSError, EOFError, zlib.error) as err:  # a torn or foreign .gz (BadGzipFile is an OSError)
-        raise ConfigError(f"IDX file {path} cannot be decompressed ({err or type(err).__name__})") from None
-    ndim = raw[3] if len(raw) >= 4 and raw[:3] == b"\x00\x00\x08" else 0
-    if ndim == 0 or len(raw) < 4 + 4 * ndim:
-        raise ConfigError(f"IDX file {path} is not an IDX file of unsigned bytes (header {raw[:4].hex()!r})")
-    shape = tuple(int(s) for s in np.frombuffer(raw, dtype=">i4", count=ndim, offset=4))
-    data = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim)
-    if data.size != int(np.prod(shape)):
-        raise ConfigError(f"IDX file {path} is truncated or too long: {data.size} values for shape {shape}")
-    return torch.from_numpy(data.reshape(shape).copy())
-
-
-def _read_idx_pair(folder: Path, images: str, labels: str) -> tuple[Tensor, Tensor]:
-    """Images ``[n, rows, cols]`` and labels ``[n]`` in 0..9 from two IDX files of ``folder``."""
-    paths: list[Path] = []
-    for stem in (images, labels):
-        path = _idx_file(folder, stem)
-        if path is None:
-            raise ConfigError(f"data.data_dir={str(folder)!r} lacks {stem}[.gz] next to the other IDX files")
-        paths.append(path)
-    x, y = _read_idx(paths[0]), _read_idx(paths[1]).long()
-    if x.ndim != 3 or y.ndim != 1:
-        raise ConfigError(
-            f"IDX files {paths[0]} and {paths[1]} have shapes {tuple(x.shape)} and {tuple(y.shape)}; "
-            "expected images [n, rows, cols] and labels [n]"
-        )
-    if len(x) != len(y):
-        raise ConfigError(f"IDX files {paths[0]} and {paths[1]} differ: {len(x)} images, {len(y)} labels")
-    if len(y) and int(y.min()) < 0:
-        raise ConfigError(f"IDX file {paths[1]} has label {int(y.min())}; labels are class indices >= 0")
-    return x, y
-
-
-def _read_idx_dir(folder: Path) -> tuple[tuple[Tensor, Tensor], ...]:
-    """Images and labels of a flat folder of IDX files (e.g. Debian's dataset-fashion-mnist)."""
-    return (
-        _read_idx_pair(folder, "train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
-        _read_idx_pair(folder, "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
-    )
-
-
 def make_synthetic(n_train: int, features: int = 784, classes: int = 10, seed: int = 0) -> Splits:
     """Tiny learnable data for tests: noisy class prototypes in [0, 1] (val/test are n_train/4)."""
     g = torch.Generator().manual_seed(seed)
@@ -212,6 +185,7 @@ class SourceArgs:
     val_size: int = 10000
     split_seed: int = 0
     synthetic_size: int = 512
+    num_classes: int = 10
 
 
 def _embedded(args: SourceArgs) -> Splits:
@@ -225,6 +199,10 @@ def _torchvision(name: str) -> Callable[[SourceArgs], Splits]:
     return load
 
 
+def _files(args: SourceArgs) -> Splits:
+    return load_files(args.data_dir, args.num_classes, args.val_size, args.split_seed)
+
+
 def _synthetic(args: SourceArgs) -> Splits:
     return make_synthetic(args.synthetic_size)
 
@@ -232,6 +210,7 @@ def _synthetic(args: SourceArgs) -> Splits:
 SOURCES: dict[str, Callable[[SourceArgs], Splits]] = {
     "embedded": _embedded,
     **{name: _torchvision(name) for name in TORCHVISION_SOURCES},
+    "files": _files,
     "synthetic": _synthetic,
 }
 """``data.source`` -> the function that loads it."""

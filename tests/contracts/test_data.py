@@ -77,7 +77,7 @@ def test_every_family_is_a_function_of_its_seed(family_cls: type[TaskFamily]) ->
     assert not state or any(not torch.equal(state[k], other[k]) for k in state)
     for task in range(3):
         assert inputs[task].shape[0] == len(y) and family.labels(y, task).shape == y.shape
-        mask = family.output_mask(task)
+        mask = family.output_mask(task, task)
         assert mask is None or mask.dtype == torch.bool
 
 
@@ -167,7 +167,7 @@ def test_torchvision_directory_without_files_says_how_to_get_them(tmp_path: Path
     with pytest.raises(ConfigError, match="--data.download true"):
         load_torchvision("mnist", str(tmp_path), False, 10000, 0)
     with pytest.raises(ConfigError, match="data.data_dir is required"):
-        load_torchvision("fashion_mnist", None, False, 10000, 0)
+        load_torchvision("kmnist", None, False, 10000, 0)
 
 
 def test_torchvision_format_directory_is_read_with_a_seeded_validation_split(tmp_path: Path) -> None:

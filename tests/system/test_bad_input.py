@@ -28,6 +28,8 @@ AGEM = ("--model.method", "configs/method/agem_200.yaml")
 LWF = ("--model.method", "configs/method/lwf.yaml")
 META = ("--model.method", "configs/method/metaplasticity.yaml")
 L2 = ("--model.method", "configs/method/l2.yaml")
+SPLIT = ("--data.family", "cl_attractors.train.families.Split")
+ROTATED = ("--data.family", "cl_attractors.train.families.Rotated")
 
 # (arguments, text the one error line must contain)
 FIT_CASES: list[tuple[tuple[str, ...], str]] = [
@@ -51,6 +53,46 @@ FIT_CASES: list[tuple[tuple[str, ...], str]] = [
     (("--data.train_size", "0"), "data.train_size=0 is not allowed"),
     (("--data.synthetic_size", "0"), "data.synthetic_size=0 is not allowed"),
     (("--data.val_size", "0"), "data.val_size=0 is not allowed"),
+    # task families, scenarios and data preparation
+    (
+        (*SPLIT, "--data.family.groups", "[[0, 1], [1, 2], [3]]"),
+        "groups[1]=[1, 2] is not allowed; use groups that do not overlap",
+    ),
+    (
+        (*SPLIT, "--data.family.groups", "[[0, 1], [2, 12], [3]]"),
+        "groups[1]=[2, 12] is not allowed; use classes in 0..9",
+    ),
+    (
+        (*SPLIT, "--data.family.groups", "[[0, 1], [2, 3], [4]]", "--data.train_size", "1"),
+        "use classes the source has",
+    ),
+    ((*SPLIT, "--data.family.scenario", "tasks"), "data.family.init_args.scenario='tasks' is not allowed"),
+    (
+        (*SPLIT, "--data.family.scenario", "task"),
+        "model.net has 10 outputs; data.family.init_args.scenario='task' with 3 groups needs 3 heads of 2",
+    ),
+    ((*SPLIT, "--data.num_tasks", "6"), "data.num_tasks=6 is not allowed; use at most 5 tasks of 2 classes"),
+    (
+        (*ROTATED, "--data.family.angles", "[0, .nan, 1]"),
+        "data.family.init_args.angles[1]=nan is not allowed",
+    ),
+    (
+        (*ROTATED, "--data.family.angles", "[0, 30]"),
+        "data.family.init_args.angles=[0.0, 30.0] is not allowed; use 3 angles",
+    ),
+    (
+        (*ROTATED, "--data.family.image_size", "[20, 20]"),
+        "data.family.init_args.image_size=[20, 20] is not allowed",
+    ),
+    (
+        ("--config", "configs/model/cnn.yaml", "--model.net.image_size", "[32, 32]"),
+        "model.net does not take the inputs",
+    ),
+    (("--data.protocol", "offline"), "data.protocol='offline' is not allowed; use one of sequential, joint"),
+    (("--data.pad", "-1"), "data.pad=-1 is not allowed; use an integer >= 0"),
+    (("--data.normalise", "[0.1]"), "data.normalise=[0.1] is not allowed; use [mean, std]"),
+    (("--data.merge_val", "true", "--data.eval_split", "val"), "data.merge_val=True is not allowed"),
+    (("--data.source", "[synthetic, cifar]"), "data.source=['synthetic', 'cifar'] is not allowed"),
     # model
     (
         ("--model.net.hidden_sizes", "[0]"),

@@ -82,3 +82,12 @@ def test_summarize_is_json_ready() -> None:
     assert s["avg_acc_previous"][0] is None
     assert s["final_avg_acc"] == pytest.approx((0.7 + 0.85 + 0.99) / 3)
     json.dumps(s, allow_nan=False)
+
+
+def test_fwt_against_the_independent_reference() -> None:
+    A = torch.tensor([[0.9, 0.8, 0.7], [0.1, 0.95, 0.9], [0.2, 0.3, 0.8]], dtype=torch.float64)
+    fresh = torch.tensor([[0.9, 0.1, 0.1], [0.1, 0.9, 0.1], [0.1, 0.1, 0.9]], dtype=torch.float64)
+    assert metrics.fwt_independent(A, fresh) == pytest.approx(((0.95 - 0.9) + (0.8 - 0.9)) / 2)
+    assert math.isnan(metrics.fwt_independent(A[:1, :1], fresh[:1, :1]))
+    with pytest.raises(ValueError, match="reference matrix has shape"):
+        metrics.fwt_independent(A, fresh[:2, :2])

@@ -1,7 +1,7 @@
 """Crash-safe file writes (a temporary file in the same directory, then a rename), and the one
 reader of every file this project did not just write itself: tensors (``torch.load`` with
-``weights_only=True``: tensors and plain data, no code runs) and YAML (the safe loader, bounded
-before it expands aliases), each turning a bad file into one :class:`ConfigError` line.
+``weights_only=True``: tensors and plain data, no code runs), npz arrays (no pickles) and YAML (the
+safe loader, bounded before it expands aliases), each turning a bad file into one :class:`ConfigError` line.
 
 No other module calls ``torch.load``, ``pickle``, ``yaml.load``/``safe_load`` or ``np.load``
 (``tests/unit/test_safe_loading.py`` checks the source).
@@ -94,6 +94,21 @@ def load_tensors(path: Path, field: str = "", mmap: bool = False, kind: str = "c
             f"{field + ' ' if field else ''}{path} is not a readable {kind} "
             f"({type(err).__name__}{': ' + reason if reason else ''})"
         ) from None
+
+
+def load_npz(path: Path) -> dict[str, Any]:
+    """Every array of an npz file a user brings (``np.load`` with ``allow_pickle=False``: an
+    object array is refused, no code runs); a file that cannot be read is one ConfigError line."""
+    import zipfile
+    import zlib
+
+    import numpy as np
+
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            return {key: npz[key] for key in npz.files}
+    except (OSError, EOFError, ValueError, zipfile.BadZipFile, zlib.error) as err:
+        raise ConfigError(f"npz file {path} cannot be read ({err or type(err).__name__})") from None
 
 
 def _expanded_size(node: yaml.Node, where: str) -> int:

@@ -16,7 +16,6 @@ npz files are read with ``allow_pickle=False``: a file cannot run code. Every fa
 from __future__ import annotations
 
 import gzip
-import zipfile
 import zlib
 from pathlib import Path
 
@@ -25,6 +24,7 @@ import torch
 from torch import Tensor
 
 from cl_attractors.errors import ConfigError
+from cl_attractors.io import load_npz
 
 Pair = tuple[Tensor, Tensor]  # images [n, rows, cols] uint8, labels [n] int64
 
@@ -119,24 +119,16 @@ def read_idx(path: Path) -> Tensor:
     return torch.from_numpy(data.reshape(shape).copy())
 
 
-def _load_npz(path: Path) -> dict[str, np.ndarray]:
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            return {key: npz[key] for key in npz.files}
-    except (OSError, EOFError, ValueError, zipfile.BadZipFile, zlib.error) as err:
-        raise ConfigError(f"npz file {path} cannot be read ({err or type(err).__name__})") from None
-
-
 def read_npz_array(path: Path) -> Tensor:
     """The one array of an npz file (KMNIST's ``arr_0``)."""
-    arrays = _load_npz(path)
+    arrays = load_npz(path)
     if len(arrays) != 1:
         raise ConfigError(f"npz file {path} holds {sorted(arrays)}; expected one array")
     return _as_tensor(next(iter(arrays.values())), path)
 
 
 def _read_keras(path: Path, num_classes: int) -> tuple[Pair, Pair]:
-    arrays = _load_npz(path)
+    arrays = load_npz(path)
     missing = [k for k in KERAS_KEYS if k not in arrays]
     if missing:
         raise ConfigError(f"npz file {path} lacks {', '.join(missing)}; expected {', '.join(KERAS_KEYS)}")

@@ -149,7 +149,7 @@ class TaskSequence(pl.Callback):
         self.position = pos = self.schedule.position(trainer.current_epoch)
         pl_module.set_task(pos.task)
         if pos.first:
-            fresh = trainer.datamodule.protocol == "independent"
+            fresh = getattr(trainer.datamodule, "protocol", "sequential") == "independent"
             if fresh and pos.task > 0:
                 pl_module.reset_network(pos.task)
             if self.reset_optimizer or fresh:

@@ -51,12 +51,11 @@ class TaskFamily(ABC):
     def check_outputs(self, outputs: int, top: int, source: str) -> None:
         """Refuse, before training, a network whose ``outputs`` cannot serve this family's labels
         (``top``: the largest label of any task); one line naming the field to change."""
-        require(
-            outputs > top,
-            "model.net.init_args.num_classes",
-            outputs,
-            f"at least {top + 1} outputs: {source} has labels up to {top}",
-        )
+        if outputs <= top:
+            raise ConfigError(
+                f"model.net has {outputs} outputs; {source} has labels up to {top}: "
+                f"use at least {top + 1} (model.net.init_args.num_classes for an MLP)"
+            )
 
     def state_dict(self) -> dict[str, Tensor]:
         """The drawn state: saved in checkpoints (a resume must draw the same) and written once into

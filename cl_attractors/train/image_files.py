@@ -46,9 +46,10 @@ NPZ_ROLES = {
 KERAS_KEYS = ("x_train", "y_train", "x_test", "y_test")
 
 
-def read_image_dir(folder: Path, num_classes: int, field: str = "data.data_dir") -> tuple[Pair, Pair]:
+def read_image_dir(folder: Path, num_classes: int | None, field: str = "data.data_dir") -> tuple[Pair, Pair]:
     """``((x_train, y_train), (x_test, y_test))`` from ``folder`` (layouts: module docstring),
-    images ``[n, rows, cols]`` uint8 and labels int64 in ``0..num_classes-1``."""
+    images ``[n, rows, cols]`` uint8 and labels int64 in ``0..num_classes-1`` (``None``: any label
+    >= 0; the network is checked against the labels when a run starts)."""
     if not folder.is_dir():
         raise ConfigError(f"{field}={str(folder)!r} is not a directory")
     for roles, read in ((IDX_ROLES, read_idx), (NPZ_ROLES, read_npz_array)):
@@ -127,7 +128,7 @@ def read_npz_array(path: Path) -> Tensor:
     return _as_tensor(next(iter(arrays.values())), path)
 
 
-def _read_keras(path: Path, num_classes: int) -> tuple[Pair, Pair]:
+def _read_keras(path: Path, num_classes: int | None) -> tuple[Pair, Pair]:
     arrays = load_npz(path)
     missing = [k for k in KERAS_KEYS if k not in arrays]
     if missing:
@@ -143,7 +144,7 @@ def _as_tensor(array: np.ndarray, path: Path) -> Tensor:
 
 
 def _checked_splits(
-    arrays: dict[str, Tensor], paths: dict[str, Path | None], num_classes: int
+    arrays: dict[str, Tensor], paths: dict[str, Path | None], num_classes: int | None
 ) -> tuple[Pair, Pair]:
     train, test = (_checked_pair(arrays, paths, split, num_classes) for split in ("train", "test"))
     if train[0].shape[1:] != test[0].shape[1:]:
@@ -155,7 +156,7 @@ def _checked_splits(
 
 
 def _checked_pair(
-    arrays: dict[str, Tensor], paths: dict[str, Path | None], split: str, num_classes: int
+    arrays: dict[str, Tensor], paths: dict[str, Path | None], split: str, num_classes: int | None
 ) -> Pair:
     """Images ``[n, rows, cols]`` of bytes and ``n`` labels in ``0..num_classes-1``."""
     x, y = arrays[f"{split} images"], arrays[f"{split} labels"]
@@ -172,7 +173,9 @@ def _checked_pair(
     if len(y) == 0:
         raise ConfigError(f"files {xp} and {yp} hold no examples")
     low, high = int(y.min()), int(y.max())
-    if low < 0 or high >= num_classes:
+    if low < 0:
+        raise ConfigError(f"file {yp} has label {low}; labels are class indices >= 0")
+    if num_classes is not None and high >= num_classes:
         raise ConfigError(
             f"file {yp} has labels {low}..{high}; data.num_classes={num_classes} allows 0..{num_classes - 1}"
         )

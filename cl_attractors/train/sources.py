@@ -116,7 +116,7 @@ def load_torchvision(
             "give the directory that holds (or will hold) the dataset"
         )
     if has_image_files(Path(data_dir)):
-        train, test = read_image_dir(Path(data_dir), 10)
+        train, test = read_image_dir(Path(data_dir), None)
     else:
         train, test = _read_torchvision(source, data_dir, download)
     return carve(train, test, val_size, split_seed)

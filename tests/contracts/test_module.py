@@ -14,7 +14,7 @@ from cl_attractors.train.networks import MLP
 class FirstHalf(Permuted):
     """Permuted tasks where task t counts only outputs ``[5t, 5t + 5)`` (a two-head scenario)."""
 
-    def output_mask(self, task: int) -> Tensor | None:
+    def output_mask(self, task: int, trained: int) -> Tensor | None:
         mask = torch.zeros(10, dtype=torch.bool)
         mask[5 * task : 5 * task + 5] = True
         return mask

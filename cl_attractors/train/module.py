@@ -115,7 +115,7 @@ class CLModule(pl.LightningModule):
                 mask = None
             else:
                 mask = self.data.joint_mask() if joint else self.data.family.output_mask(*key)
-            self.masks[key] = None if mask is None else ~mask.to(out.device)
+            self.masks[key] = None if mask is None or bool(mask.all()) else ~mask.to(out.device)
         hidden = self.masks[key]
         return out if hidden is None else out.masked_fill(hidden, -torch.inf)
 

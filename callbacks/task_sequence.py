@@ -149,12 +149,7 @@ class TaskSequence(pl.Callback):
         self.position = pos = self.schedule.position(trainer.current_epoch)
         pl_module.set_task(pos.task)
         if pos.first:
-            fresh = getattr(trainer.datamodule, "protocol", "sequential") == "independent"
-            if fresh and pos.task > 0:
-                pl_module.reset_network(pos.task)
-            if self.reset_optimizer or fresh:
-                for optimizer in trainer.optimizers:
-                    optimizer.state.clear()
+            start_task(trainer, pl_module, pos.task, self.reset_optimizer)
             pl_module.method.on_task_start(pl_module.context)
             for callback in self._task_callbacks(trainer):
                 callback.on_task_start(trainer, pl_module, pos.task)
@@ -266,3 +261,15 @@ class TaskSequence(pl.Callback):
         self.seconds_before = state_dict.get("seconds", 0.0)
         if "during" in state_dict:
             self.during.load_state_dict(state_dict["during"])
+
+
+def start_task(trainer: pl.Trainer, pl_module: Any, task: int, reset_optimizer: bool) -> None:
+    """At a task's first epoch: a fresh network from task 1 on (``data.protocol: independent``:
+    ``pl_module.reset_network``), and the optimizer's state cleared (``tasks.reset_optimizer``, or
+    with the fresh network). A single run's sequence and a replica group's share it."""
+    fresh = getattr(trainer.datamodule, "protocol", "sequential") == "independent"
+    if fresh and task > 0:
+        pl_module.reset_network(task)
+    if reset_optimizer or fresh:
+        for optimizer in trainer.optimizers:
+            optimizer.state.clear()

@@ -34,6 +34,11 @@ class TaskSchedule:
         task, within = divmod(epoch, self.epochs_per_task)
         return TaskPosition(task, within, within == 0, within == self.epochs_per_task - 1)
 
+    def loader_position(self, epoch: int) -> TaskPosition:
+        """The position a training loader serves at ``epoch``: Lightning reloading the loader
+        every epoch asks for it once more after the last one, which then serves the last epoch."""
+        return self.position(min(epoch, self.max_epochs - 1))
+
 
 def max_epochs(num_tasks: int, epochs_per_task: int) -> int:
     """``trainer.max_epochs`` of a sequence (linked from ``data.*`` by the command line)."""

@@ -20,6 +20,7 @@ from cl_attractors.errors import ConfigError
 from cl_attractors.grid.checks import validate
 from cl_attractors.grid.spec import ExperimentSpec, Run, load_spec, select_variants
 from cl_attractors.report.claim_spec import check_claims
+from cl_attractors.report.published import check_published
 
 ARGS_FILE = "experiment_args.json"
 RECORD_FILE = "experiment.json"  # the last experiment's command-line changes, for `report`
@@ -147,6 +148,8 @@ def grid_spec(args: argparse.Namespace, extra: list[str]) -> ExperimentSpec:
     names = set(dataclasses.replace(spec, variants=everything).variant_args())
     check_claims(spec.claims, names | set(everything), set(everything))
     check_references(spec, names | set(everything), list(everything))
+    if spec.report.published is not None:
+        check_published(spec.report.published)
     return spec
 
 

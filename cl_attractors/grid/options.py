@@ -112,7 +112,7 @@ CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
 
 COMMON_OPTIONS = ("title", "notes", "summary", "labels", "reference", "references")
 KIND_OPTIONS: dict[str, tuple[str, ...]] = {
-    "curves": (),
+    "curves": ("published",),  # a published table beside ours (report/published.py checks it)
     "shared": ("metric", "metrics", "xlabel"),  # metrics: a list, one panel each
     "weights": ("x_range", "min_abs", "mass_ranges", "bin_width", "modes", "yscale"),
     "sensitivity": ("metric", "baseline", "marks", "xlabels"),
@@ -153,6 +153,8 @@ class ReportOptions:
     labels: dict[str, str] = field(default_factory=dict)  # variant or group -> human name
     reference: str | None = None  # the variant every other is compared with (default: the first)
     references: dict[str, str] = field(default_factory=dict)  # variant or group -> its own reference
+    # curves
+    published: dict[str, Any] | None = None  # source, metric, sd, values: variant -> [mean, SD] (%)
     # shared, sensitivity
     metric: str = "final_avg_acc"
     metrics: list[str] | None = None  # shared: one panel per metric
@@ -286,6 +288,7 @@ PARSERS: dict[str, tuple[Callable[[Any], Any], str]] = {
     "metrics": (_listing(_text), "a list of final summaries"),
     "tolerance": (_number, "a finite number in [0, 1]"),
     "beyond": (_raw_mapping, "a mapping of title, columns, rows, note"),
+    "published": (_raw_mapping, "a mapping of source, metric, sd, values"),
 }
 
 

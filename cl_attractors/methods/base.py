@@ -32,6 +32,12 @@ class DataFacts:
     family: str
     masks_outputs: bool
 
+    def require_shared_outputs(self, method: str, why: str) -> None:
+        """Refuse a family that masks outputs per task (task-incremental heads, class-incremental
+        "seen so far") for a method that scores old tasks on the outputs of the task in training."""
+        allowed = f"a family whose tasks share their outputs ({method} {why})"
+        require(not self.masks_outputs, "data.family", self.family, allowed)
+
 
 @dataclass
 class MethodContext:

@@ -7,7 +7,7 @@ from torch import Tensor, nn
 from torch.func import functional_call
 
 from cl_attractors.errors import require, require_finite
-from cl_attractors.methods.base import CLMethod, MethodContext
+from cl_attractors.methods.base import CLMethod, DataFacts, MethodContext
 from cl_attractors.methods.baseline_formulas import distillation_loss
 
 
@@ -19,9 +19,10 @@ class LwF(CLMethod):
 
     The frozen network is a copy of every parameter of the network (buffers ``frozen<i>``, saved
     in the checkpoint, never seen by the optimizer), run with ``torch.func.functional_call``.
-    On a shared output layer (permuted MNIST) this is the domain-incremental LwF of van de Ven et
-    al.'s comparison; Li & Hoiem distil the old tasks' own heads. Outputs the task does not count
-    (``-inf`` in ``logits``) are masked in the frozen outputs too.
+    On a shared output layer (permuted or rotated MNIST, split MNIST's domain scenario) this is
+    the domain-incremental LwF of van de Ven et al.'s comparison. Li & Hoiem distil the old tasks'
+    own heads, which a family that masks outputs per task (task-incremental heads, class-incremental
+    "seen so far") would hide from ``logits``: such a family is refused (:meth:`check_data`).
 
     Args:
         lam: weight of the distillation term (Li & Hoiem's ``lambda_o`` = 1).
@@ -49,12 +50,16 @@ class LwF(CLMethod):
     def _frozen(self) -> dict[str, Tensor]:
         return {name: self._buffers[f"frozen{i}"] for i, name in enumerate(self._names)}  # type: ignore[misc]
 
+    def check_data(self, data: DataFacts) -> None:
+        data.require_shared_outputs(
+            "LwF", "distils the outputs of the task in training, not the old tasks' own"
+        )
+
     def loss(self, ctx: MethodContext, x: Tensor, y: Tensor, logits: Tensor) -> Tensor | None:
         if self.tasks_done == 0 or self.lam == 0:
             return None
         with torch.no_grad():
             old = functional_call(ctx.net, self._frozen(), (x,))
-            old = old.masked_fill(torch.isneginf(logits), -torch.inf)
         return self.lam * distillation_loss(logits, old, self.temperature)
 
     @torch.no_grad()

@@ -25,8 +25,7 @@ def check_memory_fits(method: str, memory_size: int, data: DataFacts) -> None:
     total = sum(data.train_sizes)
     allowed = f"at most {total} (the training images of all {len(data.train_sizes)} tasks)"
     require(memory_size <= total, "method.memory_size", memory_size, allowed)
-    shared = f"a family whose tasks share their outputs ({method} replays old tasks on the current task's)"
-    require(not data.masks_outputs, "data.family", data.family, shared)
+    data.require_shared_outputs(method, "replays old tasks on the current task's")
 
 
 class Replay(CLMethod):

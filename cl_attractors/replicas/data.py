@@ -65,7 +65,7 @@ class ReplicaChunks:
 
     def _batches(self) -> ReplicaBatches:
         trainer = self.data.trainer
-        pos = self.data.schedule.position(trainer.current_epoch if trainer else 0)
+        pos = self.data.schedule.loader_position(trainer.current_epoch if trainer else 0)
         return ReplicaBatches([m.train_batches(pos.task, pos.epoch) for m in self.data.members])
 
 
@@ -82,7 +82,7 @@ class ReplicaData(pl.LightningDataModule):
         first = self.members[0]
         self.schedule: TaskSchedule = first.schedule
         self.num_tasks, self.steps_per_chunk = first.num_tasks, first.steps_per_chunk
-        self.eval_split = first.eval_split
+        self.eval_split, self.protocol = first.eval_split, first.protocol
 
     def setup(self, stage: str | None = None) -> None:
         first = self.members[0].loaded()
@@ -103,9 +103,10 @@ class ReplicaData(pl.LightningDataModule):
         """``n`` training examples of ``task`` drawn as replica ``replica``'s run draws them (CPU)."""
         return self.members[replica].sample(task, n, generator)
 
-    def output_masks(self, task: int) -> Tensor | None:
-        """``[R, outputs]``: which outputs count for ``task`` in each replica (None: all, everywhere)."""
-        masks = [m.family.output_mask(task) for m in self.members]
+    def output_masks(self, task: int, trained: int, training: bool = False) -> Tensor | None:
+        """``[R, outputs]``: which outputs count for ``task`` in each replica while ``trained`` is
+        the newest task trained (each replica's own ``TaskData.output_mask``; None: all, everywhere)."""
+        masks = [m.output_mask(task, trained, training) for m in self.members]
         given = [mask for mask in masks if mask is not None]
         if not given:
             return None

@@ -25,6 +25,7 @@ import lightning.pytorch as pl
 from lightning.pytorch.cli import SaveConfigCallback
 
 from callbacks.task_checkpoint import load_problem
+from callbacks.task_sequence import TaskSequence
 from cl_attractors.errors import ConfigError
 from cl_attractors.io import load_tensors
 from cl_attractors.paths import task_checkpoints
@@ -32,7 +33,7 @@ from cl_attractors.replicas.data import ReplicaData
 from cl_attractors.replicas.module import ReplicaModule
 from cl_attractors.replicas.sequence import ReplicaSequence
 from cl_attractors.train.cli import CLI, make_cli
-from cl_attractors.train.guard import AtomicCheckpointIO, RunDirLock
+from cl_attractors.train.guard import AtomicCheckpointIO, RunDirLock, check_data_fits, check_method_fits
 
 PER_RUN = {"seed", "seed_everything", "run_dir", "ckpt_path", "guard", "tasks"}
 """Top-level config keys that differ between the runs of one group."""
@@ -88,6 +89,27 @@ def check_one_protocol(members: Sequence[Member]) -> None:
                 )
 
 
+def reset_optimizer(members: Sequence[Member]) -> bool:
+    """The runs' ``tasks.reset_optimizer`` (one stacked optimizer: the same for all, or refused)."""
+    values = {
+        c.reset_optimizer for m in members for c in m.cli.trainer.callbacks if isinstance(c, TaskSequence)
+    }
+    if len(values) > 1:
+        raise ConfigError(
+            "tasks.reset_optimizer differs between the runs of one replica group; a group shares "
+            "one optimizer: use one value"
+        )
+    return values.pop() if values else True
+
+
+def check_members(members: Sequence[Member]) -> None:
+    """Each run's network and method against its own task sequence, as its fit checks them before
+    training (a family's read-out, a method that cannot serve the family): one line."""
+    for member in members:
+        check_data_fits(member.cli.datamodule, member.cli.model)
+        check_method_fits(member.cli.datamodule, member.cli.model)
+
+
 def _first_difference(a: Any, b: Any, key: str) -> str:
     if isinstance(a, dict) and isinstance(b, dict):
         for k in sorted(set(a) | set(b)):
@@ -133,10 +155,12 @@ def prepare(arg_lists: Sequence[Sequence[str]], checkpoints: bool = True) -> Gro
     data = ReplicaData([m.cli.datamodule for m in members])
     singles = [m.cli.model.method for m in members]
     data_key = type(members[0].cli.datamodule).__qualname__
-    sequence = ReplicaSequence([m.run_dir for m in members], singles, data_key, checkpoints)
+    resets = reset_optimizer(members)
+    sequence = ReplicaSequence([m.run_dir for m in members], singles, data_key, checkpoints, resets)
+    data.setup()  # the families draw once the data is loaded: then they can be checked, compared
+    check_members(members)
     resume = resume_points(members) if checkpoints else None
     if resume is not None:
-        data.setup()  # the families draw once the data is loaded: then they can be compared
         states = [load_tensors(p) for p in resume]  # weights only: a planted pickle is refused unread
         for r, (member, ckpt) in enumerate(zip(members, states)):
             member.cli.datamodule.load_state_dict(ckpt[data_key])  # the same draws, or refused
@@ -192,6 +216,7 @@ def group_trainer(first: Member, callbacks: list[pl.Callback]) -> pl.Trainer:
         precision=single.precision,
         deterministic=settings.get("deterministic"),
         max_epochs=single.max_epochs,
+        reload_dataloaders_every_n_epochs=single.reload_dataloaders_every_n_epochs,  # tasks' sizes
         logger=False,
         enable_checkpointing=False,
         enable_progress_bar=False,

@@ -21,6 +21,7 @@ from cl_attractors.replicas.data import Batch, ReplicaData
 from cl_attractors.replicas.methods import replica_method
 from cl_attractors.replicas.stacked import StackedMLP, replica_losses
 from cl_attractors.train.module import CLModule
+from cl_attractors.train.protocols import reinitialise
 
 
 class ReplicaModule(pl.LightningModule):
@@ -37,6 +38,7 @@ class ReplicaModule(pl.LightningModule):
         super().__init__()
         self.replicas = len(modules)
         self.net = StackedMLP([m.net for m in modules])
+        self.singles = [m.net for m in modules]  # (not submodules) re-drawn by reset_network
         self.method = replica_method([m.method for m in modules], self.net)
         self.optimizer_factory = modules[0].optimizer_factory
         self.check_finite_every_n_steps = modules[0].check_finite_every_n_steps
@@ -44,7 +46,7 @@ class ReplicaModule(pl.LightningModule):
         self.failures: dict[int, str] = {}
         self.task = 0
         self.data: ReplicaData | None = None
-        self.masks: dict[int, Tensor | None] = {}
+        self.masks: dict[tuple[int, int, bool], Tensor | None] = {}
         self.automatic_optimization = False
 
     def setup(self, stage: str) -> None:
@@ -53,6 +55,15 @@ class ReplicaModule(pl.LightningModule):
         require(not scaled, "trainer.precision", precision, "32-true, bf16-mixed or 16-true (no loss scaler)")
         self.data = self.trainer.datamodule
         self.masks = {}
+
+    @torch.no_grad()
+    def reset_network(self, task: int) -> None:
+        """A fresh network for ``task`` in every replica (``data.protocol: independent``), each
+        drawn as its single run draws it (:func:`~cl_attractors.train.protocols.reinitialise`)."""
+        assert self.data is not None
+        for r, (net, dm) in enumerate(zip(self.singles, self.data.members)):
+            reinitialise(net, dm.seed, task)
+            self.net.load_replica(r, net.state_dict())
 
     def sample(self, replica: int, task: int, n: int, generator: torch.Generator) -> Batch:
         """Replica ``replica``'s ``n`` training examples of ``task``, on this module's device."""
@@ -70,10 +81,11 @@ class ReplicaModule(pl.LightningModule):
     def logits(self, x: Tensor, task: int) -> Tensor:
         """``[R, B, outputs]``; each replica's outputs that its family does not count are ``-inf``."""
         out = self.net(x)
-        if task not in self.masks:
-            masks = self.data.output_masks(task) if self.data is not None else None
-            self.masks[task] = None if masks is None else ~masks.to(out.device)[:, None, :]
-        hidden = self.masks[task]
+        key = (task, self.task, self.training)
+        if key not in self.masks:
+            masks = self.data.output_masks(*key) if self.data is not None else None
+            self.masks[key] = None if masks is None else ~masks.to(out.device)[:, None, :]
+        hidden = self.masks[key]
         return out if hidden is None else out.masked_fill(hidden, -torch.inf)
 
     def configure_optimizers(self) -> torch.optim.Optimizer:

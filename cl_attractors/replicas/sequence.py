@@ -1,8 +1,9 @@
 """The task sequence of a replica group, and each replica's run directory in a single run's format.
 
-Per task: the optimizer state is cleared (every replica's Adam moments) and the method told; after
-the task's last epoch every replica is evaluated on every task (its own column j of its own A), the
-method ends the task (consolidation, importance), and each replica still training gets what its
+Per task: the optimizer state is cleared (every replica's Adam moments; unless the runs keep it,
+``tasks.reset_optimizer: false``), an ``independent`` run's networks are drawn afresh, and the
+method is told; after the task's last epoch every replica is evaluated on every task (its own
+column j of its own A), the method ends the task (consolidation, importance), and each replica still training gets what its
 single run writes at that point: ``checkpoints/task_XX.ckpt`` (a single run's checkpoint: its
 weights, its method state, its slice of the optimizer state, its A so far; ``fit --ckpt_path last``
 resumes it alone), then ``accuracy_matrix.csv``, ``metrics.json`` and the family's draws (written by
@@ -23,7 +24,7 @@ import lightning.pytorch as pl
 import torch
 
 from callbacks.summary import progress_line
-from callbacks.task_sequence import TaskSequence
+from callbacks.task_sequence import TaskSequence, start_task
 from cl_attractors.methods.base import CLMethod
 from cl_attractors.paths import task_file
 from cl_attractors.replicas.data import ReplicaData
@@ -38,14 +39,20 @@ class ReplicaSequence(pl.Callback):
         singles: each replica's own method (its state's names and shapes for its checkpoint).
         data_key: the key under which a single run's checkpoint holds its datamodule's state.
         checkpoints: write each replica's task checkpoints (a tuning trial writes none).
+        reset_optimizer: the runs' ``tasks.reset_optimizer`` (clear the optimizer at every task).
     """
 
     def __init__(
-        self, run_dirs: Sequence[Path], singles: Sequence[CLMethod], data_key: str, checkpoints: bool = True
+        self,
+        run_dirs: Sequence[Path],
+        singles: Sequence[CLMethod],
+        data_key: str,
+        checkpoints: bool = True,
+        reset_optimizer: bool = True,
     ) -> None:
         self.run_dirs = [Path(d) for d in run_dirs]
         self.singles = list(singles)
-        self.data_key, self.checkpoints = data_key, checkpoints
+        self.data_key, self.checkpoints, self.reset_optimizer = data_key, checkpoints, reset_optimizer
         self.runs = [TaskSequence(heatmaps=False) for _ in run_dirs]
         self.task = 0
         self.written: list[int] = [-1] * len(run_dirs)  # the last task each replica has on disk
@@ -68,8 +75,7 @@ class ReplicaSequence(pl.Callback):
         pos = trainer.datamodule.schedule.position(trainer.current_epoch)
         self.task = pl_module.task = pos.task
         if pos.first:
-            for optimizer in trainer.optimizers:
-                optimizer.state.clear()
+            start_task(trainer, pl_module, pos.task, self.reset_optimizer)
             pl_module.method.on_task_start(pos.task)
             if self.first_task is None:
                 self.first_task = pos.task

@@ -144,8 +144,8 @@ def render(spec: ExperimentSpec, runs: list[Run]) -> Path:
     ]
     if section:
         lines += [section]
-    if spec.options.get("published"):
-        lines += [published_markdown(agg, spec.options["published"])]
+    if spec.report.published:
+        lines += [published_markdown(agg, spec.report.published)]
     if spec.claims:
         results = evaluate(spec.claims, agg, modes, attractors(spec))
         lines += [

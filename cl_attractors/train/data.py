@@ -83,8 +83,7 @@ class EpochChunks:
             yield chunk
 
     def _batches(self) -> TaskBatches:
-        epoch = self.dm.trainer.current_epoch if self.dm.trainer else 0
-        pos = self.dm.schedule.position(min(epoch, self.dm.schedule.max_epochs - 1))
+        pos = self.dm.schedule.loader_position(self.dm.trainer.current_epoch if self.dm.trainer else 0)
         return self.dm.train_batches(pos.task, pos.epoch)
 
 
@@ -250,12 +249,18 @@ class TaskData(pl.LightningDataModule):
             self.cache[("joint", 0)] = (torch.cat(xs), torch.cat(ys))
         return self.cache[("joint", 0)]
 
-    def joint_mask(self) -> Tensor | None:
-        """The outputs a joint run trains: those any task counts once all are seen (None: all)."""
-        last = self.num_tasks - 1
-        masks = [self.family.output_mask(t, last) for t in range(self.num_tasks)]
-        kept = [m for m in masks if m is not None]
-        return None if len(kept) < len(masks) else torch.stack(kept).any(0)
+    def output_mask(self, task: int, trained: int, training: bool = False) -> Tensor | None:
+        """The outputs that count for ``task``'s examples while ``trained`` is the newest task
+        trained (the family's mask; a joint run trains the outputs any task counts once all are
+        seen); None: every output counts."""
+        if training and self.protocol == "joint":
+            last = self.num_tasks - 1
+            masks = [self.family.output_mask(t, last) for t in range(self.num_tasks)]
+            kept = [m for m in masks if m is not None]
+            mask = None if len(kept) < len(masks) else torch.stack(kept).any(0)
+        else:
+            mask = self.family.output_mask(task, trained)
+        return None if mask is None or bool(mask.all()) else mask
 
     def train_batches(self, task: int, epoch: int = 0) -> TaskBatches:
         if self.protocol == "joint":

@@ -180,7 +180,7 @@ def check_method_fits(datamodule: Any, model: Any) -> None:
     data, a family whose outputs the method cannot serve)."""
     dm = datamodule
     sizes = tuple(len(dm.task_split("train", t)[1]) for t in range(dm.num_tasks))
-    masked = any(dm.family.output_mask(t) is not None for t in range(dm.num_tasks))
+    masked = any(dm.output_mask(t, t, True) is not None for t in range(dm.num_tasks))
     model.method.check_data(DataFacts(sizes, type(dm.family).__name__, masked))
 
 

@@ -24,13 +24,11 @@ class TaskSource(Protocol):
     """What the module needs of the datamodule: the family and examples of a task."""
 
     family: TaskFamily
-
-    protocol: str
     seed: int
 
     def sample(self, task: int, n: int, generator: torch.Generator) -> tuple[Tensor, Tensor]: ...
 
-    def joint_mask(self) -> Tensor | None: ...
+    def output_mask(self, task: int, trained: int, training: bool = False) -> Tensor | None: ...
 
 
 class CLModule(pl.LightningModule):
@@ -69,7 +67,7 @@ class CLModule(pl.LightningModule):
         self.check_finite_every_n_steps = check_finite_every_n_steps
         self.context = MethodContext(self.net, self._sample)
         self.data: TaskSource | None = None
-        self.masks: dict[tuple[int, int], Tensor | None] = {}
+        self.masks: dict[tuple[int, int, bool], Tensor | None] = {}
         self.input_plugin: Precision | None = None  # the trainer's, from setup: converts sampled inputs
         # the module steps the optimizer itself: the method's hooks sit between backward and step
         self.automatic_optimization = False
@@ -108,14 +106,10 @@ class CLModule(pl.LightningModule):
     def logits(self, x: Tensor, task: int) -> Tensor:
         """The network's outputs for ``task``: those the family does not count are ``-inf``."""
         out = self.net(x)
-        joint = self.training and getattr(self.data, "protocol", "sequential") == "joint"
-        key = (-1, -1) if joint else (task, self.context.task)
+        key = (task, self.context.task, self.training)
         if key not in self.masks:
-            if self.data is None:
-                mask = None
-            else:
-                mask = self.data.joint_mask() if joint else self.data.family.output_mask(*key)
-            self.masks[key] = None if mask is None or bool(mask.all()) else ~mask.to(out.device)
+            mask = self.data.output_mask(*key) if self.data is not None else None
+            self.masks[key] = None if mask is None else ~mask.to(out.device)
         hidden = self.masks[key]
         return out if hidden is None else out.masked_fill(hidden, -torch.inf)
 

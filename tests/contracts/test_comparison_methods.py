@@ -198,3 +198,10 @@ def test_a_memory_method_refuses_data_it_cannot_serve(cls: type[CLMethod]) -> No
         ConfigError, match="data.family='SplitClasses' is not allowed; use a family whose tasks"
     ):
         method.check_data(DataFacts((200, 200), "SplitClasses", True))
+
+
+def test_lwf_refuses_a_family_that_masks_outputs_per_task() -> None:
+    method = LwF(lam=1.0, temperature=2.0)
+    method.check_data(DataFacts((200, 200), "Rotated", False))
+    with pytest.raises(ConfigError, match="data.family='Split' is not allowed; use a family whose tasks"):
+        method.check_data(DataFacts((200, 200), "Split", True))

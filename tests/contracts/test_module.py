@@ -24,12 +24,15 @@ class Data:
     """What the module reads of a datamodule: the family and examples of a task."""
 
     def __init__(self, family: Permuted) -> None:
-        self.family = family
+        self.family, self.seed = family, 0
         family.setup(2, 6, seed=0)
 
     def sample(self, task: int, n: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
         x = torch.rand(n, 6, generator=generator)
         return self.family.inputs(x, task), torch.full((n,), task)
+
+    def output_mask(self, task: int, trained: int, training: bool = False) -> Tensor | None:
+        return self.family.output_mask(task, trained)
 
 
 def module_with(family: Permuted) -> CLModule:

@@ -3,13 +3,13 @@
 Per task: the optimizer state is cleared (every replica's Adam moments; unless the runs keep it,
 ``tasks.reset_optimizer: false``), an ``independent`` run's networks are drawn afresh, and the
 method is told; after the task's last epoch every replica is evaluated on every task (its own
-column j of its own A), the method ends the task (consolidation, importance), and each replica still training gets what its
-single run writes at that point: ``checkpoints/task_XX.ckpt`` (a single run's checkpoint: its
-weights, its method state, its slice of the optimizer state, its A so far; ``fit --ckpt_path last``
-resumes it alone), then ``accuracy_matrix.csv``, ``metrics.json`` and the family's draws (written by
-:class:`~callbacks.task_sequence.TaskSequence` itself, one per replica, as state holder), and the
-line a single run in a grid writes to its ``run.log`` after each task
-(:func:`~callbacks.summary.progress_line`), appended to the replica's own ``run.log``.
+column j of its own A), the method ends the task (consolidation, importance), and each replica
+still training gets what its single run writes at that point: ``checkpoints/task_XX.ckpt`` (a
+single run's checkpoint: its weights, its method state, its slice of the optimizer state, its A so
+far; ``fit --ckpt_path last`` resumes it alone), then ``accuracy_matrix.csv``, ``metrics.json`` and
+the family's draws (written by :class:`~callbacks.task_sequence.TaskSequence` itself, one per
+replica, as state holder), and the line a single run in a grid writes to its ``run.log`` after
+each task (:func:`~callbacks.summary.progress_line`), appended to the replica's own ``run.log``.
 """
 
 from __future__ import annotations

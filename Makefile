@@ -25,7 +25,7 @@ FASHION_MNIST_DIR := /usr/share/datasets/fashion-mnist
 fashion-mnist:
 	@if [ ! -d $(FASHION_MNIST_DIR) ]; then \
 	  sudo=""; if [ "$$(id -u)" -ne 0 ]; then sudo="sudo"; fi; \
-	  $$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq dataset-fashion-mnist; \
+	  $$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq --no-install-recommends dataset-fashion-mnist >/dev/null; \
 	fi
 
 # three one-thread runs at once: on 2 cores they share the cores (1.5 run-times) instead of two

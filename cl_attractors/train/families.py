@@ -110,10 +110,35 @@ class Permuted(TaskFamily):
 
 
 FIELD = "data.family.init_args"
+MAX_CLASSES = 100_000  # classes of a source (a read-out, not a memory test)
 
 
 def positive(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
+def check_classes(value: object, field: str) -> None:
+    """A count of classes: an integer in ``[1, MAX_CLASSES]`` (one line naming ``field``)."""
+    ok = positive(value) and value <= MAX_CLASSES  # type: ignore[operator]
+    require(ok, f"{FIELD}.{field}", value, f"an integer in [1, {MAX_CLASSES}]")
+
+
+def check_read_out(split: SplitScenario, outputs: int, what: str) -> None:
+    """Refuse a network of ``outputs`` outputs that ``split``'s scenario cannot use (``what``
+    names the family's arguments that made the groups)."""
+    if outputs == split.num_outputs:
+        return
+    if split.scenario == "task":
+        shape, fix = (
+            f"{split.heads} heads of {split.head_size}",
+            f"heads {split.heads} and num_classes {split.head_size}",
+        )
+    else:
+        shape, fix = f"{split.num_outputs} outputs", f"num_classes {split.num_outputs}"
+    raise ConfigError(
+        f"model.net has {outputs} outputs; {FIELD}.scenario={split.scenario!r} with {what} needs "
+        f"{shape}: use model.net.init_args.{fix}"
+    )
 
 
 def image_shape(image_size: list[int] | None, num_features: int) -> tuple[int, int]:
@@ -206,7 +231,7 @@ class Split(TaskFamily):
         group_size: int = 2,
         num_classes: int = 10,
     ) -> None:
-        require(positive(num_classes), f"{FIELD}.num_classes", num_classes, "an integer >= 1")
+        check_classes(num_classes, "num_classes")
         require(positive(group_size), f"{FIELD}.group_size", group_size, "an integer >= 1")
         self.scenario, self.group_size, self.num_classes = scenario, group_size, num_classes
         self.groups = groups
@@ -221,8 +246,9 @@ class Split(TaskFamily):
     def setup(self, num_tasks: int, num_features: int, seed: int) -> None:
         if self.groups is None:
             size, classes = self.group_size, self.num_classes
-            fits = num_tasks * size <= classes
-            require(fits, "data.num_tasks", num_tasks, f"at most {classes // size} tasks of {size} classes")
+            fits = f"at most {classes // size} tasks (groups of {FIELD}.group_size={size} in "
+            fits += f"num_classes={classes})"
+            require(num_tasks * size <= classes, "data.num_tasks", num_tasks, fits)
             groups = default_groups(classes, size)[:num_tasks]
             self.scenario_map = SplitScenario.build(groups, self.scenario, classes)
         tasks = len(self.split.groups)
@@ -252,11 +278,4 @@ class Split(TaskFamily):
 
     def check_outputs(self, outputs: int, top: int, source: str) -> None:
         s = self.split
-        if outputs != s.num_outputs:
-            task = s.scenario == "task"
-            shape = f"{s.heads} heads of {s.head_size}" if task else f"{s.num_outputs} outputs"
-            fix = f"heads {s.heads} and num_classes {s.head_size}" if task else f"num_classes {s.num_outputs}"
-            raise ConfigError(
-                f"model.net has {outputs} outputs; data.family.init_args.scenario={s.scenario!r} with "
-                f"{len(s.groups)} groups needs {shape}: use model.net.init_args.{fix}"
-            )
+        check_read_out(s, outputs, f"{len(s.groups)} groups of num_classes={s.num_classes}")

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor
 
 from cl_attractors.errors import require
-from cl_attractors.train.families import FIELD, Split, TaskFamily, positive
+from cl_attractors.train.families import FIELD, Split, TaskFamily, check_classes, check_read_out
 from cl_attractors.train.scenarios import SCENARIOS
 
 
@@ -27,12 +28,7 @@ class DatasetSequence(TaskFamily):
     def __init__(
         self, scenario: str = "domain", classes_per_source: int = 10, families: list[TaskFamily] | None = None
     ) -> None:
-        require(
-            positive(classes_per_source),
-            f"{FIELD}.classes_per_source",
-            classes_per_source,
-            "an integer >= 1",
-        )
+        check_classes(classes_per_source, "classes_per_source")
         require(scenario in SCENARIOS, f"{FIELD}.scenario", scenario, f"one of {', '.join(SCENARIOS)}")
         self.scenario, self.classes = scenario, classes_per_source
         self.families = list(families or [])
@@ -59,7 +55,14 @@ class DatasetSequence(TaskFamily):
         return self.inner
 
     def examples(self, y: Tensor, task: int) -> Tensor:
-        return self._split().examples(y, task)
+        """Source ``task``'s examples (its labels shifted past the sources before it), each source
+        of ``classes_per_source`` classes: refused otherwise, naming the argument."""
+        n, c = len(self._split().split.groups), self.classes
+        own = torch.arange(task * c, (task + 1) * c, device=y.device)
+        top = int(y.max()) if len(y) else -1
+        source = f"the classes of each of the {n} sources of data.source (labels 0..{top} in all)"
+        require(top < n * c and bool(torch.isin(own, y).all()), f"{FIELD}.classes_per_source", c, source)
+        return torch.isin(y, own).nonzero().flatten()
 
     def inputs(self, x: Tensor, task: int) -> Tensor:
         return self.families[task].inputs(x, 0) if self.families else x
@@ -71,7 +74,8 @@ class DatasetSequence(TaskFamily):
         return self._split().output_mask(task, trained)
 
     def check_outputs(self, outputs: int, top: int, source: str) -> None:
-        self._split().check_outputs(outputs, top, source)
+        split = self._split().split
+        check_read_out(split, outputs, f"{len(split.groups)} sources of classes_per_source={self.classes}")
 
     def state_dict(self) -> dict[str, Tensor]:
         return {

@@ -78,14 +78,14 @@ def test_split_refuses_what_it_cannot_do() -> None:
         ConfigError, match=r"^data\.num_tasks=3 is not allowed; use 5, one task per class group"
     ):
         data(Split("class", groups=[[0, 1], [2, 3], [4, 5], [6, 7], [8, 9]]))
-    with pytest.raises(ConfigError, match=r"^data\.num_tasks=6 is not allowed; use at most 5 tasks of 2"):
+    with pytest.raises(ConfigError, match=r"^data\.num_tasks=6 is not allowed; use at most 5 tasks \(groups"):
         data(Split("class"), num_tasks=6)
     assert data(Split("domain"), num_tasks=4).family.split.groups[-1] == (6, 7)
     with pytest.raises(ConfigError, match=r"groups\[1\]=\[2, 12\] is not allowed; use classes in 0\.\.9"):
         Split("class", groups=[[0, 1], [2, 12], [3]])
     family = Split("task", groups=[[0, 1], [2, 3], [4, 5]])
     with pytest.raises(
-        ConfigError, match=r"^model\.net has 2 outputs; .*scenario=.task. with 3 groups needs 3 heads of 2"
+        ConfigError, match=r"^model\.net has 2 outputs; .*task. with 3 groups of num_classes=10 needs 3"
     ):
         family.check_outputs(2, 1, "data.source='synthetic'")
     family.check_outputs(6, 5, "data.source='synthetic'")

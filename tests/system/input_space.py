@@ -4,13 +4,19 @@ give it, valid (cheap to train) or not, as hypothesis strategies."""
 
 from __future__ import annotations
 
+import inspect
 import json
 import math
+import types
+import typing
+from dataclasses import dataclass
 from typing import Any
 
 from hypothesis import strategies as st
 
-from tests.helpers import ROOT
+from cl_attractors.signatures import init_parameters, init_type_hints
+from cl_attractors.train.families import TaskFamily
+from tests.helpers import ROOT, subclasses
 
 BIG = "1" + "0" * 30  # not drawn for fields where a huge valid value means a huge amount of work
 # values a user may type for any field; whether each is valid depends on the field
@@ -46,8 +52,6 @@ FIT_FIELDS: dict[str, tuple[str | None, st.SearchStrategy[str]]] = {
     "data.epochs_per_task": (None, ints(1, 2)),
     "data.seed": (None, SEEDS),
     "data.split_seed": (None, SEEDS),
-    "data.family.identity_first": (None, BOOL),
-    "data.family.shared_fraction": (None, floats(0.0, 1.0)),
     "data.batch_size": (None, ints(1, 64)),
     "data.steps_per_chunk": (None, ints(1, 8)),
     "data.eval_batch_size": (None, ints(1, 64)),
@@ -125,6 +129,77 @@ def fit_inputs(draw: st.DrawFn) -> tuple[str, str, str]:
     valid = FIT_FIELDS[field][1]
     anything = [t for t in ANY_TEXT if not (field in WORK_FIELDS and t == BIG)]
     return field, draw(st.one_of(valid, st.sampled_from(anything))), draw(st.sampled_from(["typed", "file"]))
+
+
+# ---- the task families: every constructor argument of every family, found, not listed ----------
+FAMILY_NEEDS: dict[str, tuple[str, ...]] = {"DatasetSequence": ("--data.source", "[synthetic, synthetic]")}
+"""What a tiny run of a family needs beyond its defaults (a sequence of datasets: a source per task)."""
+FAMILY_DATA = ("--data.synthetic_size", "256")  # every class in the 64 validation and test examples
+
+
+def hint_values(hint: Any, default: Any) -> st.SearchStrategy[str]:
+    """Valid, cheap values of a constructor argument from its type hint (as YAML/JSON text); an
+    argument whose type is not one of these (a list of families) keeps its default."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        kept = [a for a in args if a is not type(None)]
+        none = [st.just("null")] if len(kept) < len(args) else []
+        return st.one_of(*(hint_values(a, default) for a in kept), *none)
+    if hint is bool:
+        return BOOL
+    if hint is int:
+        return ints(1, 4)
+    if hint is float:
+        return floats(0.0, 1.0)
+    if hint is str and isinstance(default, str):
+        return st.just(default)
+    if origin is list and args and typing.get_origin(args[0]) is list:  # groups of classes
+        return st.lists(st.lists(st.integers(0, 9), min_size=1, max_size=2), min_size=2, max_size=2).map(
+            json.dumps
+        )
+    if origin is list and args and args[0] in (int, float):
+        numbers = st.integers(1, 28) if args[0] is int else st.floats(-360, 360)
+        return st.lists(numbers, min_size=2, max_size=2).map(json.dumps)
+    return st.just("null" if default in (None, inspect.Parameter.empty) else json.dumps(default))
+
+
+@dataclass(frozen=True)
+class FamilyField:
+    """One constructor argument of one task family, and how a tiny run selects that family."""
+
+    family: type[TaskFamily]
+    arg: str
+    values: st.SearchStrategy[str]
+
+    @property
+    def field(self) -> str:
+        return f"data.family.init_args.{self.arg}"
+
+    def args(self) -> list[str]:
+        path = f"{self.family.__module__}.{self.family.__qualname__}"
+        return ["--data.family", path, *FAMILY_DATA, *FAMILY_NEEDS.get(self.family.__name__, ())]
+
+
+def family_fields() -> dict[str, FamilyField]:
+    """``Family.arg`` -> its field, for every subclass of TaskFamily in the package."""
+    out = {}
+    for family in subclasses(TaskFamily):
+        hints = init_type_hints(family)
+        for arg, param in init_parameters(family).items():
+            out[f"{family.__name__}.{arg}"] = FamilyField(
+                family, arg, hint_values(hints.get(arg), param.default)
+            )
+    return out
+
+
+FAMILY_FIELDS = family_fields()
+
+
+@st.composite
+def family_inputs(draw: st.DrawFn) -> tuple[str, str, str]:
+    key = draw(st.sampled_from(sorted(FAMILY_FIELDS)))
+    text = draw(st.one_of(FAMILY_FIELDS[key].values, st.sampled_from(ANY_TEXT)))
+    return key, text, draw(st.sampled_from(["typed", "file"]))
 
 
 # ---- tune: the search YAML --------------------------------------------------------------------

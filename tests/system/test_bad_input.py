@@ -69,9 +69,13 @@ FIT_CASES: list[tuple[tuple[str, ...], str]] = [
     ((*SPLIT, "--data.family.scenario", "tasks"), "data.family.init_args.scenario='tasks' is not allowed"),
     (
         (*SPLIT, "--data.family.scenario", "task"),
-        "model.net has 10 outputs; data.family.init_args.scenario='task' with 3 groups needs 3 heads of 2",
+        "model.net has 10 outputs; data.family.init_args.scenario='task' with 3 groups of num_classes=10 "
+        "needs 3 heads of 2",
     ),
-    ((*SPLIT, "--data.num_tasks", "6"), "data.num_tasks=6 is not allowed; use at most 5 tasks of 2 classes"),
+    (
+        (*SPLIT, "--data.num_tasks", "6"),
+        "data.num_tasks=6 is not allowed; use at most 5 tasks (groups of data.family.init_args.group_size",
+    ),
     (
         (*ROTATED, "--data.family.angles", "[0, .nan, 1]"),
         "data.family.init_args.angles[1]=nan is not allowed",

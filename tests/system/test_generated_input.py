@@ -32,11 +32,13 @@ import cli
 from cl_attractors.grid import runner
 from tests.helpers import TINY, fit_args, tiny_args, write_search
 from tests.system.input_space import (
+    FAMILY_FIELDS,
     FIT_FIELDS,
     SEARCH_FIELDS,
     SPACE_DEFAULTS,
     SPEC_FIELDS,
     TINY_EXTRA,
+    family_inputs,
     fit_inputs,
     set_dotted,
     yaml_nest,
@@ -113,6 +115,39 @@ def test_fit_any_value_of_any_field_works_or_is_one_line(tmp_path_factory: Any, 
     code, err = run_forked(argv, work)
     if assert_kept_the_promise(code, err, (field.split(".")[-1],)):
         assert json.loads((work / "run" / "metrics.json").read_text())["complete"] is True
+
+
+@settings(FAST, max_examples=8)
+@given(drawn=family_inputs())
+def test_fit_any_value_of_any_family_argument_works_or_is_one_line(
+    tmp_path_factory: Any, drawn: tuple
+) -> None:
+    """Every task family's constructor arguments (found in the package), on the command line or in
+    a YAML file."""
+    key, text, route = drawn
+    family = FAMILY_FIELDS[key]
+    work = tmp_path_factory.mktemp("family")
+    argv = tiny_args(work / "run", *TINY_EXTRA, num_tasks=2) + family.args()
+    if route == "typed":
+        argv += [f"--{family.field}", text]
+    else:
+        (work / "c.yaml").write_text(yaml_nest(family.field, text))
+        argv += ["--config", str(work / "c.yaml")]
+    code, err = run_forked(argv, work)
+    if assert_kept_the_promise(code, err, (family.arg,)):
+        assert json.loads((work / "run" / "metrics.json").read_text())["complete"] is True
+
+
+def test_every_family_runs_tiny_with_its_defaults(tmp_path: Path) -> None:
+    """The baseline the drawn values change: each family (found, not listed) trains with its
+    defaults and what FAMILY_NEEDS gives it."""
+    families = {f.family: f for f in FAMILY_FIELDS.values()}
+    assert {c.__name__ for c in families} >= {"Permuted", "Rotated", "Split", "DatasetSequence"}
+    for cls, family in families.items():
+        run = tmp_path / cls.__name__
+        code, err = run_forked(tiny_args(run, *TINY_EXTRA, num_tasks=2) + family.args(), tmp_path)
+        assert code == 0, err[-3000:]
+        assert json.loads((run / "metrics.json").read_text())["complete"] is True
 
 
 @settings(FAST, max_examples=4)

@@ -61,8 +61,9 @@ class ReplicaModule(pl.LightningModule):
         """A fresh network for ``task`` in every replica (``data.protocol: independent``), each
         drawn as its single run draws it (:func:`~cl_attractors.train.protocols.reinitialise`)."""
         assert self.data is not None
+        dtype = self.net.stacked_parameters()[0].dtype  # a single run draws in its own precision
         for r, (net, dm) in enumerate(zip(self.singles, self.data.members)):
-            reinitialise(net, dm.seed, task)
+            reinitialise(net.to(dtype=dtype), dm.seed, task)
             self.net.load_replica(r, net.state_dict())
 
     def sample(self, replica: int, task: int, n: int, generator: torch.Generator) -> Batch:

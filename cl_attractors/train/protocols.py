@@ -13,6 +13,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import torch
 from torch import Tensor, nn
 
@@ -30,11 +32,15 @@ def joint_slice(n: int, slots: int, epoch: int, seed: int) -> Tensor:
 
 @torch.no_grad()
 def reinitialise(net: nn.Module, seed: int, task: int) -> None:
-    """Every layer's own ``reset_parameters`` (PyTorch's default init), drawn from a generator seeded
-    by ``(seed, task)``: a resumed run re-draws the same network; the global RNG is untouched."""
+    """Every layer's own ``reset_parameters`` (PyTorch's default init), drawn on the CPU in the
+    network's dtype by the CPU generator seeded by ``(seed, task)``, then copied in: the same
+    values on any device and in a replica group; a resumed run re-draws the same network; the
+    global RNG (CPU and GPU) is untouched."""
+    fresh = copy.deepcopy(net).cpu()
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed((seed * 1_000_003 + task + 1) % 2**63)
-        for module in net.modules():
+        torch.default_generator.manual_seed((seed * 1_000_003 + task + 1) % 2**63)
+        for module in fresh.modules():
             reset = getattr(module, "reset_parameters", None)
-            if callable(reset) and module is not net:
+            if callable(reset) and module is not fresh:
                 reset()
+    net.load_state_dict(fresh.state_dict())

@@ -117,6 +117,10 @@ def positive(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 1
 
 
+def number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
 def check_classes(value: object, field: str) -> None:
     """A count of classes: an integer in ``[1, MAX_CLASSES]`` (one line naming ``field``)."""
     ok = positive(value) and value <= MAX_CLASSES  # type: ignore[operator]
@@ -182,6 +186,8 @@ class Rotated(TaskFamily):
         first_upright: bool = True,
         image_size: list[int] | None = None,
     ) -> None:
+        for name, value in (("low", low), ("high", high)):
+            require(number(value), f"{FIELD}.{name}", value, "a number (degrees)")
         require_finite({"angles": angles, "low": low, "high": high}, FIELD)
         require(low <= high, f"{FIELD}.high", high, f"a number >= low ({low})")
         self.given, self.low, self.high, self.first_upright = angles, low, high, first_upright

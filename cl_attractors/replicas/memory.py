@@ -1,5 +1,6 @@
 """How many replicas of a run fit the device: ``experiment --replicas auto`` and the check of an
-explicit ``--replicas R`` before anything trains.
+explicit ``--replicas R`` before anything trains (a network or method a group cannot train is
+refused there too, in one line).
 
 Per replica, in the run's precision: the parameters, their gradients and Adam's two moments, the
 method's per-parameter state (EWC/MAS/SI's sums and SI's path integral: O(1) in the number of
@@ -17,6 +18,8 @@ import torch
 from torch import nn
 
 from cl_attractors.replicas.group import build
+from cl_attractors.replicas.methods import check_batched
+from cl_attractors.replicas.stacked import stackable_layers
 from cl_attractors.train.checks import available_bytes
 
 HEADROOM = 0.8
@@ -42,6 +45,8 @@ def max_replicas(args: Sequence[str]) -> int:
     """The largest group of runs like ``args`` (fit arguments) that fits the device (at least 1)."""
     member = build(args)
     module, data = member.cli.model, member.cli.datamodule
+    stackable_layers(module.net)  # what a group cannot train is refused before any run
+    check_batched(type(module.method))
     rows = max(
         data.eval_batch_size,
         data.batch_size,

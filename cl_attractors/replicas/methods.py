@@ -327,7 +327,12 @@ def replica_method(methods: Sequence[CLMethod], net: StackedMLP) -> ReplicaMetho
         names = ", ".join(sorted(k.__name__ for k in kinds))
         raise ConfigError(f"model.method differs between the replicas of one group ({names}); use one method")
     kind = kinds.pop()
+    check_batched(kind)
+    return BATCHED[kind](methods, net)
+
+
+def check_batched(kind: type) -> None:
+    """Refuse a method class without a replica form (one line naming it)."""
     if kind not in BATCHED:
         allowed = ", ".join(k.__name__ for k in BATCHED)
         raise ConfigError(f"model.method={kind.__name__} is not allowed with replicas; use one of {allowed}")
-    return BATCHED[kind](methods, net)

@@ -37,7 +37,7 @@ class StackedLinear(nn.Module):
         return torch.baddbmm(self.bias, x, self.weight.transpose(1, 2))
 
 
-def _layers(net: nn.Module) -> list[nn.Module]:
+def stackable_layers(net: nn.Module) -> list[nn.Module]:
     """The layers of an ``nn.Sequential`` MLP (nested ``Sequential``s flattened), or a one-line
     refusal naming what the replica engine cannot stack."""
     if not isinstance(net, nn.Sequential):
@@ -48,7 +48,7 @@ def _layers(net: nn.Module) -> list[nn.Module]:
     out: list[nn.Module] = []
     for layer in net:
         if isinstance(layer, nn.Sequential):
-            out += _layers(layer)
+            out += stackable_layers(layer)
         elif isinstance(layer, (nn.Linear, *ROWWISE)):
             out.append(layer)
         else:
@@ -71,7 +71,7 @@ class StackedMLP(nn.Module):
         super().__init__()
         if not nets:
             raise ConfigError("replicas=0 is not allowed; use at least one replica")
-        per_net = [_layers(net) for net in nets]
+        per_net = [stackable_layers(net) for net in nets]
         shapes = [[_shape(layer) for layer in layers] for layers in per_net]
         if any(s != shapes[0] for s in shapes):
             raise ConfigError(
@@ -128,7 +128,7 @@ def _param_names(net: nn.Module) -> list[str]:
     """The names of ``net``'s Linear parameters, in forward order."""
     owners = {id(m): prefix for prefix, m in net.named_modules()}
     names = []
-    for layer in _layers(net):
+    for layer in stackable_layers(net):
         if isinstance(layer, nn.Linear):
             prefix = owners[id(layer)]
             names += [f"{prefix}.{n}" for n, p in layer.named_parameters() if p is not None]

@@ -77,3 +77,30 @@ def test_a_group_too_big_for_the_memory_is_refused(tmp_path: Path) -> None:
     assert experiment.make_runner(spec, todo, 1, None, None, "auto", lambda args: 4).replicas == 4  # type: ignore[union-attr]
     with pytest.raises(ConfigError, match="--replicas with --scheduler is not allowed"):
         experiment.make_runner(spec, todo, None, None, "tcp://h:8786", 2, None)
+
+
+def test_a_split_family_runs_as_replica_groups(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each replica serves its own family's tasks (tasks of different sizes, class-incremental masks,
+    a joint reference run): the grid finishes as groups (their equality with single runs:
+    tests/contracts/test_replicas.py)."""
+    monkeypatch.chdir(Path(__file__).resolve().parents[2])
+    monkeypatch.setattr(runner.GridRunner, "run", lambda *a, **k: pytest.fail("the pool ran"))
+    split = ["--data.family", "cl_attractors.train.families.Split", "--data.family.init_args.groups"]
+    split += ["[[0, 1], [2, 3]]", "--trainer.reload_dataloaders_every_n_epochs", "1"]
+    variants = {"class": [], "joint": ["--data.protocol", "joint"]}
+    path = write_spec(tmp_path, overrides=[*TINY, *split], variants=variants, claims=[])
+    assert cli.main(["experiment", "--config", str(path), "--replicas", "2", "--workers", "1"]) == 0
+    runs = load_spec(path).runs()
+    assert len(runs) == 4 and all(r.complete for r in runs)
+    assert len(list((tmp_path / "runs" / "groups").glob("*.json"))) == 2
+
+
+def test_a_network_a_group_cannot_stack_is_refused_before_any_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(Path(__file__).resolve().parents[2])
+    monkeypatch.setattr(ReplicaRunner, "run", lambda *a, **k: pytest.fail("a group started"))
+    path = write_spec(tmp_path, overrides=[*TINY, "--config", "configs/model/cnn.yaml"])
+    assert cli.main(["experiment", "--config", str(path), "--replicas", "2", "--workers", "1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: model.net layer Unflatten is not allowed with")

@@ -31,7 +31,7 @@ from cl_attractors.io import load_tensors
 from cl_attractors.paths import task_checkpoints
 from cl_attractors.replicas.data import ReplicaData
 from cl_attractors.replicas.module import ReplicaModule
-from cl_attractors.replicas.sequence import ReplicaSequence
+from cl_attractors.replicas.sequence import ReplicaSequence, stacked_optimizer_state
 from cl_attractors.train.cli import CLI, make_cli
 from cl_attractors.train.guard import AtomicCheckpointIO, RunDirLock, check_data_fits, check_method_fits
 
@@ -166,6 +166,7 @@ def prepare(arg_lists: Sequence[Sequence[str]], checkpoints: bool = True) -> Gro
             member.cli.datamodule.load_state_dict(ckpt[data_key])  # the same draws, or refused
             module.load_replica(r, ckpt["state_dict"])
         sequence.load_replicas(states)
+        module.resumed_optimizer = stacked_optimizer_state(module, [c["optimizer_states"][0] for c in states])
     return Group(members, module, data, sequence, resume)
 
 

@@ -47,6 +47,7 @@ class ReplicaModule(pl.LightningModule):
         self.task = 0
         self.data: ReplicaData | None = None
         self.masks: dict[tuple[int, int, bool], Tensor | None] = {}
+        self.resumed_optimizer: dict | None = None  # set by a group that resumes
         self.automatic_optimization = False
 
     def setup(self, stage: str) -> None:
@@ -143,10 +144,10 @@ class ReplicaModule(pl.LightningModule):
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         """A group resumes from its runs' own checkpoints, loaded replica by replica
-        (:meth:`load_replica`) before the fit; Lightning takes the loops from the first run's. The
-        optimizer starts empty: its state is cleared at every task start anyway."""
+        (:meth:`load_replica`) before the fit; Lightning takes the loops from the first run's and
+        the optimizer's state from :attr:`resumed_optimizer` (the runs' own, stacked)."""
         checkpoint["state_dict"] = self.state_dict()
-        checkpoint["optimizer_states"] = []
+        checkpoint["optimizer_states"] = [] if self.resumed_optimizer is None else [self.resumed_optimizer]
 
     @torch.no_grad()
     def count_correct(self, batch: Batch, task: int) -> Tensor:

@@ -181,3 +181,24 @@ def replica_optimizer_state(optimizer: torch.optim.Optimizer, module: ReplicaMod
             }
     groups = [{**g, "params": list(range(len(order)))} for g in full["param_groups"]]
     return {"state": state, "param_groups": groups}
+
+
+def stacked_optimizer_state(module: ReplicaModule, singles: Sequence[dict]) -> dict:
+    """The inverse of :func:`replica_optimizer_state`: the replicas' own optimizer states (each
+    run's checkpoint) as the stacked optimizer's, so a group resumed with its optimizer kept
+    (``tasks.reset_optimizer: false``) steps on as if never stopped."""
+    index = {id(p): i for i, p in enumerate(module.parameters())}
+    stacked = module.net.stacked_parameters()
+    state = {}
+    for single_index, p in enumerate(stacked):
+        entries = [s["state"].get(single_index) for s in singles]
+        if any(e is None for e in entries):
+            continue
+        state[index[id(p)]] = {
+            k: torch.stack([e[k].reshape(p.shape[1:]) for e in entries])
+            if torch.is_tensor(v) and v.dim() > 0
+            else v
+            for k, v in entries[0].items()
+        }
+    groups = [{**g, "params": list(range(len(index)))} for g in singles[0]["param_groups"]]
+    return {"state": state, "param_groups": groups}

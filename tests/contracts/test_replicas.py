@@ -130,9 +130,13 @@ def test_a_replica_does_not_depend_on_its_group(tmp_path: Path) -> None:
     assert not torch.equal(matrix(tmp_path / "a2"), matrix(tmp_path / "b3"))
 
 
-def test_an_interrupted_group_resumes_from_its_task_checkpoints(tmp_path: Path) -> None:
+@pytest.mark.parametrize("keep", [(), ("--tasks.reset_optimizer", "false")], ids=["reset", "kept_optimizer"])
+def test_an_interrupted_group_resumes_from_its_task_checkpoints(
+    tmp_path: Path, keep: tuple[str, ...]
+) -> None:
+    """Kept across tasks, Adam's state resumes from the runs' own checkpoints, stacked."""
     method = "configs/method/si.yaml"
-    runs = [args(tmp_path / f"r{s}", s, method) for s in (1, 2)]
+    runs = [args(tmp_path / f"r{s}", s, method, *keep) for s in (1, 2)]
     run_group(runs)
     whole = [matrix(tmp_path / f"r{s}") for s in (1, 2)]
     for s in (1, 2):  # as if killed during task 2: its checkpoint never written

@@ -39,7 +39,8 @@ def run_hparams(trainer: pl.Trainer, pl_module: pl.LightningModule) -> dict[str,
         method = getattr(pl_module, "method", None)
         config = {"model": {"method": None if method is None else {"class_path": type(method).__name__}}}
     data_class = type(trainer.datamodule) if trainer.datamodule is not None else None
-    return hparams.run_hparams(config, hparams.method_classes(), data_class, trainer.log_dir)
+    families: list[type] = getattr(data_class, "family_classes", list)()
+    return hparams.run_hparams(config, hparams.method_classes(), data_class, trainer.log_dir, families)
 
 
 def remember_hparams(trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:

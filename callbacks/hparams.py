@@ -79,16 +79,19 @@ def value(v: Any, kind: str) -> float | str:
     return json.dumps(v)
 
 
-def _short(class_path: Any) -> str:
-    return str(class_path or "Vanilla").rsplit(".", 1)[-1]
+def _short(class_path: Any, absent: str = "Vanilla") -> str:
+    return str(class_path or absent).rsplit(".", 1)[-1]
 
 
-def method_columns(method: dict[str, Any] | None, classes: Iterable[type]) -> dict[str, float | str]:
-    """``method`` and ``method.<arg>`` for every argument of every class in ``classes``."""
-    method = method or {}
-    given = dict(method.get("init_args") or {})
-    mine = _short(method.get("class_path"))
-    out: dict[str, float | str] = {"method": mine}
+def class_columns(
+    prefix: str, spec: dict[str, Any] | None, classes: Iterable[type], absent: str
+) -> dict[str, float | str]:
+    """``prefix`` (the class of ``spec``, ``absent`` without one) and ``prefix.<arg>`` for every
+    argument of every class in ``classes`` (NaN or "—" where the run's class has no such argument)."""
+    spec = spec or {}
+    given = dict(spec.get("init_args") or {})
+    mine = _short(spec.get("class_path"), absent)
+    out: dict[str, float | str] = {prefix: mine}
     columns: dict[str, str] = {}
     defaults: dict[str, Any] = {}
     for cls in sorted(classes, key=lambda c: c.__name__):
@@ -99,20 +102,26 @@ def method_columns(method: dict[str, Any] | None, classes: Iterable[type]) -> di
                 defaults[name] = None if default is inspect.Parameter.empty else default
     for name, kind in sorted(columns.items()):
         own = name in defaults
-        out[f"method.{name}"] = value(given.get(name, defaults.get(name)) if own else None, kind)
+        out[f"{prefix}.{name}"] = value(given.get(name, defaults.get(name)) if own else None, kind)
     return out
 
 
-def data_columns(data: dict[str, Any], data_class: type | None) -> dict[str, float | str]:
-    """``data.<arg>`` of every datamodule argument (the family as its class and arguments)."""
+def method_columns(method: dict[str, Any] | None, classes: Iterable[type]) -> dict[str, float | str]:
+    """``method`` and ``method.<arg>`` for every argument of every class in ``classes``."""
+    return class_columns("method", method, classes, "Vanilla")
+
+
+def data_columns(
+    data: dict[str, Any], data_class: type | None, families: Iterable[type] = ()
+) -> dict[str, float | str]:
+    """``data.<arg>`` of every datamodule argument; the family as its class and every argument of
+    every family in ``families`` (one schema whatever family a run uses)."""
     columns = kinds(data_class) if data_class is not None else {}
     out: dict[str, float | str] = {}
     for name, kind in sorted(columns.items()):
         v = data.get(name)
         if isinstance(v, dict) and "class_path" in v:
-            out[f"data.{name}"] = _short(v["class_path"])
-            for arg, x in sorted((v.get("init_args") or {}).items()):
-                out[f"data.{name}.{arg}"] = value(x, "number" if isinstance(x, int | float) else "text")
+            out.update(class_columns(f"data.{name}", v, families, NONE))
             continue
         out[f"data.{name}"] = value(v, kind)
     return out
@@ -128,9 +137,14 @@ def made_by(run_dir: str | Path | None) -> dict[str, str]:
 
 
 def run_hparams(
-    config: dict[str, Any], methods: Iterable[type], data_class: type | None, run_dir: str | Path | None
+    config: dict[str, Any],
+    methods: Iterable[type],
+    data_class: type | None,
+    run_dir: str | Path | None,
+    families: Iterable[type] = (),
 ) -> dict[str, float | str]:
-    """The HParams row of a run from its resolved config (LightningCLI's, as a dict)."""
+    """The HParams row of a run from its resolved config (LightningCLI's, as a dict); ``families``:
+    every task family the datamodule may hold."""
     model = config.get("model") or {}
     optimizer = model.get("optimizer") or {}
     net = model.get("net") or {}
@@ -138,7 +152,7 @@ def run_hparams(
     return {
         **made_by(run_dir),
         **method_columns(model.get("method"), methods),
-        **data_columns(config.get("data") or {}, data_class),
+        **data_columns(config.get("data") or {}, data_class, families),
         "net": _short(net.get("class_path")) if net else NONE,
         "net.hidden_sizes": value((net.get("init_args") or {}).get("hidden_sizes"), "text"),
         "optimizer": _short(optimizer.get("class_path")) if optimizer else NONE,

@@ -17,7 +17,8 @@ from torch import Tensor
 
 from cl_attractors.errors import ConfigError
 from cl_attractors.schedule import TaskSchedule
-from cl_attractors.train.data import TaskBatches, TaskData
+from cl_attractors.train.batches import TaskBatches
+from cl_attractors.train.data import TaskData
 
 Batch = tuple[Tensor, Tensor]
 """Inputs ``[R, B, ...]`` and labels ``[R, B]``."""

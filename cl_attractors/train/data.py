@@ -8,17 +8,12 @@ seeded generators, never the global RNG: the order of an epoch depends only on `
 epoch)``, so a resumed run sees the same batches. The training loader takes its epoch from the
 trainer and asks the schedule (:class:`~cl_attractors.schedule.TaskSchedule`) which task that is.
 
-Words: a *mini-batch* is ``batch_size`` examples, one optimizer step. What Lightning calls a
-training batch is here a *chunk*: ``steps_per_chunk`` consecutive mini-batches, for which the
-module takes that many optimizer steps in one ``training_step`` (the updates are the same for every
-value; larger chunks spread Lightning's per-batch overhead, ~0.3 ms, over more steps:
-``benchmarks/bench_throughput.py`` measures what that buys).
+Mini-batches and chunks (Lightning's training batches): :mod:`cl_attractors.train.batches`.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Iterator
+import inspect
 from typing import Literal
 
 import lightning.pytorch as pl
@@ -27,64 +22,13 @@ from torch import Tensor
 
 from cl_attractors.errors import ConfigError, require, require_finite
 from cl_attractors.schedule import TaskSchedule
+from cl_attractors.train.batches import EpochChunks, TaskBatches
 from cl_attractors.train.families import TaskFamily
 from cl_attractors.train.protocols import PROTOCOLS, joint_slice
 from cl_attractors.train.sources import SOURCES, TORCHVISION_SOURCES, SourceArgs, Splits
 from cl_attractors.train.transforms import concat, prepare
 
 EvalSplit = Literal["val", "test"]
-Chunk = list[tuple[Tensor, Tensor]]
-"""Consecutive training mini-batches ``(x, y)``: Lightning's training batch (see the module doc)."""
-
-
-class TaskBatches:
-    """Mini-batches ``(x[idx], y[idx])`` of one task's inputs and labels (already made by the
-    family, once per task: :meth:`TaskData.task_data`), in a given order."""
-
-    def __init__(self, x: Tensor, y: Tensor, batch_size: int, order: Tensor | None = None) -> None:
-        self.x, self.y, self.batch_size, self.order = x, y, batch_size, order
-
-    @property
-    def size(self) -> int:
-        """Examples served: those of ``order`` when given (a joint run's slice), else all."""
-        return len(self.y) if self.order is None else len(self.order)
-
-    def __len__(self) -> int:
-        return math.ceil(self.size / self.batch_size)
-
-    def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
-        for start in range(0, self.size, self.batch_size):
-            if self.order is None:
-                idx: slice | Tensor = slice(start, start + self.batch_size)
-            else:
-                idx = self.order[start : start + self.batch_size]
-            yield self.x[idx], self.y[idx]
-
-
-class EpochChunks:
-    """The training mini-batches of the epoch the trainer is in, ``steps_per_chunk`` at a time: the
-    epoch's task and that task's epoch come from the schedule, read when iteration starts (no
-    set-up order is relied on)."""
-
-    def __init__(self, dm: TaskData) -> None:
-        self.dm = dm
-
-    def __len__(self) -> int:
-        return math.ceil(len(self._batches()) / self.dm.steps_per_chunk)
-
-    def __iter__(self) -> Iterator[Chunk]:
-        chunk: Chunk = []
-        for batch in self._batches():
-            chunk.append(batch)
-            if len(chunk) == self.dm.steps_per_chunk:
-                yield chunk
-                chunk = []
-        if chunk:
-            yield chunk
-
-    def _batches(self) -> TaskBatches:
-        pos = self.dm.schedule.loader_position(self.dm.trainer.current_epoch if self.dm.trainer else 0)
-        return self.dm.train_batches(pos.task, pos.epoch)
 
 
 class TaskData(pl.LightningDataModule):
@@ -173,6 +117,19 @@ class TaskData(pl.LightningDataModule):
         self.train_size = train_size
         self.splits: Splits | None = None
         self.cache: dict[tuple[str, int], tuple[Tensor, Tensor]] = {}
+
+    @staticmethod
+    def family_classes() -> list[type[TaskFamily]]:
+        """Every concrete task family ``data.family`` may name (the HParams schema's columns)."""
+        from cl_attractors.train import sequence  # noqa: F401  (its family joins the subclasses)
+
+        found, todo = [], list(TaskFamily.__subclasses__())
+        while todo:
+            cls = todo.pop()
+            todo += cls.__subclasses__()
+            if cls.__module__.startswith("cl_attractors.") and not inspect.isabstract(cls):
+                found.append(cls)
+        return sorted(set(found), key=lambda c: c.__name__)
 
     # ---- loading ------------------------------------------------------------------------
     def prepare_data(self) -> None:

@@ -15,7 +15,7 @@ from torch import Tensor, nn
 
 from cl_attractors.errors import require
 from cl_attractors.methods.base import CLMethod, MethodContext, Vanilla
-from cl_attractors.train.data import Chunk
+from cl_attractors.train.batches import Chunk
 from cl_attractors.train.families import TaskFamily
 from cl_attractors.train.protocols import reinitialise
 

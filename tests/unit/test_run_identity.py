@@ -82,3 +82,30 @@ def test_every_run_logs_every_methods_arguments_with_one_type_each(tmp_path: Pat
     assert (row["grid"], row["variant"], row["seed"], row["data.batch_size"]) == ("fig2", "ewc", 3.0, 50.0)
     assert math.isnan(row["data.train_size"]) and "data.data_dir" not in row
     assert run_hparams(config, methods, Data, None)["grid"] == "—"
+
+
+class Rotate:
+    def __init__(self, angles: list[float] | None = None, low: float = 0.0) -> None: ...
+
+
+class Permute:
+    def __init__(self, shared_fraction: float = 0.0, identity_first: bool = False) -> None: ...
+
+
+class FamilyData:
+    def __init__(self, family: object, num_tasks: int = 10) -> None: ...
+
+
+def test_runs_of_different_families_log_one_schema() -> None:
+    families = [Rotate, Permute]
+    rotated = {"data": {"family": {"class_path": "x.Rotate", "init_args": {"angles": [0, 90]}}}}
+    a = run_hparams(rotated, [], FamilyData, None, families)
+    b = run_hparams({"data": {"family": {"class_path": "x.Permute"}}}, [], FamilyData, None, families)
+    assert list(a) == list(b)  # one schema, whatever family a run uses
+    assert (a["data.family"], a["data.family.angles"], a["data.family.low"]) == ("Rotate", "[0, 90]", 0.0)
+    assert math.isnan(a["data.family.shared_fraction"]) and a["data.family.identity_first"] == "—"
+    assert (b["data.family"], b["data.family.shared_fraction"], b["data.family.angles"]) == (
+        "Permute",
+        0.0,
+        "—",
+    )

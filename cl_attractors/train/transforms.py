@@ -9,6 +9,7 @@ processing at once (each image is transformed on its own).
 from __future__ import annotations
 
 import math
+import warnings
 
 import torch
 import torch.nn.functional as F
@@ -17,7 +18,7 @@ from torch import Tensor
 from cl_attractors.errors import require, require_finite
 from cl_attractors.train.sources import Splits
 
-CHUNK = 8192  # images per pass of the four taps (bounds the gathered copies)
+CHUNK = 8192  # images per sparse product (bounds its transposed copy)
 
 
 def rotation_matrix(degrees: float, shape: tuple[int, int]) -> Tensor:
@@ -54,11 +55,24 @@ def rotation_taps(degrees: float, shape: tuple[int, int]) -> tuple[Tensor, Tenso
     return torch.stack(indices), torch.stack(weights)
 
 
+def rotation_operator(
+    degrees: float, shape: tuple[int, int], dtype: torch.dtype, device: torch.device
+) -> Tensor:
+    """The turn as a sparse ``[h * w, h * w]`` matrix ``R`` (CSR, four taps a row): ``R @ image``."""
+    indices, weights = rotation_taps(degrees, shape)
+    pixels = shape[0] * shape[1]
+    coords = torch.stack([torch.arange(pixels).repeat(4), indices.flatten()])
+    turn = torch.sparse_coo_tensor(coords, weights.flatten(), (pixels, pixels), check_invariants=True)
+    with warnings.catch_warnings():  # "sparse CSR support is in beta": its product is all we use
+        warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+        return turn.coalesce().to(device, dtype).to_sparse_csr()
+
+
 def rotate(images: Tensor, shape: tuple[int, int], degrees: float) -> Tensor:
     """Each flat image turned ``degrees`` counter-clockwise about its centre: bilinear
     interpolation, zero (black) outside the original frame, the frame kept (corners cut). Each
-    output pixel is the weighted sum of its four taps (:func:`rotation_taps`), ``CHUNK`` images at
-    a time.
+    output pixel is the weighted sum of its four taps (:func:`rotation_taps`): one sparse matrix
+    product per ``CHUNK`` images.
 
     Args:
         images: ``[n, height * width]`` float images.
@@ -69,15 +83,10 @@ def rotate(images: Tensor, shape: tuple[int, int], degrees: float) -> Tensor:
     require(images.shape[-1] == height * width, "images", tuple(images.shape), f"[n, {height * width}]")
     if degrees % 360 == 0:
         return images.clone()
-    indices, weights = rotation_taps(degrees, shape)
-    indices, weights = indices.to(images.device), weights.to(images.device, images.dtype)
+    turn = rotation_operator(degrees, shape, images.dtype, images.device)
     out = torch.empty_like(images)
     for start in range(0, len(images), CHUNK):
-        chunk = images[start : start + CHUNK]
-        turned = chunk[:, indices[0]] * weights[0]
-        for k in range(1, 4):
-            turned.addcmul_(chunk[:, indices[k]], weights[k])
-        out[start : start + CHUNK] = turned
+        out[start : start + CHUNK] = (turn @ images[start : start + CHUNK].t()).t()
     return out
 
 

@@ -96,4 +96,3 @@ class CNN(nn.Sequential):
         flat = channels[-1] * pooled[0] * pooled[1]
         layers += [nn.Flatten(), nn.Linear(flat, hidden), nn.ReLU(), nn.Linear(hidden, heads * num_classes)]
         super().__init__(*layers)
-        self.input_size = in_channels * height * width

@@ -302,3 +302,22 @@ def test_an_invocation_records_the_commit_of_the_code_that_made_its_runs(tmp_pat
     h200 = {"cpus": 16, "gpus": ["NVIDIA H200"]}
     assert machine(h200) == "16 CPUs, 1 GPU (NVIDIA H200)"
     assert machine({**h200, "gpus": ["A", "B"]}) == "16 CPUs, 2 GPUs (A, B)"
+
+
+def test_a_curves_grid_puts_ours_beside_a_published_table(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    """``published:`` (Hsu et al.'s grids): a row per published variant with a verdict; a bad
+    table is refused before any run, in one line naming the key."""
+    published = {"source": "T2", "sd": "population", "values": {"fast": [90.0, 1.0], "lwf": [50.0, 2.0]}}
+    path = write_spec(tmp_path, claims=[], variants={"fast": []}, published=published)
+    _finished(tmp_path / "runs", "fast", [0.91, 0.93])
+    experiment.report_main(["--config", str(path)])
+    text = (tmp_path / "results" / "results.md").read_text()
+    assert "## Beside the published numbers: T2" in text
+    assert "| fast | 2 | 92.00 ± 1.00 | 90.00 ± 1.00 | +2.00 | +2.0 | **agrees** |" in text
+    assert "| lwf | 0 | — | 50.00 ± 2.00 | — | — | **not run yet** |" in text
+    monkeypatch.setattr(runner.GridRunner, "run", lambda *a, **k: pytest.fail("a run started"))
+    bad = write_spec(tmp_path, name="bad", claims=[], published={**published, "sd": "iqr"})
+    assert cli.main(["experiment", "--config", str(bad)]) == 2
+    assert capsys.readouterr().err.strip().startswith("error: published.sd='iqr' is not allowed")

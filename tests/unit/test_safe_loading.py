@@ -55,6 +55,25 @@ def test_only_io_loads_files_that_can_carry_code() -> None:
     )
 
 
+def test_every_npz_read_refuses_pickles() -> None:
+    """The one reader's ``np.load`` calls (npz files a user brings) pass ``allow_pickle=False``."""
+    tree = ast.parse((ROOT / "cl_attractors" / "io.py").read_text(encoding="utf-8"))
+    loads = [
+        node
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Attribute)
+        and node.func.attr == "load"
+        and isinstance(node.func.value, ast.Name)
+        and node.func.value.id in ("np", "numpy")
+    ]
+    assert loads, "io.py reads npz files with np.load"
+    for node in loads:
+        flags = {k.arg: k.value for k in node.keywords}
+        value = flags.get("allow_pickle")
+        assert isinstance(value, ast.Constant) and value.value is False, ast.unparse(node)
+
+
 def _text_opens_without_encoding(path: Path) -> list[str]:
     found = []
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):

@@ -30,6 +30,14 @@ META = ("--model.method", "configs/method/metaplasticity.yaml")
 L2 = ("--model.method", "configs/method/l2.yaml")
 SPLIT = ("--data.family", "cl_attractors.train.families.Split")
 ROTATED = ("--data.family", "cl_attractors.train.families.Rotated")
+SEQUENCE = (
+    "--data.family",
+    "cl_attractors.train.sequence.DatasetSequence",
+    "--data.source",
+    "[synthetic, synthetic]",
+    "--data.num_tasks",
+    "2",
+)
 
 # (arguments, text the one error line must contain)
 FIT_CASES: list[tuple[tuple[str, ...], str]] = [
@@ -87,6 +95,12 @@ FIT_CASES: list[tuple[tuple[str, ...], str]] = [
     (
         (*ROTATED, "--data.family.image_size", "[20, 20]"),
         "data.family.init_args.image_size=[20, 20] is not allowed",
+    ),
+    ((*ROTATED, "--data.family.low", "null"), "data.family.init_args.low=None is not allowed; use a number"),
+    ((*SPLIT, *LWF), "data.family='Split' is not allowed; use a family whose tasks share their outputs"),
+    (
+        (*SEQUENCE, "--data.family.classes_per_source", "5"),
+        "data.family.init_args.classes_per_source=5 is not allowed; use the classes of each of the 2 sources",
     ),
     (
         ("--config", "configs/model/cnn.yaml", "--model.net.image_size", "[32, 32]"),

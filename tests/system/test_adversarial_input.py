@@ -143,7 +143,13 @@ KIND_OF = {
     "title": "curves",
     "notes": "curves",
     "summary": "curves",
+    "references": "curves",
 }
+
+
+def test_every_checked_option_has_a_grid_kind_to_try_it_in() -> None:
+    """A new report option gets drawn by test 6 only once KIND_OF names a kind it belongs to."""
+    assert sorted(CHECKS) == sorted(KIND_OF)
 
 
 @CASES

@@ -19,7 +19,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from cl_attractors.signatures import init_parameters
+from cl_attractors.signatures import concrete_subclasses, init_parameters
 
 NONE = "—"
 PLUMBING = {
@@ -57,13 +57,7 @@ def method_classes() -> list[type]:
 
     for info in pkgutil.iter_modules(cl_attractors.methods.__path__):
         importlib.import_module(f"cl_attractors.methods.{info.name}")
-    found, todo = [], list(CLMethod.__subclasses__())
-    while todo:
-        cls = todo.pop()
-        todo += cls.__subclasses__()
-        if cls.__module__.startswith("cl_attractors.methods.") and not inspect.isabstract(cls):
-            found.append(cls)
-    return sorted(set(found), key=lambda c: c.__name__)
+    return concrete_subclasses(CLMethod, "cl_attractors.methods.")
 
 
 def value(v: Any, kind: str) -> float | str:

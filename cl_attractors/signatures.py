@@ -14,6 +14,19 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 
+def concrete_subclasses(base: type, prefix: str) -> list[type]:
+    """Every non-abstract subclass of ``base``, at any depth, defined in a module whose name starts
+    with ``prefix`` (the classes a config may name: methods, task families), sorted by name."""
+    found: list[type] = []
+    todo: list[type] = list(base.__subclasses__())
+    while todo:
+        cls = todo.pop()
+        todo += cls.__subclasses__()
+        if cls.__module__.startswith(prefix) and not inspect.isabstract(cls):
+            found.append(cls)
+    return sorted(set(found), key=lambda c: c.__name__)
+
+
 def _constructors(cls: type) -> Iterator[Callable[..., Any]]:
     """``cls``'s own ``__init__``, then its bases' as long as each forwards ``**kwargs``."""
     for klass in cls.__mro__:

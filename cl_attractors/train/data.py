@@ -13,7 +13,6 @@ Mini-batches and chunks (Lightning's training batches): :mod:`cl_attractors.trai
 
 from __future__ import annotations
 
-import inspect
 from typing import Literal
 
 import lightning.pytorch as pl
@@ -22,6 +21,7 @@ from torch import Tensor
 
 from cl_attractors.errors import ConfigError, require, require_finite
 from cl_attractors.schedule import TaskSchedule
+from cl_attractors.signatures import concrete_subclasses
 from cl_attractors.train.batches import EpochChunks, TaskBatches
 from cl_attractors.train.families import TaskFamily
 from cl_attractors.train.protocols import PROTOCOLS, joint_slice
@@ -125,13 +125,7 @@ class TaskData(pl.LightningDataModule):
         """Every concrete task family ``data.family`` may name (the HParams schema's columns)."""
         from cl_attractors.train import sequence  # noqa: F401  (its family joins the subclasses)
 
-        found, todo = [], list(TaskFamily.__subclasses__())
-        while todo:
-            cls = todo.pop()
-            todo += cls.__subclasses__()
-            if cls.__module__.startswith("cl_attractors.") and not inspect.isabstract(cls):
-                found.append(cls)
-        return sorted(set(found), key=lambda c: c.__name__)
+        return concrete_subclasses(TaskFamily, "cl_attractors.")
 
     # ---- loading ------------------------------------------------------------------------
     def prepare_data(self) -> None:

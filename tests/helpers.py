@@ -294,3 +294,14 @@ def small_tmpfs(parent: Path, size: str) -> Iterator[Path]:
         yield mount
     finally:
         subprocess.run(["umount", str(mount)], check=True)
+
+
+# a two-dataset sequence of synthetic sources (fit arguments), shared by the family tests
+SEQUENCE = (
+    "--data.family",
+    "cl_attractors.train.sequence.DatasetSequence",
+    "--data.source",
+    "[synthetic, synthetic]",
+    "--data.num_tasks",
+    "2",
+)

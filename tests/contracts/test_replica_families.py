@@ -13,7 +13,7 @@ from cl_attractors.errors import ConfigError
 from cl_attractors.replicas.group import run_group
 from cl_attractors.train.cli import make_cli
 from tests.contracts.test_replicas import args, matrix
-from tests.helpers import ROOT
+from tests.helpers import ROOT, SEQUENCE
 
 SPLIT = ("--data.family", "cl_attractors.train.families.Split", "--data.family.init_args.groups")
 FAMILIES = {
@@ -54,14 +54,7 @@ FAMILIES = {
         "--data.protocol",
         "independent",
     ),
-    "sequence": (
-        "--data.family",
-        "cl_attractors.train.sequence.DatasetSequence",
-        "--data.source",
-        "[synthetic, synthetic]",
-        "--data.num_tasks",
-        "2",
-    ),
+    "sequence": SEQUENCE,
 }
 
 

@@ -16,7 +16,7 @@ import pytest
 import torch
 
 import cli
-from tests.helpers import ROOT, tiny_args
+from tests.helpers import ROOT, SEQUENCE, tiny_args
 
 IDX = ("--data.source", "mnist", "--data.val_size", "10", "--data.data_dir")
 
@@ -30,14 +30,6 @@ META = ("--model.method", "configs/method/metaplasticity.yaml")
 L2 = ("--model.method", "configs/method/l2.yaml")
 SPLIT = ("--data.family", "cl_attractors.train.families.Split")
 ROTATED = ("--data.family", "cl_attractors.train.families.Rotated")
-SEQUENCE = (
-    "--data.family",
-    "cl_attractors.train.sequence.DatasetSequence",
-    "--data.source",
-    "[synthetic, synthetic]",
-    "--data.num_tasks",
-    "2",
-)
 
 # (arguments, text the one error line must contain)
 FIT_CASES: list[tuple[tuple[str, ...], str]] = [

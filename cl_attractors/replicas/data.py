@@ -17,7 +17,7 @@ from torch import Tensor
 
 from cl_attractors.errors import ConfigError
 from cl_attractors.schedule import TaskSchedule
-from cl_attractors.train.batches import TaskBatches
+from cl_attractors.train.batches import TaskBatches, chunked
 from cl_attractors.train.data import TaskData
 
 Batch = tuple[Tensor, Tensor]
@@ -55,14 +55,7 @@ class ReplicaChunks:
         return math.ceil(len(self._batches()) / self.data.steps_per_chunk)
 
     def __iter__(self) -> Iterator[list[Batch]]:
-        chunk: list[Batch] = []
-        for batch in self._batches():
-            chunk.append(batch)
-            if len(chunk) == self.data.steps_per_chunk:
-                yield chunk
-                chunk = []
-        if chunk:
-            yield chunk
+        yield from chunked(self._batches(), self.data.steps_per_chunk)  # read at the first batch
 
     def _batches(self) -> ReplicaBatches:
         trainer = self.data.trainer

@@ -11,8 +11,8 @@ value; larger chunks spread Lightning's per-batch overhead, ~0.3 ms, over more s
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING, TypeVar
 
 from torch import Tensor
 
@@ -47,6 +47,21 @@ class TaskBatches:
             yield self.x[idx], self.y[idx]
 
 
+T = TypeVar("T")
+
+
+def chunked(items: Iterable[T], size: int) -> Iterator[list[T]]:
+    """``items`` in lists of ``size`` (the last one shorter): mini-batches into chunks."""
+    chunk: list[T] = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
 class EpochChunks:
     """The training mini-batches of the epoch the trainer is in, ``steps_per_chunk`` at a time: the
     epoch's task and that task's epoch come from the schedule, read when iteration starts (no
@@ -59,14 +74,7 @@ class EpochChunks:
         return math.ceil(len(self._batches()) / self.dm.steps_per_chunk)
 
     def __iter__(self) -> Iterator[Chunk]:
-        chunk: Chunk = []
-        for batch in self._batches():
-            chunk.append(batch)
-            if len(chunk) == self.dm.steps_per_chunk:
-                yield chunk
-                chunk = []
-        if chunk:
-            yield chunk
+        yield from chunked(self._batches(), self.dm.steps_per_chunk)  # the task read at the first batch
 
     def _batches(self) -> TaskBatches:
         pos = self.dm.schedule.loader_position(self.dm.trainer.current_epoch if self.dm.trainer else 0)

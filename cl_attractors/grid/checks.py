@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from cl_attractors.errors import ConfigError
-from cl_attractors.grid.options import check_claim_values, check_options
+from cl_attractors.grid.option_checks import check_claim_values, check_options
 from cl_attractors.grid.spec import ExperimentSpec
 from cl_attractors.io import ensure_writable, read_yaml_mapping
 

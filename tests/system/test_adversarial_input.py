@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 import cli
 from cl_attractors.errors import MAX_MESSAGE, ConfigError, one_line
-from cl_attractors.grid.options import CHECKS, check_claim_values, check_options
+from cl_attractors.grid.option_checks import CHECKS, check_claim_values, check_options
 from cl_attractors.grid.spec import load_spec
 from cl_attractors.tune.storage import open_storage, shown
 from tests.helpers import tiny_args, write_spec

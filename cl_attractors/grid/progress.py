@@ -88,6 +88,8 @@ def eta(states: list[RunState], done_at_start: int, elapsed_s: float) -> str:
 def run_line(run: Run, state: RunState) -> str:
     total = "?" if state.total is None else str(state.total)
     acc = "" if state.acc is None else f"; after task {state.done}: {100 * state.acc:.2f}% over tasks seen"
+    if state.total is not None and state.done >= state.total:  # the run's last files being written
+        return f"{run.variant} seed {run.seed}: all {total} tasks trained, finishing{acc}"
     return f"{run.variant} seed {run.seed}: training task {state.done + 1}/{total}{acc}"
 
 

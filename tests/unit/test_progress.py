@@ -35,6 +35,10 @@ def test_run_state_and_its_line(tmp_path: Path) -> None:
         run_line(busy, run_state(busy))
         == "ewc seed 3: training task 5/10; after task 4: 87.00% over tasks seen"
     )
+    ending = RunState(10, 10, 0.8, False)  # every task trained, the run's last files not yet written
+    assert run_line(_run(tmp_path, "si", 1, 0), ending) == (
+        "si seed 1: all 10 tasks trained, finishing; after task 10: 80.00% over tasks seen"
+    )
     (busy.run_dir / "accuracy_matrix.csv").write_text("task,a,b\n0,1,1\n1,1,1\n")
     assert run_state(busy).total == 2  # the matrix, once written, has the last word
 

@@ -3,19 +3,19 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from cl_attractors.methods.base import CLMethod, DataFacts, MethodContext, ParamSelection
 from cl_attractors.methods.baseline_formulas import agem_project_
 from cl_attractors.methods.memory import EpisodicMemory
-from cl_attractors.methods.replay import check_memory, check_memory_fits
+from cl_attractors.methods.replay import check_memory, check_memory_fits, memory_loss
 
 
 class AGEM(CLMethod):
     """A-GEM: from the second task on, the step's gradient ``g`` is projected when it conflicts
     with the gradient ``g_ref`` of the loss on ``ref_batch_size`` examples drawn from an
-    :class:`EpisodicMemory` of ``memory_size`` examples:
+    :class:`EpisodicMemory` of ``memory_size`` examples (each on its own task's outputs:
+    :func:`~cl_attractors.methods.replay.memory_loss`):
     ``g <- g - (g . g_ref) / (g_ref . g_ref) g_ref`` where ``g . g_ref < 0``
     (``baseline_formulas.agem_project_``; dot products over all targets at once, no host sync).
     Logs ``projected_fraction``: the task's steps whose gradient was projected.
@@ -49,15 +49,15 @@ class AGEM(CLMethod):
         self.draws = 0
 
     def check_data(self, data: DataFacts) -> None:
-        check_memory_fits("AGEM", self.memory_size, data)
+        check_memory_fits(self.memory_size, data)
 
     def on_before_optimizer_step(self, ctx: MethodContext, optimizer: torch.optim.Optimizer) -> None:
         if self.memory.filled == 0:
             return
-        xm, ym = self.memory.draw(self.ref_batch_size, self.draws)
-        self.draws += 1
         with torch.enable_grad():
-            refs = torch.autograd.grad(F.cross_entropy(ctx.net(xm), ym), self.targets)
+            ref_loss = memory_loss(ctx, self.memory, self.ref_batch_size, self.draws)
+            refs = torch.autograd.grad(ref_loss, self.targets)
+        self.draws += 1
         with torch.no_grad():
             conflict = agem_project_([p.grad for p in self.targets], list(refs))  # type: ignore[misc]
             self.projected += torch.stack([conflict.to(self.projected), torch.ones_like(self.projected[0])])

@@ -21,40 +21,55 @@ from cl_attractors.errors import ConfigError, require
 ParamSelection = Literal["all", "weights"]
 Sampler = Callable[[int, int, torch.Generator], tuple[Tensor, Tensor]]
 """``(task, n, generator) -> (inputs, labels)``: ``n`` training examples of a task, on the device."""
+MaskLookup = Callable[[int, int], Tensor | None]
+"""``(task, trained) -> mask``: bool ``[outputs]`` on the device, the outputs that count for
+``task``'s examples while ``trained`` is the newest task trained, as the module masks them in
+training (task-incremental: the task's head; class-incremental: every class seen); None: all."""
 
 
 @dataclass(frozen=True)
 class DataFacts:
     """What a method may check before training (:meth:`CLMethod.check_data`): the training
-    examples of each task, the family's name and whether it masks outputs per task."""
+    examples of each task."""
 
     train_sizes: tuple[int, ...]
-    family: str
-    masks_outputs: bool
 
-    def require_shared_outputs(self, method: str, why: str) -> None:
-        """Refuse a family that masks outputs per task (task-incremental heads, class-incremental
-        "seen so far") for a method that scores old tasks on the outputs of the task in training."""
-        allowed = f"a family whose tasks share their outputs ({method} {why})"
-        require(not self.masks_outputs, "data.family", self.family, allowed)
+
+def every_output(task: int, trained: int) -> Tensor | None:
+    """The mask lookup of a run whose family masks nothing: every output counts."""
+    return None
 
 
 @dataclass
 class MethodContext:
-    """What a method sees of the run: the network, the task in training, a way to draw examples.
+    """What a method sees of the run: the network, the task in training, a way to draw examples,
+    the outputs that count for a task.
 
     The LightningModule owns it and tells it the task (``task`` is the task being trained, or the
     one that just ended in ``on_task_end``). ``sample`` draws with the caller's generator, so the
-    global RNG is untouched; the examples come on the network's device.
+    global RNG is untouched; the examples come on the network's device. ``output_mask`` is the
+    family's per-task mask (:data:`MaskLookup`; a family that masks nothing: always None).
     """
 
     net: nn.Module
     sample: Sampler
     task: int = 0
+    output_mask: MaskLookup = every_output
 
     @property
     def device(self) -> torch.device:
         return next(self.net.parameters()).device
+
+    def hidden_outputs(self, tasks: Tensor, trained: int) -> Tensor | None:
+        """``[n, outputs]`` bool: True where an output does not count for example ``i``, of task
+        ``tasks[i]`` (any of ``0..trained``), while ``trained`` is the newest task trained; None
+        when every output counts for every task."""
+        masks = [self.output_mask(t, trained) for t in range(trained + 1)]
+        given = [m for m in masks if m is not None]
+        if not given:
+            return None
+        counted = torch.stack([torch.ones_like(given[0]) if m is None else m for m in masks])
+        return ~counted[tasks]
 
 
 class CLMethod(nn.Module):

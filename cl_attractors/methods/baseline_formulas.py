@@ -1,6 +1,7 @@
 """The formulas of the comparison set, each written once as a pure tensor expression: LwF's
-distillation, A-GEM's projection, Laborieux et al.'s metaplastic gate, and the episodic memory's
-quotas and class-balanced order (replay, A-GEM). L2 needs none of its own: it is
+distillation (one head or several), the cross-entropy of a memory batch whose rows count different
+outputs (replay, A-GEM), A-GEM's projection, Laborieux et al.'s metaplastic gate, and the episodic
+memory's quotas and class-balanced order (replay, A-GEM). L2 needs none of its own: it is
 ``formulas.quadratic_pull_grad`` with unit importance. Where a formula runs every step its
 in-place twin (``name_``, no large allocation, no host sync) sits right below it. No Lightning.
 """
@@ -27,6 +28,32 @@ def distillation_loss(logits: Tensor, old_logits: Tensor, temperature: float | T
     # outputs the target gives 0 (masked to -inf in both) add nothing: 0 * log q, not 0 * -inf
     log_q = F.log_softmax(logits / temperature, dim=-1).masked_fill(target == 0, 0.0)
     return -(target * log_q).sum(-1).mean()
+
+
+def distillation_over_heads(
+    logits: Tensor, old_logits: Tensor, heads: list[Tensor], temperature: float | Tensor
+) -> Tensor:
+    """Li & Hoiem's ``L_old`` with several old tasks: the sum over ``heads`` (bool ``[outputs]``,
+    the outputs of each old task's head) of :func:`distillation_loss` on that head's outputs
+    alone, each with its own softmax ("we take the sum of the loss for each old task"; van de
+    Ven et al.'s code averages them instead: ``lam / len(heads)`` here). Class-incremental
+    learning has one head: the classes seen before the current task."""
+    terms = []
+    for head in heads:
+        hidden = ~head
+        new, old = logits.masked_fill(hidden, -torch.inf), old_logits.masked_fill(hidden, -torch.inf)
+        terms.append(distillation_loss(new, old, temperature))
+    return torch.stack(terms).sum()
+
+
+# ---- replay (Hsu et al., 2018's naive rehearsal) and A-GEM's reference --------------------------
+
+
+def masked_cross_entropy(logits: Tensor, labels: Tensor, hidden: Tensor | None) -> Tensor:
+    """The batch-mean cross-entropy of each row on the outputs that count for it: ``hidden``
+    (bool ``[n, outputs]``) is True where an output does not count for that row (``-inf``, as
+    the module masks its own batch), so a memory of several tasks mixes heads; None: all count."""
+    return F.cross_entropy(logits if hidden is None else logits.masked_fill(hidden, -torch.inf), labels)
 
 
 # ---- A-GEM (Chaudhry et al., 2019) -----------------------------------------------------------

@@ -7,8 +7,8 @@ from torch import Tensor, nn
 from torch.func import functional_call
 
 from cl_attractors.errors import require, require_finite
-from cl_attractors.methods.base import CLMethod, DataFacts, MethodContext
-from cl_attractors.methods.baseline_formulas import distillation_loss
+from cl_attractors.methods.base import CLMethod, MethodContext
+from cl_attractors.methods.baseline_formulas import distillation_loss, distillation_over_heads
 
 
 class LwF(CLMethod):
@@ -20,9 +20,11 @@ class LwF(CLMethod):
     The frozen network is a copy of every parameter of the network (buffers ``frozen<i>``, saved
     in the checkpoint, never seen by the optimizer), run with ``torch.func.functional_call``.
     On a shared output layer (permuted or rotated MNIST, split MNIST's domain scenario) this is
-    the domain-incremental LwF of van de Ven et al.'s comparison. Li & Hoiem distil the old tasks'
-    own heads, which a family that masks outputs per task (task-incremental heads, class-incremental
-    "seen so far") would hide from ``logits``: such a family is refused (:meth:`check_data`).
+    the domain-incremental LwF of van de Ven et al.'s comparison. A family that masks outputs per
+    task gets Li & Hoiem's old heads (:meth:`old_heads`): one term per distinct set of outputs the
+    old tasks counted once the previous task was trained, each its own softmax, summed
+    (``baseline_formulas.distillation_over_heads``): every old task's head in the task scenario,
+    the classes seen before the current task in the class scenario.
 
     Args:
         lam: weight of the distillation term (Li & Hoiem's ``lambda_o`` = 1).
@@ -40,6 +42,7 @@ class LwF(CLMethod):
         self.lam, self.temperature = lam, temperature
         self.tasks_done = 0
         self._names: list[str] = []
+        self._heads: dict[int, list[Tensor] | None] = {}  # old_heads per task trained (made once)
 
     def attach(self, net: nn.Module) -> None:
         super().attach(net)
@@ -50,20 +53,41 @@ class LwF(CLMethod):
     def _frozen(self) -> dict[str, Tensor]:
         return {name: self._buffers[f"frozen{i}"] for i, name in enumerate(self._names)}  # type: ignore[misc]
 
-    def check_data(self, data: DataFacts) -> None:
-        data.require_shared_outputs(
-            "LwF", "distils the outputs of the task in training, not the old tasks' own"
-        )
+    def old_heads(self, ctx: MethodContext) -> list[Tensor] | None:
+        """The distinct output masks of the tasks before ``ctx.task`` once the previous one was
+        trained (made once per task: comparing them syncs with the device); None: every output
+        counts for every old task."""
+        if ctx.task not in self._heads:
+            masks = [ctx.output_mask(t, ctx.task - 1) for t in range(ctx.task)]
+            self._heads = {ctx.task: distinct_masks(masks)}
+        return self._heads[ctx.task]
 
     def loss(self, ctx: MethodContext, x: Tensor, y: Tensor, logits: Tensor) -> Tensor | None:
         if self.tasks_done == 0 or self.lam == 0:
             return None
         with torch.no_grad():
             old = functional_call(ctx.net, self._frozen(), (x,))
-        return self.lam * distillation_loss(logits, old, self.temperature)
+        heads = self.old_heads(ctx)
+        if heads is None:
+            return self.lam * distillation_loss(logits, old, self.temperature)
+        # ``logits`` hides the old heads (task scenario): distil the network's own outputs
+        return self.lam * distillation_over_heads(ctx.net(x), old, heads, self.temperature)
 
     @torch.no_grad()
     def on_task_end(self, ctx: MethodContext) -> dict[str, float]:
         torch._foreach_copy_(list(self._frozen().values()), [p.detach() for p in ctx.net.parameters()])
         self.tasks_done += 1
         return {}
+
+
+def distinct_masks(masks: list[Tensor | None]) -> list[Tensor] | None:
+    """The distinct masks of ``masks``, in order (None counts every output: a mask of ones);
+    None when every one is None."""
+    given = [m for m in masks if m is not None]
+    if not given:
+        return None
+    out: list[Tensor] = []
+    for mask in (torch.ones_like(given[0]) if m is None else m for m in masks):
+        if not any(torch.equal(mask, seen) for seen in out):
+            out.append(mask)
+    return out

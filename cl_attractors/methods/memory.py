@@ -1,6 +1,8 @@
 """The episodic memory of replay and A-GEM: ``M`` images in total, shared equally by the tasks seen,
 class-balanced within each task, drawn with seeded generators; its state is tensors (buffers) and
-two counters, so it is saved in every checkpoint and a resumed run draws the same batches."""
+two counters, so it is saved in every checkpoint and a resumed run draws the same batches. Each
+row keeps its task (the ``task`` buffer), so a family that masks outputs per task scores it on its
+own task's outputs."""
 
 from __future__ import annotations
 
@@ -93,8 +95,9 @@ class EpisodicMemory(nn.Module):
         self.task[start:] = -1
         self.filled, self.tasks_seen = start, self.tasks_seen + 1
 
-    def draw(self, n: int, step: int) -> tuple[Tensor, Tensor]:
-        """``min(n, filled)`` stored examples without replacement, a function of ``(seed, step)``."""
+    def draw(self, n: int, step: int) -> tuple[Tensor, Tensor, Tensor]:
+        """``min(n, filled)`` stored examples without replacement, a function of ``(seed, step)``:
+        inputs, labels and the task of each (its outputs are those its task counts)."""
         generator = torch.Generator().manual_seed((self.seed * 1_000_003 + step) % 2**63)
         idx = torch.randperm(self.filled, generator=generator)[:n].to(self.x.device, non_blocking=True)
-        return self.x.index_select(0, idx), self.y.index_select(0, idx)
+        return self.x.index_select(0, idx), self.y.index_select(0, idx), self.task.index_select(0, idx)

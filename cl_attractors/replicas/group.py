@@ -104,7 +104,7 @@ def reset_optimizer(members: Sequence[Member]) -> bool:
 
 def check_members(members: Sequence[Member]) -> None:
     """Each run's network and method against its own task sequence, as its fit checks them before
-    training (a family's read-out, a method that cannot serve the family): one line."""
+    training (a family's read-out, a memory larger than the data): one line."""
     for member in members:
         check_data_fits(member.cli.datamodule, member.cli.model)
         check_method_fits(member.cli.datamodule, member.cli.model)

@@ -177,11 +177,10 @@ def check_data_fits(datamodule: Any, model: Any) -> None:
 
 def check_method_fits(datamodule: Any, model: Any) -> None:
     """The method against the task sequence (``CLMethod.check_data``: a memory larger than the
-    data, a family whose outputs the method cannot serve)."""
+    data)."""
     dm = datamodule
     sizes = tuple(len(dm.task_split("train", t)[1]) for t in range(dm.num_tasks))
-    masked = any(dm.output_mask(t, t, True) is not None for t in range(dm.num_tasks))
-    model.method.check_data(DataFacts(sizes, type(dm.family).__name__, masked))
+    model.method.check_data(DataFacts(sizes))
 
 
 # ---- the run ----------------------------------------------------------------------------------

@@ -65,9 +65,10 @@ class CLModule(pl.LightningModule):
         self.method.attach(self.net)
         self.optimizer_factory = optimizer
         self.check_finite_every_n_steps = check_finite_every_n_steps
-        self.context = MethodContext(self.net, self._sample)
+        self.context = MethodContext(self.net, self._sample, output_mask=self._training_mask)
         self.data: TaskSource | None = None
-        self.masks: dict[tuple[int, int, bool], Tensor | None] = {}
+        self.counted: dict[tuple[int, int, bool], Tensor | None] = {}  # output_mask's, on the device
+        self.masks: dict[tuple[int, int, bool], Tensor | None] = {}  # their complements (logits)
         self.input_plugin: Precision | None = None  # the trainer's, from setup: converts sampled inputs
         # the module steps the optimizer itself: the method's hooks sit between backward and step
         self.automatic_optimization = False
@@ -93,7 +94,7 @@ class CLModule(pl.LightningModule):
         require(not scaled, "trainer.precision", precision, "32-true, bf16-mixed or 16-true (no loss scaler)")
         self.data = self.trainer.datamodule
         self.input_plugin = self.trainer.precision_plugin
-        self.masks = {}
+        self.counted, self.masks = {}, {}
 
     def _sample(self, task: int, n: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
         if self.data is None:
@@ -103,13 +104,27 @@ class CLModule(pl.LightningModule):
             batch = self.input_plugin.convert_input(batch)
         return batch[0], batch[1]
 
+    def output_mask(self, task: int, trained: int, training: bool) -> Tensor | None:
+        """The outputs that count for ``task``'s examples while ``trained`` is the newest task
+        trained (the datamodule's mask, on the device, made once); None: all of them."""
+        key = (task, trained, training)
+        if key not in self.counted:
+            mask = self.data.output_mask(*key) if self.data is not None else None
+            self.counted[key] = None if mask is None else mask.to(self.device)
+        return self.counted[key]
+
+    def _training_mask(self, task: int, trained: int) -> Tensor | None:
+        """The method context's :data:`~cl_attractors.methods.base.MaskLookup`: the mask this
+        module trains ``task``'s examples with once ``trained`` is the newest task trained."""
+        return self.output_mask(task, trained, training=True)
+
     def logits(self, x: Tensor, task: int) -> Tensor:
         """The network's outputs for ``task``: those the family does not count are ``-inf``."""
         out = self.net(x)
         key = (task, self.context.task, self.training)
         if key not in self.masks:
-            mask = self.data.output_mask(*key) if self.data is not None else None
-            self.masks[key] = None if mask is None else ~mask.to(out.device)
+            mask = self.output_mask(*key)
+            self.masks[key] = None if mask is None else ~mask
         hidden = self.masks[key]
         return out if hidden is None else out.masked_fill(hidden, -torch.inf)
 

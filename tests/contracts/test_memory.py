@@ -52,15 +52,16 @@ def test_memory_not_full_while_the_data_is_smaller() -> None:
 
 def test_draws_are_seeded_by_step_and_survive_a_state_dict_round_trip() -> None:
     memory = filled_memory(30, 2, seed=5)
-    x1, y1 = memory.draw(8, step=3)
+    x1, y1, t1 = memory.draw(8, step=3)
     assert x1.shape == (8, 2) and len({tuple(r) for r in x1.tolist()}) == 8
-    x2, _ = memory.draw(8, step=4)
+    assert torch.equal(t1, x1[:, 0].long())  # each row comes with its own task
+    x2, _, _ = memory.draw(8, step=4)
     assert not torch.equal(x1, x2)
     restored = EpisodicMemory(30, 5)
     restored.load_state_dict(memory.state_dict())
     assert restored.filled == 30 and restored.tasks_seen == 2
-    x3, y3 = restored.draw(8, step=3)
-    assert torch.equal(x1, x3) and torch.equal(y1, y3)
+    x3, y3, t3 = restored.draw(8, step=3)
+    assert torch.equal(x1, x3) and torch.equal(y1, y3) and torch.equal(t1, t3)
     assert memory.draw(100, step=0)[0].shape == (30, 2)  # at most what is stored
     restored.add_task(2, sample)
     memory.add_task(2, sample)

@@ -1,6 +1,6 @@
 """Every method runs on both networks, the MLP (with heads) and the small CNN: a tiny two-task fit
-each, the accuracy matrix filled (methods found from configs/method/, not listed). A method that
-refuses per-task heads (replay, A-GEM, LwF: its fit's check) runs the domain scenario, one head."""
+each, the accuracy matrix filled (methods found from configs/method/, not listed), in the
+task-incremental scenario (two heads: every method serves per-task output masks)."""
 
 from __future__ import annotations
 
@@ -13,8 +13,7 @@ import torch
 from torch import nn
 
 from callbacks.task_sequence import TaskSequence
-from cl_attractors.errors import ConfigError
-from cl_attractors.methods.base import CLMethod, DataFacts
+from cl_attractors.methods.base import CLMethod
 from cl_attractors.train.data import TaskData
 from cl_attractors.train.families import Split
 from cl_attractors.train.module import CLModule
@@ -28,9 +27,9 @@ NETS = {
 }
 
 
-def split_data(scenario: str) -> TaskData:
+def split_data() -> TaskData:
     return TaskData(
-        family=Split(scenario, groups=[[0, 1], [2, 3]]),
+        family=Split("task", groups=[[0, 1], [2, 3]]),
         source="synthetic",
         synthetic_size=256,
         num_tasks=2,
@@ -39,22 +38,9 @@ def split_data(scenario: str) -> TaskData:
     )
 
 
-def scenario_for(method: CLMethod) -> str:
-    """Task-incremental (two heads), or domain for a method that refuses per-task heads (its
-    check of the data, with room for any memory)."""
-    dm = split_data("task")
-    masked = any(dm.output_mask(t, t, training=True) is not None for t in range(dm.num_tasks))
-    try:
-        method.check_data(DataFacts((10**6, 10**6), "Split", masked))
-    except ConfigError as err:
-        assert "data.family='Split' is not allowed" in str(err), err
-        return "domain"
-    return "task"
-
-
-def tiny_fit(net: nn.Module, method: CLMethod, scenario: str) -> torch.Tensor:
-    """Two tasks of synthetic data in ``scenario``; returns the accuracy matrix."""
-    dm = split_data(scenario)
+def tiny_fit(net: nn.Module, method: CLMethod) -> torch.Tensor:
+    """Two tasks of synthetic data, task-incremental; returns the accuracy matrix."""
+    dm = split_data()
     pl.seed_everything(0, verbose=False)
     sequence = TaskSequence(heatmaps=False)
     trainer = pl.Trainer(
@@ -79,18 +65,12 @@ def tiny_fit(net: nn.Module, method: CLMethod, scenario: str) -> torch.Tensor:
 @pytest.mark.parametrize("name", METHODS)
 def test_every_method_runs_on_every_network(name: str, net: str) -> None:
     method = paper_method(name, **({"fisher_samples": 64} if name == "ewc" else {}))
-    scenario = scenario_for(paper_method(name))
-    network = NETS[net](2 if scenario == "task" else 1)
+    network = NETS[net](2)
     before = [p.detach().clone() for p in network.parameters()]
-    A = tiny_fit(network, method, scenario)
+    A = tiny_fit(network, method)
     assert A.shape == (2, 2) and bool(torch.isfinite(A).all() and (A >= 0).all() and (A <= 1).all())
     assert all(torch.isfinite(p).all() for p in network.parameters())
     assert any(not torch.equal(a, p) for a, p in zip(before, network.parameters())), f"{name} on {net}"
-
-
-def test_the_memory_and_distillation_methods_refuse_per_task_heads() -> None:
-    refused = {name for name in METHODS if scenario_for(paper_method(name)) == "domain"}
-    assert {"lwf", "agem_200", "replay_200"} <= refused and not refused & {"ewc", "si", "mas", "l2"}
 
 
 def test_methods_are_found() -> None:

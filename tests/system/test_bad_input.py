@@ -89,7 +89,6 @@ FIT_CASES: list[tuple[tuple[str, ...], str]] = [
         "data.family.init_args.image_size=[20, 20] is not allowed",
     ),
     ((*ROTATED, "--data.family.low", "null"), "data.family.init_args.low=None is not allowed; use a number"),
-    ((*SPLIT, *LWF), "data.family='Split' is not allowed; use a family whose tasks share their outputs"),
     (
         (*SEQUENCE, "--data.family.classes_per_source", "5"),
         "data.family.init_args.classes_per_source=5 is not allowed; use the classes of each of the 2 sources",

@@ -14,7 +14,9 @@ from cl_attractors.methods.baseline_formulas import (
     agem_project_,
     class_balanced_order,
     distillation_loss,
+    distillation_over_heads,
     kept_rows,
+    masked_cross_entropy,
     metaplastic_,
     metaplastic_gate,
     metaplastic_multiplier,
@@ -150,3 +152,41 @@ def test_distillation_loss_ignores_outputs_masked_in_both() -> None:
     assert loss.item() == pytest.approx(math.log(4) - 0.5 * math.log(3))
     (grad,) = torch.autograd.grad(loss, logits)
     assert torch.isfinite(grad).all() and grad[0, 2] == 0.0
+
+
+def test_masked_cross_entropy_scores_each_row_on_its_own_outputs() -> None:
+    # row 0 counts outputs {0, 1} (ln 3, 0): label 0 has p = 3/4; the 9s it hides count for nothing
+    # row 1 counts outputs {2, 3} (0, 0): label 3 has p = 1/2; its own 9s, outside, likewise
+    logits = torch.tensor([[math.log(3), 0.0, 9.0, 9.0], [9.0, 9.0, 0.0, 0.0]], requires_grad=True)
+    hidden = torch.tensor([[False, False, True, True], [True, True, False, False]])
+    labels = torch.tensor([0, 3])
+    loss = masked_cross_entropy(logits, labels, hidden)
+    assert loss.item() == pytest.approx((math.log(4 / 3) + math.log(2)) / 2)
+    (grad,) = torch.autograd.grad(loss, logits)
+    assert torch.equal(grad[hidden], torch.zeros(4))  # a hidden output gets no gradient
+    # (softmax - one-hot) / rows on the counted outputs: row 0 (3/4 - 1, 1/4) / 2, row 1 (1/2, -1/2) / 2
+    expected = torch.tensor([[-1 / 8, 1 / 8], [1 / 4, -1 / 4]])
+    assert torch.allclose(grad[~hidden].view(2, 2), expected)
+    # None: every output counts, the plain cross-entropy bit for bit
+    assert torch.equal(masked_cross_entropy(logits, labels, None), F.cross_entropy(logits, labels))
+
+
+def test_distillation_over_heads_sums_one_softmax_per_head() -> None:
+    # head {0, 1}: new (ln 3, 0), old (0, 0): ln 4 - (1/2) ln 3 (as in the hand values above)
+    # head {2, 3}: new (0, 0), old (ln 3, 0): target (3/4, 1/4), q = (1/2, 1/2): ln 2
+    new = torch.tensor([[math.log(3), 0.0, 0.0, 0.0]])
+    old = torch.tensor([[0.0, 0.0, math.log(3), 0.0]])
+    heads = [torch.tensor([True, True, False, False]), torch.tensor([False, False, True, True])]
+    got = distillation_over_heads(new, old, heads, 1.0)
+    assert got.item() == pytest.approx(math.log(4) - 0.5 * math.log(3) + math.log(2))
+    # each head is its own softmax: the same as distilling the sliced outputs one head at a time
+    gen = torch.Generator().manual_seed(1)
+    new, old = torch.randn(5, 6, generator=gen), torch.randn(5, 6, generator=gen)
+    heads = [torch.arange(6) // 2 == k for k in range(3)]
+    sliced = sum(distillation_loss(new[:, h], old[:, h], 2.0) for h in heads)
+    assert distillation_over_heads(new, old, heads, 2.0).item() == pytest.approx(float(sliced))
+    # one head of every output: the plain distillation
+    whole = [torch.ones(6, dtype=torch.bool)]
+    assert distillation_over_heads(new, old, whole, 2.0).item() == pytest.approx(
+        distillation_loss(new, old, 2.0).item()
+    )

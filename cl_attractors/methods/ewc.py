@@ -16,7 +16,9 @@ class EWC(QuadraticPenalty):
 
     The importance is the diagonal Fisher of the finished task, estimated on ``fisher_samples``
     of its training examples drawn with the method's own generator, seeded by ``seed + task``
-    (the global RNG is untouched). Online mode: ``F = gamma_online F_old + F_new``, one anchor.
+    (the global RNG is untouched), on the outputs its training loss counted
+    (``ctx.output_mask(task, task)``: a head per task, the classes seen so far; else all).
+    Online mode: ``F = gamma_online F_old + F_new``, one anchor.
     The sums, the O(1) pull and the consolidation are :class:`QuadraticPenalty`'s. Logs
     ``fisher_mean`` / ``fisher_max`` of the new task's Fisher.
 
@@ -68,5 +70,6 @@ class EWC(QuadraticPenalty):
 
     def importance(self, ctx: MethodContext) -> list[Tensor]:
         x, y = self.draw(ctx, self.fisher_samples, self.seed)
-        fisher = fisher_diagonal(ctx.net, self.named_targets(ctx.net), x, y, self.fisher, self.fisher_chunk)
+        targets, mask = self.named_targets(ctx.net), ctx.output_mask(ctx.task, ctx.task)
+        fisher = fisher_diagonal(ctx.net, targets, x, y, self.fisher, self.fisher_chunk, mask=mask)
         return list(fisher.values())

@@ -8,6 +8,11 @@ outer product ``g_i = d_i a_i^T`` (output gradient, input), and for ``reduce`` =
 ``reduce(d_i a_i^T) = reduce(d_i) reduce(a_i)^T``, so ``sum_i w_i reduce(g_i)`` is one matrix
 product; no per-sample copy of the parameters is ever made. The estimators use it whenever it
 applies and the definition otherwise; the tests hold the two equal.
+
+On a family that masks outputs per task (a head per task, the classes seen so far), each
+estimator takes the task's mask and uses only the outputs its training loss counts
+(:func:`counted_logits`, :func:`counted_squared_norm`): the mask is the same for every sample, so
+it only zeroes columns of the output gradient ``d_i`` and the identity still holds.
 """
 
 from __future__ import annotations
@@ -28,6 +33,26 @@ FisherEstimator = Literal["empirical", "true", "batched"]
 FISHER_ESTIMATORS: tuple[str, ...] = ("empirical", "true", "batched")
 
 
+def counted_logits(out: Tensor, counted: Tensor | None) -> Tensor:
+    """``out`` with the outputs that do not count at ``-inf``, as the module masks its logits in
+    training (a softmax of them spans the counted outputs only). ``counted``: bool, broadcast
+    against ``out`` (``[outputs]``; a replica group's ``[R, 1, outputs]``); None: all count."""
+    return out if counted is None else out.masked_fill(~counted, -torch.inf)
+
+
+def counted_squared_norm(out: Tensor, counted: Tensor | None) -> Tensor:
+    """``sum_i ||f(x_i)||_2^2`` over the rows of ``out`` and its counted outputs only (MAS's
+    function of the outputs); ``counted`` as in :func:`counted_logits`."""
+    return (out if counted is None else out.masked_fill(~counted, 0.0)).square().sum()
+
+
+def counted_classes(counted: Tensor) -> Tensor:
+    """The indices of the counted outputs of each row of ``counted`` (bool ``[..., outputs]``),
+    ascending: ``[..., k]`` (every row counts ``k``: the replicas of a group share their family's
+    masks); the classes the true Fisher sums over."""
+    return counted.nonzero()[:, -1].view(*counted.shape[:-1], -1)
+
+
 def fisher_diagonal(
     model: nn.Module,
     params: dict[str, Tensor],
@@ -37,6 +62,7 @@ def fisher_diagonal(
     chunk_size: int = 32,
     batch_size: int = 50,
     fast: bool = True,
+    mask: Tensor | None = None,
 ) -> dict[str, Tensor]:
     """Diagonal Fisher information of a classifier (cross-entropy on its logits).
 
@@ -60,28 +86,32 @@ def fisher_diagonal(
         chunk_size: rows per vmap chunk.
         batch_size: mini-batch size of the ``batched`` estimator (the remainder is dropped).
         fast: use the Linear-layer identity where it applies (same values up to float rounding).
+        mask: bool ``[outputs]``, the outputs the task's training loss counts: the log-softmax
+            spans only them (the others ``-inf``, as the module masks its logits), and ``true``
+            sums over them; None: all.
     """
     detached = {k: v.detach() for k, v in params.items()}
     if estimator == "batched":
-        return _batched_fisher(model, detached, x, y, batch_size)
+        return _batched_fisher(model, detached, x, y, batch_size, mask)
     n = len(y)
     if estimator == "true":
         with torch.no_grad():
-            probs = torch.softmax(functional_call(model, detached, (x,)), dim=-1)
-        classes = probs.shape[1]
-        x = x.repeat_interleave(classes, dim=0)
-        y = torch.arange(classes, device=y.device).repeat(n)
-        weights = probs.reshape(-1) / n
+            probs = torch.softmax(counted_logits(functional_call(model, detached, (x,)), mask), dim=-1)
+        classes = torch.arange(probs.shape[1], device=y.device) if mask is None else counted_classes(mask)
+        x = x.repeat_interleave(len(classes), dim=0)
+        y = classes.repeat(n)
+        weights = probs[:, classes].reshape(-1) / n
     elif estimator == "empirical":
         weights = torch.full((n,), 1.0 / n, device=x.device, dtype=x.dtype)
     else:
         raise ValueError(f"method.fisher={estimator!r} is not allowed; use one of {FISHER_ESTIMATORS}")
 
     def loss(p: dict[str, Tensor], xi: Tensor, yi: Tensor) -> Tensor:
-        return F.cross_entropy(functional_call(model, p, (xi.unsqueeze(0),)), yi.unsqueeze(0))
+        out = functional_call(model, p, (xi.unsqueeze(0),))
+        return F.cross_entropy(counted_logits(out, mask), yi.unsqueeze(0))
 
     def summed(out: Tensor, yb: Tensor) -> Tensor:
-        return F.cross_entropy(out, yb, reduction="sum")
+        return F.cross_entropy(counted_logits(out, mask), yb, reduction="sum")
 
     if fast and (linear := _linear_weighted_grads(model, detached, x, (y,), summed, weights, "square")):
         return linear
@@ -89,12 +119,18 @@ def fisher_diagonal(
 
 
 def mas_importance(
-    model: nn.Module, params: dict[str, Tensor], x: Tensor, chunk_size: int = 32, fast: bool = True
+    model: nn.Module,
+    params: dict[str, Tensor],
+    x: Tensor,
+    chunk_size: int = 32,
+    fast: bool = True,
+    mask: Tensor | None = None,
 ) -> dict[str, Tensor]:
     """MAS's importance (Aljundi et al., 2018): ``mean_i |d ||f(x_i)||_2^2 / d theta|``.
 
     How much the squared norm of the network's output moves with each parameter, per sample,
-    averaged over the samples ``x``; no labels.
+    averaged over the samples ``x``; no labels. The norm is over the outputs the task's training
+    loss counts (``mask``).
 
     Args:
         model: the network (its output ``f(x)``: the logits).
@@ -102,16 +138,17 @@ def mas_importance(
         x: inputs ``[n, ...]``.
         chunk_size: rows per vmap chunk of per-sample gradients.
         fast: use the Linear-layer identity where it applies (same values up to float rounding).
+        mask: bool ``[outputs]``, the outputs the task's training loss counts; None: all.
     """
 
     def squared_norm(p: dict[str, Tensor], xi: Tensor) -> Tensor:
-        return functional_call(model, p, (xi.unsqueeze(0),)).square().sum()
+        return counted_squared_norm(functional_call(model, p, (xi.unsqueeze(0),)), mask)
 
     weights = torch.full((len(x),), 1.0 / len(x), device=x.device, dtype=x.dtype)
     detached = {k: v.detach() for k, v in params.items()}
 
     def summed(out: Tensor) -> Tensor:
-        return out.square().sum()
+        return counted_squared_norm(out, mask)
 
     if fast and (linear := _linear_weighted_grads(model, detached, x, (), summed, weights, "abs")):
         return linear
@@ -221,9 +258,9 @@ def _inputs_and_output_grads(
 
 
 def _batched_fisher(
-    model: nn.Module, params: dict[str, Tensor], x: Tensor, y: Tensor, batch_size: int
+    model: nn.Module, params: dict[str, Tensor], x: Tensor, y: Tensor, batch_size: int, mask: Tensor | None
 ) -> dict[str, Tensor]:
-    """Mean over full mini-batches of the squared mini-batch gradient."""
+    """Mean over full mini-batches of the squared mini-batch gradient (on the counted outputs)."""
     batches = len(y) // batch_size
     if batches < 1:
         raise ValueError(
@@ -232,7 +269,7 @@ def _batched_fisher(
         )
 
     def batch_loss(p: dict[str, Tensor], xb: Tensor, yb: Tensor) -> Tensor:
-        return F.cross_entropy(functional_call(model, p, (xb,)), yb)
+        return F.cross_entropy(counted_logits(functional_call(model, p, (xb,)), mask), yb)
 
     xb = x[: batches * batch_size].reshape(batches, batch_size, *x.shape[1:])
     yb = y[: batches * batch_size].reshape(batches, batch_size)

@@ -15,8 +15,9 @@ class MAS(QuadraticPenalty):
     """MAS: the penalty ``lam * sum Omega (theta - theta*)^2`` with an unsupervised importance.
 
     ``Omega`` of a finished task is ``mean_x |d ||f(x)||_2^2 / d theta|`` over ``samples`` of its
-    training inputs (no labels; ``importance.mas_importance``), accumulated over tasks with one
-    anchor at the latest parameters, as in the paper. Logs ``importance_mean`` / ``_max``.
+    training inputs (no labels; ``importance.mas_importance``), the norm over the outputs its
+    training loss counted (``ctx.output_mask(task, task)``; else all), accumulated over tasks
+    with one anchor at the latest parameters, as in the paper. Logs ``importance_mean`` / ``_max``.
 
     Args:
         lam: penalty strength (the paper and its code: 1).
@@ -50,4 +51,5 @@ class MAS(QuadraticPenalty):
 
     def importance(self, ctx: MethodContext) -> list[Tensor]:
         x, _ = self.draw(ctx, self.samples, self.seed)
-        return list(mas_importance(ctx.net, self.named_targets(ctx.net), x, self.chunk).values())
+        targets, mask = self.named_targets(ctx.net), ctx.output_mask(ctx.task, ctx.task)
+        return list(mas_importance(ctx.net, targets, x, self.chunk, mask=mask).values())

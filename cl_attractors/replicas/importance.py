@@ -4,7 +4,9 @@ The single-run estimators (``methods/importance.py``) use, for Linear layers, th
 ``sum_i w_i reduce(d_i a_i^T) = (w * reduce(d))^T reduce(a)``: output gradient ``d_i`` and input
 ``a_i`` of each sample. A :class:`~cl_attractors.replicas.stacked.StackedMLP` applies it per
 replica with one ``bmm``: each replica's importance from its own samples ``x[r]``, in one
-forward and one backward for all of them.
+forward and one backward for all of them. On a family that masks outputs per task, each replica
+uses its own mask ``[R, outputs]`` (the same pure maps as a single run: ``counted_logits``,
+``counted_squared_norm``, ``counted_classes``), so a replica still equals its single run.
 """
 
 from __future__ import annotations
@@ -16,7 +18,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from cl_attractors.methods.importance import LINEAR_ROWS, REDUCERS
+from cl_attractors.methods.importance import (
+    LINEAR_ROWS,
+    REDUCERS,
+    counted_classes,
+    counted_logits,
+    counted_squared_norm,
+)
 from cl_attractors.replicas.stacked import StackedLinear, StackedMLP
 
 
@@ -80,38 +88,55 @@ def _inputs_and_output_grads(
     return [(seen[m][0], g.detach()) for m, g in zip(linears, grads, strict=True)]
 
 
-def _summed_cross_entropy(out: Tensor, y: Tensor) -> Tensor:
-    return F.cross_entropy(out.flatten(0, 1), y.flatten(), reduction="sum")
+def _per_replica(masks: Tensor | None) -> Tensor | None:
+    """``[R, outputs]`` masks as ``[R, 1, outputs]``, broadcast over each replica's rows."""
+    return None if masks is None else masks[:, None, :]
 
 
 def fisher_diagonals(
-    net: StackedMLP, x: Tensor, y: Tensor, estimator: str, batch_size: int = 50
+    net: StackedMLP, x: Tensor, y: Tensor, estimator: str, batch_size: int = 50, masks: Tensor | None = None
 ) -> list[Tensor]:
     """Each replica's diagonal Fisher on its own samples ``x [R, n, ...]``, ``y [R, n]``:
-    ``importance.fisher_diagonal``'s estimators (``empirical``, ``true``, ``batched``)."""
+    ``importance.fisher_diagonal``'s estimators (``empirical``, ``true``, ``batched``), on each
+    replica's counted outputs (``masks``: bool ``[R, outputs]``; None: all)."""
     r, n = y.shape
+    counted = _per_replica(masks)
+
+    def summed(out: Tensor, yb: Tensor) -> Tensor:
+        return F.cross_entropy(counted_logits(out, counted).flatten(0, 1), yb.flatten(), reduction="sum")
+
     if estimator == "batched":
-        return _batched_fisher(net, x, y, batch_size)
+        return _batched_fisher(net, x, y, batch_size, counted)
     if estimator == "true":
         with torch.no_grad():
-            probs = torch.softmax(net(x), dim=-1)
-        classes = probs.shape[-1]
-        x = x.repeat_interleave(classes, dim=1)
-        y = torch.arange(classes, device=y.device).repeat(r, n)
-        weights = probs.reshape(r, -1) / n
+            probs = torch.softmax(counted_logits(net(x), counted), dim=-1)
+        outputs = probs.shape[-1]
+        classes = (
+            torch.arange(outputs, device=y.device).expand(r, outputs)
+            if masks is None
+            else counted_classes(masks)
+        )
+        k = classes.shape[1]
+        x = x.repeat_interleave(k, dim=1)
+        y = classes.repeat(1, n)
+        weights = probs.gather(-1, classes[:, None, :].expand(r, n, k)).reshape(r, -1) / n
     else:
         weights = torch.full((r, n), 1.0 / n, device=x.device, dtype=net.stacked_parameters()[0].dtype)
-    return stacked_weighted_grads(net, x, (y,), _summed_cross_entropy, weights, "square")
+    return stacked_weighted_grads(net, x, (y,), summed, weights, "square")
 
 
-def mas_importances(net: StackedMLP, x: Tensor) -> list[Tensor]:
-    """Each replica's MAS importance ``mean_i |d ||f(x_ri)||^2 / d theta|`` on its own inputs."""
+def mas_importances(net: StackedMLP, x: Tensor, masks: Tensor | None = None) -> list[Tensor]:
+    """Each replica's MAS importance ``mean_i |d ||f(x_ri)||^2 / d theta|`` on its own inputs, the
+    norm over its counted outputs (``masks``: bool ``[R, outputs]``; None: all)."""
     r, n = x.shape[:2]
     weights = torch.full((r, n), 1.0 / n, device=x.device, dtype=net.stacked_parameters()[0].dtype)
-    return stacked_weighted_grads(net, x, (), lambda out: out.square().sum(), weights, "abs")
+    counted = _per_replica(masks)
+    return stacked_weighted_grads(net, x, (), lambda out: counted_squared_norm(out, counted), weights, "abs")
 
 
-def _batched_fisher(net: StackedMLP, x: Tensor, y: Tensor, batch_size: int) -> list[Tensor]:
+def _batched_fisher(
+    net: StackedMLP, x: Tensor, y: Tensor, batch_size: int, counted: Tensor | None
+) -> list[Tensor]:
     """Mean over full mini-batches of each replica's squared mini-batch gradient."""
     batches = y.shape[1] // batch_size
     params = net.stacked_parameters()
@@ -119,7 +144,7 @@ def _batched_fisher(net: StackedMLP, x: Tensor, y: Tensor, batch_size: int) -> l
     with torch.enable_grad():
         for b in range(batches):
             sl = slice(b * batch_size, (b + 1) * batch_size)
-            out_b = net(x[:, sl])
+            out_b = counted_logits(net(x[:, sl]), counted)
             loss = F.cross_entropy(out_b.flatten(0, 1), y[:, sl].flatten(), reduction="none")
             grads = torch.autograd.grad(loss.view(len(y), -1).mean(1).sum(), params)
             torch._foreach_addcmul_(out, grads, grads, value=1.0 / batches)

@@ -20,6 +20,10 @@ from cl_attractors.replicas.stacked import StackedLinear, StackedMLP
 ReplicaSampler = Callable[[int, int, int, torch.Generator], tuple[Tensor, Tensor]]
 """``(replica, task, n, generator) -> (x, y)``: ``n`` training examples of a replica's task, on
 the device."""
+ReplicaMasks = Callable[[int, int], Tensor | None]
+"""``(task, trained) -> masks``: bool ``[R, outputs]`` on the device, the outputs that count for
+each replica's examples of ``task`` while ``trained`` is the newest task trained, as the group's
+module masks them in training (its single run's ``MethodContext.output_mask``); None: all."""
 
 
 class ReplicaMethod(nn.Module):
@@ -77,7 +81,7 @@ class ReplicaMethod(nn.Module):
     def on_after_optimizer_step(self, lr: float) -> None:
         """After the optimizer step (``lr``: the learning rate of the step)."""
 
-    def on_task_end(self, task: int, sample: ReplicaSampler) -> None:
+    def on_task_end(self, task: int, sample: ReplicaSampler, masks: ReplicaMasks) -> None:
         """After training ``task`` and evaluating."""
 
     # ---- per-replica state (the single method's names) -------------------------------------------

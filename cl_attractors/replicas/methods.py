@@ -27,7 +27,7 @@ from cl_attractors.methods.si import SI
 from cl_attractors.methods.sticky import StickyGradient
 from cl_attractors.methods.sticky_steps import algorithm1, decoupled_l1, gated_update
 from cl_attractors.replicas.importance import fisher_diagonals, mas_importances
-from cl_attractors.replicas.method_base import ReplicaMethod, ReplicaSampler
+from cl_attractors.replicas.method_base import ReplicaMasks, ReplicaMethod, ReplicaSampler
 from cl_attractors.replicas.stacked import StackedMLP
 
 
@@ -116,8 +116,8 @@ class ReplicaPenalty(ReplicaMethod):
             assert p.grad is not None
             p.grad.addcmul_(scale * weight, p).addcmul_(anchor, -scale)
 
-    def on_task_end(self, task: int, sample: ReplicaSampler) -> None:
-        new = self.importance(task, sample)
+    def on_task_end(self, task: int, sample: ReplicaSampler, masks: ReplicaMasks) -> None:
+        new = self.importance(task, sample, masks)
         with torch.no_grad():
             params = [p.detach() for p in self.targets]
             weights, anchors = self.stacked_state(self.weight_name), self.stacked_state("anchor_sum")
@@ -130,7 +130,8 @@ class ReplicaPenalty(ReplicaMethod):
                 torch._foreach_addcmul_(anchors, new, params)
         self.tasks_consolidated += 1
 
-    def importance(self, task: int, sample: ReplicaSampler) -> list[Tensor]:
+    def importance(self, task: int, sample: ReplicaSampler, masks: ReplicaMasks) -> list[Tensor]:
+        """Each replica's importance for ``task``, on the outputs its training counted (``masks``)."""
         raise NotImplementedError
 
     def draw(self, task: int, sample: ReplicaSampler, n: int, seeds: Sequence[int]) -> tuple[Tensor, Tensor]:
@@ -147,10 +148,10 @@ class ReplicaEWC(ReplicaPenalty):
 
     structure = (*ReplicaPenalty.structure, "fisher", "fisher_samples")
 
-    def importance(self, task: int, sample: ReplicaSampler) -> list[Tensor]:
+    def importance(self, task: int, sample: ReplicaSampler, masks: ReplicaMasks) -> list[Tensor]:
         singles = [m for m in self.singles if isinstance(m, EWC)]
         x, y = self.draw(task, sample, singles[0].fisher_samples, [m.seed for m in singles])
-        return self.selected(fisher_diagonals(self.net[0], x, y, singles[0].fisher))
+        return self.selected(fisher_diagonals(self.net[0], x, y, singles[0].fisher, masks=masks(task, task)))
 
 
 class ReplicaMAS(ReplicaPenalty):
@@ -158,10 +159,10 @@ class ReplicaMAS(ReplicaPenalty):
 
     structure = (*ReplicaPenalty.structure, "samples")
 
-    def importance(self, task: int, sample: ReplicaSampler) -> list[Tensor]:
+    def importance(self, task: int, sample: ReplicaSampler, masks: ReplicaMasks) -> list[Tensor]:
         singles = [m for m in self.singles if isinstance(m, MAS)]
         x, _ = self.draw(task, sample, singles[0].samples, [m.seed for m in singles])
-        return self.selected(mas_importances(self.net[0], x))
+        return self.selected(mas_importances(self.net[0], x, masks(task, task)))
 
 
 class ReplicaSI(ReplicaPenalty):
@@ -185,7 +186,7 @@ class ReplicaSI(ReplicaPenalty):
             self.pull()
 
     @torch.no_grad()
-    def importance(self, task: int, sample: ReplicaSampler) -> list[Tensor]:
+    def importance(self, task: int, sample: ReplicaSampler, masks: ReplicaMasks) -> list[Tensor]:
         params = [p.detach() for p in self.targets]
         omega, starts = self.stacked_state("omega"), self.stacked_state("task_start")
         formulas.si_flush_(params, self.stacked_state("prev_grad"), omega)

@@ -46,7 +46,8 @@ class ReplicaModule(pl.LightningModule):
         self.failures: dict[int, str] = {}
         self.task = 0
         self.data: ReplicaData | None = None
-        self.masks: dict[tuple[int, int, bool], Tensor | None] = {}
+        self.counted: dict[tuple[int, int, bool], Tensor | None] = {}  # output_masks', on the device
+        self.masks: dict[tuple[int, int, bool], Tensor | None] = {}  # their complements (logits)
         self.resumed_optimizer: dict | None = None  # set by a group that resumes
         self.automatic_optimization = False
 
@@ -55,7 +56,7 @@ class ReplicaModule(pl.LightningModule):
         precision = self.trainer.precision
         require(not scaled, "trainer.precision", precision, "32-true, bf16-mixed or 16-true (no loss scaler)")
         self.data = self.trainer.datamodule
-        self.masks = {}
+        self.counted, self.masks = {}, {}
 
     @torch.no_grad()
     def reset_network(self, task: int) -> None:
@@ -80,13 +81,27 @@ class ReplicaModule(pl.LightningModule):
         )
         return x, y
 
+    def output_masks(self, task: int, trained: int, training: bool) -> Tensor | None:
+        """``[R, outputs]``: the outputs that count for ``task`` in each replica while ``trained``
+        is the newest task trained (the data's masks, on the device, made once); None: all."""
+        key = (task, trained, training)
+        if key not in self.counted:
+            masks = self.data.output_masks(*key) if self.data is not None else None
+            self.counted[key] = None if masks is None else masks.to(self.device)
+        return self.counted[key]
+
+    def training_masks(self, task: int, trained: int) -> Tensor | None:
+        """The method's :data:`~cl_attractors.replicas.method_base.ReplicaMasks`: the masks this
+        module trains ``task``'s examples with once ``trained`` is the newest task trained."""
+        return self.output_masks(task, trained, training=True)
+
     def logits(self, x: Tensor, task: int) -> Tensor:
         """``[R, B, outputs]``; each replica's outputs that its family does not count are ``-inf``."""
         out = self.net(x)
         key = (task, self.task, self.training)
         if key not in self.masks:
-            masks = self.data.output_masks(*key) if self.data is not None else None
-            self.masks[key] = None if masks is None else ~masks.to(out.device)[:, None, :]
+            masks = self.output_masks(*key)
+            self.masks[key] = None if masks is None else ~masks[:, None, :]
         hidden = self.masks[key]
         return out if hidden is None else out.masked_fill(hidden, -torch.inf)
 

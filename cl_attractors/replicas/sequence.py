@@ -87,7 +87,7 @@ class ReplicaSequence(pl.Callback):
         task = self.task
         accuracy = evaluate(dm, pl_module)  # [T, R]
         with torch.enable_grad():
-            pl_module.method.on_task_end(task, pl_module.sample)
+            pl_module.method.on_task_end(task, pl_module.sample, pl_module.training_masks)
         for r, run in enumerate(self.runs):
             if not bool(pl_module.active[r]):
                 continue

@@ -106,7 +106,7 @@ def run_stacked(stacked: StackedMLP, methods: list[CLMethod]) -> Any:
             batched.on_before_optimizer_step()
             opt.step()
             batched.on_after_optimizer_step(1e-3)
-        batched.on_task_end(task, sample)
+        batched.on_task_end(task, sample, lambda task, trained: None)
     return batched
 
 

@@ -16,24 +16,44 @@ from tests.contracts.test_replicas import args, matrix
 from tests.helpers import ROOT, SEQUENCE
 
 SPLIT = ("--data.family", "cl_attractors.train.families.Split", "--data.family.init_args.groups")
+TASK_HEADS = (
+    *SPLIT,
+    "[[0, 1], [2, 3], [4, 5]]",
+    "--data.family.init_args.scenario",
+    "task",
+    "--model.net.init_args.heads",
+    "3",
+    "--model.net.init_args.num_classes",
+    "2",
+    "--trainer.reload_dataloaders_every_n_epochs",
+    "1",
+)
+CLASS = (*SPLIT, "[[0, 1], [2, 3], [4, 5]]", "--trainer.reload_dataloaders_every_n_epochs", "1")
 FAMILIES = {
     "rotated": ("--data.family", "cl_attractors.train.families.Rotated"),
-    "split_class": (*SPLIT, "[[0, 1], [2, 3], [4, 5]]", "--trainer.reload_dataloaders_every_n_epochs", "1"),
+    "split_class": CLASS,
+    "split_class_ewc_true": (  # the true Fisher sums over the classes seen so far
+        *CLASS,
+        "--model.method",
+        str(ROOT / "configs/method/ewc.yaml"),
+        "--model.method.init_args.fisher",
+        "true",
+        "--model.method.init_args.fisher_samples",
+        "64",
+    ),
     "split_task_heads_ewc": (
-        *SPLIT,
-        "[[0, 1], [2, 3], [4, 5]]",
-        "--data.family.init_args.scenario",
-        "task",
-        "--model.net.init_args.heads",
-        "3",
-        "--model.net.init_args.num_classes",
-        "2",
+        *TASK_HEADS,
         "--model.method",
         str(ROOT / "configs/method/ewc.yaml"),
         "--model.method.init_args.fisher_samples",
         "64",
-        "--trainer.reload_dataloaders_every_n_epochs",
-        "1",
+    ),
+    "split_task_heads_mas": (
+        *TASK_HEADS,
+        "--model.method",
+        str(ROOT / "configs/method/mas.yaml"),
+        "--model.method.init_args.samples",
+        "64",
     ),
     "split_domain_kept_optimizer": (
         *SPLIT,

@@ -58,26 +58,6 @@ def test_two_trial_search_completes_and_exports_a_loadable_method(tmp_path: Path
     assert (tmp_path / "refit" / "metrics.json").is_file()
 
 
-def test_a_finished_study_is_copied_to_its_results_dir_and_a_partial_one_is_not(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    results = tmp_path / "results"
-    (results).mkdir()
-    (results / "summary.md").write_text("kept")
-    (tmp_path / "early").mkdir()
-    diverging = write_search(tmp_path / "early", results_dir=str(tmp_path / "early" / "results"))
-    early = ["--model.optimizer.init_args.lr", "1e20", "--publish"]
-    tune.main(["--config", str(diverging), *early])  # both trials diverge (FAIL): 0 of 2 counted
-    assert "not copied to" in capsys.readouterr().out and not (tmp_path / "early" / "results").exists()
-    config = write_search(tmp_path, results_dir=str(results))
-    tune.main(["--config", str(config)])  # two trials finish the study
-    assert "finished study copied to" in capsys.readouterr().out
-    assert (results / "best_method.yaml").read_text() == (tmp_path / "study" / "best_method.yaml").read_text()
-    assert {"trials.csv", "trials.json", "top_trials.md", "summary.md"} <= {p.name for p in results.iterdir()}
-    copy = optuna.load_study(study_name="search", storage=f"sqlite:///{results / 'study.db'}")
-    assert len(copy.get_trials()) == 2 and copy.metric_names == ["Eq. 2"]
-
-
 def test_the_matrix_is_read_back_from_rows_or_from_an_older_studys_nested_list() -> None:
     A = torch.tensor([[0.5, 0.25], [float("nan"), 1.0]], dtype=torch.float64)
     attrs = {**matrix_as_rows(A), "eq2": 0.1}

@@ -34,18 +34,6 @@ def test_a_study_records_its_protocol_and_refuses_another(tmp_path: Path) -> Non
     assert len(study.get_trials()) == 1  # nothing joined
 
 
-def test_a_quick_try_is_not_published_without_publish(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    results = tmp_path / "published"
-    config = write_search(tmp_path, n_trials=2, results_dir=str(results))
-    tune.main(["--config", str(config), "--n_trials", "1"])
-    assert "this command changes the config's protocol (--n_trials 1)" in capsys.readouterr().out
-    assert not results.exists() and (tmp_path / "study" / "best_method.yaml").is_file()
-    tune.main(["--config", str(config), "--n_trials", "1", "--publish"])
-    assert "finished study copied to" in capsys.readouterr().out and (results / "best_method.yaml").is_file()
-
-
 def test_check_protocol_on_a_study_made_before_protocols_were_stored() -> None:
     study = optuna.create_study()
     study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=1)

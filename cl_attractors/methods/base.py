@@ -10,7 +10,7 @@ and the optimizer step; a method that needs a loss term (distillation, replay) a
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar, Literal, cast
 
 import torch
@@ -55,6 +55,7 @@ class MethodContext:
     sample: Sampler
     task: int = 0
     output_mask: MaskLookup = every_output
+    _hidden: dict[int, Tensor | None] = field(default_factory=dict, repr=False)  # hidden_outputs'
 
     @property
     def device(self) -> torch.device:
@@ -64,12 +65,13 @@ class MethodContext:
         """``[n, outputs]`` bool: True where an output does not count for example ``i``, of task
         ``tasks[i]`` (any of ``0..trained``), while ``trained`` is the newest task trained; None
         when every output counts for every task."""
-        masks = [self.output_mask(t, trained) for t in range(trained + 1)]
-        given = [m for m in masks if m is not None]
-        if not given:
-            return None
-        counted = torch.stack([torch.ones_like(given[0]) if m is None else m for m in masks])
-        return ~counted[tasks]
+        if trained not in self._hidden:  # made once per task trained: replay asks every step
+            masks = [self.output_mask(t, trained) for t in range(trained + 1)]
+            given = [m for m in masks if m is not None]
+            counted = [torch.ones_like(given[0]) if m is None else m for m in masks] if given else []
+            self._hidden = {trained: ~torch.stack(counted) if counted else None}
+        hidden = self._hidden[trained]
+        return None if hidden is None else hidden[tasks]
 
 
 class CLMethod(nn.Module):

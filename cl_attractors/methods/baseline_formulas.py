@@ -31,17 +31,27 @@ def distillation_loss(logits: Tensor, old_logits: Tensor, temperature: float | T
 
 
 def distillation_over_heads(
-    logits: Tensor, old_logits: Tensor, heads: list[Tensor], temperature: float | Tensor
+    logits: Tensor,
+    old_logits: Tensor,
+    heads: list[Tensor],
+    temperature: float | Tensor,
+    current: Tensor | None = None,
 ) -> Tensor:
     """Li & Hoiem's ``L_old`` with several old tasks: the sum over ``heads`` (bool ``[outputs]``,
     the outputs of each old task's head) of :func:`distillation_loss` on that head's outputs
     alone, each with its own softmax ("we take the sum of the loss for each old task"; van de
     Ven et al.'s code averages them instead: ``lam / len(heads)`` here). Class-incremental
-    learning has one head: the classes seen before the current task."""
+    learning has one head: the classes seen before the current task.
+
+    ``current`` (bool ``[outputs]``, the outputs the current task counts): the trained network's
+    softmax of each term spans the head's outputs and these, the target giving the ones outside
+    the head probability 0. In the class scenario that is van de Ven & Tolias's code (its
+    ``loss_fn_kd`` pads the old model's probabilities with zeros for the new classes): the term
+    then also pulls the new classes' probability down on the current task's images."""
     terms = []
     for head in heads:
-        hidden = ~head
-        new, old = logits.masked_fill(hidden, -torch.inf), old_logits.masked_fill(hidden, -torch.inf)
+        student = ~head if current is None else ~(head | current)
+        new, old = logits.masked_fill(student, -torch.inf), old_logits.masked_fill(~head, -torch.inf)
         terms.append(distillation_loss(new, old, temperature))
     return torch.stack(terms).sum()
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
 from torch import Tensor, nn
 from torch.func import functional_call
@@ -29,17 +31,27 @@ class LwF(CLMethod):
     Args:
         lam: weight of the distillation term (Li & Hoiem's ``lambda_o`` = 1).
         temperature: softening temperature ``T`` (Li & Hoiem: 2).
+        new_outputs: on a family that masks outputs per task, what each old head's term does
+            with the current task's outputs: ``"hidden"`` (Li & Hoiem: the head's own softmax)
+            or ``"zero_target"`` (van de Ven & Tolias's code: the trained network's softmax
+            also spans the current task's outputs, whose target probability is 0; in the class
+            scenario this pulls the new classes down on the current images). Nothing changes
+            on a shared output layer.
     """
 
     counters = ("tasks_done",)
     hyperparameters = ("lam", "temperature")
 
-    def __init__(self, lam: float, temperature: float) -> None:
+    def __init__(
+        self, lam: float, temperature: float, new_outputs: Literal["hidden", "zero_target"] = "hidden"
+    ) -> None:
         super().__init__()
         require_finite({"lam": lam, "temperature": temperature}, "method")
         require(lam >= 0, "method.lam", lam, "a number >= 0")
         require(temperature > 0, "method.temperature", temperature, "a number > 0")
-        self.lam, self.temperature = lam, temperature
+        allowed = ("hidden", "zero_target")
+        require(new_outputs in allowed, "method.new_outputs", new_outputs, " or ".join(allowed))
+        self.lam, self.temperature, self.new_outputs = lam, temperature, new_outputs
         self.tasks_done = 0
         self._names: list[str] = []
         self._heads: dict[int, list[Tensor] | None] = {}  # old_heads per task trained (made once)
@@ -71,7 +83,8 @@ class LwF(CLMethod):
         if heads is None:
             return self.lam * distillation_loss(logits, old, self.temperature)
         # ``logits`` hides the old heads (task scenario): distil the network's own outputs
-        return self.lam * distillation_over_heads(ctx.net(x), old, heads, self.temperature)
+        current = ctx.output_mask(ctx.task, ctx.task) if self.new_outputs == "zero_target" else None
+        return self.lam * distillation_over_heads(ctx.net(x), old, heads, self.temperature, current)
 
     @torch.no_grad()
     def on_task_end(self, ctx: MethodContext) -> dict[str, float]:

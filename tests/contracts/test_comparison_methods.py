@@ -177,6 +177,7 @@ def test_a_restored_method_continues_identically(name: str) -> None:
         (lambda: LwF(lam=1.0, temperature=0.0), "method.temperature=0.0 is not allowed"),
         (lambda: LwF(lam=1.0, temperature=-2.0), "method.temperature=-2.0 is not allowed"),
         (lambda: LwF(lam=math.nan, temperature=2.0), "method.lam=nan is not allowed"),
+        (lambda: LwF(1.0, 2.0, "both"), "method.new_outputs='both' is not allowed"),  # type: ignore[arg-type]
         (lambda: L2(lam=-1.0), "method.lam=-1.0 is not allowed"),
         (lambda: Metaplasticity(m=-0.5), "method.m=-0.5 is not allowed"),
     ],

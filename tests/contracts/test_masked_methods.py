@@ -130,6 +130,24 @@ def test_lwf_distils_each_old_head_on_its_own_softmax_summed(scenario: str, head
     assert got.item() == pytest.approx(2.0 * float(expected), rel=1e-6)
 
 
+def test_lwf_zero_target_spans_the_seen_classes_in_the_class_scenario() -> None:
+    """``new_outputs="zero_target"``: the trained network's softmax over every class seen (task 2's
+    included), the frozen network's over the old ones padded with 0 (van de Ven & Tolias)."""
+    method = LwF(lam=2.0, temperature=3.0, new_outputs="zero_target")
+    net, ctx, split = context("class")
+    trained_two_tasks(method, ctx)
+    frozen = copy.deepcopy(net)
+    with torch.no_grad():
+        net[2].weight.add_(0.5 * torch.randn(net[2].weight.shape, generator=GEN))
+    x = X[:6] + 2
+    logits = net(x).masked_fill(~split.output_mask(2, 2), -torch.inf)
+    got = method.loss(ctx, x, split.targets(2)[torch.tensor([4, 5] * 3)], logits)
+    assert got is not None
+    target = F.pad(F.softmax(frozen(x)[:, :4] / 3.0, -1), (0, 2))  # classes 4, 5: probability 0
+    expected = -(target * F.log_softmax(net(x)[:, :6] / 3.0, -1)).sum(1).mean()
+    assert got.item() == pytest.approx(2.0 * expected.item(), rel=1e-6)
+
+
 @pytest.mark.parametrize("scenario", ["task", "class", "domain"])
 @pytest.mark.parametrize("name", ["ewc_true", "mas"])
 def test_a_penalty_consolidates_each_task_on_the_outputs_it_counted(scenario: str, name: str) -> None:

@@ -94,6 +94,7 @@ FIT_FIELDS: dict[str, tuple[str | None, st.SearchStrategy[str]]] = {
     "model.method.init_args.batch_size": (REPLAY, ints(1, 64)),
     "model.method.init_args.ref_batch_size": (AGEM, ints(1, 64)),
     "model.method.init_args.temperature": (LWF, floats(0.1, 10.0)),
+    "model.method.init_args.new_outputs": (LWF, choice("hidden", "zero_target")),
     "model.method.init_args.m": (META, floats(0.0, 100.0)),
     "eval_every_n_steps": (None, choice("2", "4", "null")),
     "tasks.eval_subsample": (None, ints(1, 16)),

@@ -190,3 +190,24 @@ def test_distillation_over_heads_sums_one_softmax_per_head() -> None:
     assert distillation_over_heads(new, old, whole, 2.0).item() == pytest.approx(
         distillation_loss(new, old, 2.0).item()
     )
+
+
+def test_distillation_over_heads_with_the_current_outputs_pads_the_target_with_zeros() -> None:
+    # class scenario: old classes {0, 1}, current {2, 3}; new (ln 3, 0, ln 2, 0), old (0, 0, 9, 9)
+    # target over {0, 1}: (1/2, 1/2), then 0 for {2, 3}; softmax of new over {0..3}: (3, 1, 2, 1)/7
+    # loss = -(1/2) ln(3/7) - (1/2) ln(1/7) = ln 7 - (1/2) ln 3
+    new = torch.tensor([[math.log(3), 0.0, math.log(2), 0.0, 5.0]])
+    old = torch.tensor([[0.0, 0.0, 9.0, 9.0, 9.0]])
+    head, current = torch.tensor([1, 1, 0, 0, 0]).bool(), torch.tensor([1, 1, 1, 1, 0]).bool()
+    got = distillation_over_heads(new, old, [head], 1.0, current)
+    assert got.item() == pytest.approx(math.log(7) - 0.5 * math.log(3))
+    # van de Ven & Tolias's loss_fn_kd: the old model's softmax zero-padded to the trained one's outputs
+    gen = torch.Generator().manual_seed(2)
+    new, old = torch.randn(5, 5, generator=gen), torch.randn(5, 5, generator=gen)
+    target = torch.cat([F.softmax(old[:, :2] / 2.0, -1), torch.zeros(5, 2)], 1)
+    theirs = -(target * F.log_softmax(new[:, :4] / 2.0, -1)).sum(1).mean()
+    assert distillation_over_heads(new, old, [head], 2.0, current).item() == pytest.approx(theirs.item())
+    # without the current outputs: the head's own softmax, as Li & Hoiem
+    assert distillation_over_heads(new, old, [head], 2.0).item() == pytest.approx(
+        distillation_loss(new[:, :2], old[:, :2], 2.0).item()
+    )

@@ -46,7 +46,8 @@ def through_training(curves: dict[str, dict[int, pd.DataFrame]]) -> pd.DataFrame
         ):
             stat = mean_ci(values.tolist())
             rows.append({"variant": variant, "curve": name, "step": step, **_stat(stat)})
-    return pd.DataFrame(rows, columns=["variant", "curve", "step", "mean", "ci", "n"])
+    # one seed gives no CI (None): NaN, so the column stays numeric (the figure draws no band)
+    return pd.DataFrame(rows, columns=["variant", "curve", "step", "mean", "ci", "n"]).astype({"ci": float})
 
 
 def gap_table(curves: dict[str, dict[int, pd.DataFrame]], tol: float) -> pd.DataFrame:

@@ -109,3 +109,16 @@ def test_the_report_averages_seeds_and_tabulates_each_switch(tmp_path: Path) -> 
     assert "| variant V | 45.0 ± " in text and "not in the task (0/2)" in text
     save_figure(figure(table, {"v": "variant V"}, [4, 8], "t"), tmp_path / "f.png")
     assert (tmp_path / "f.png").stat().st_size > 0
+
+
+def test_the_report_of_one_seed_has_no_band_and_draws(tmp_path: Path) -> None:
+    """A quick try with one seed: no CI anywhere, a figure without bands, no error."""
+    from cl_attractors.plots import save_figure
+    from cl_attractors.report.stability_gap import figure, gap_markdown, gap_table, through_training
+
+    table = through_training({"v": {0: curve()}})
+    assert table["ci"].isna().all() and (table["n"] == 1).all()
+    save_figure(figure(table, {"v": "variant V"}, [4, 8], "t"), tmp_path / "f.png")
+    assert (tmp_path / "f.png").stat().st_size > 0
+    text = gap_markdown(gap_table({"v": {0: curve()}}, tol=0.05), {"v": "variant V"}, 0.05)
+    assert "| variant V | 50.0 / 4 (1/1) | 70.0 / not in the task (0/1) |" in text  # no "±"

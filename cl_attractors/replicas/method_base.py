@@ -53,15 +53,27 @@ class ReplicaMethod(nn.Module):
         self.single_shapes = [tuple(t.shape) for t in first.targets]
         self.target_index = _target_index(net, first)
         self.targets = [net.stacked_parameters()[i] for i in self.target_index]
-        self.dtype = self.targets[0].dtype
+        self._phi: dict[str, list[float]] = {}
+        self._phi_tensors: dict[tuple[str, torch.dtype, torch.device], Tensor] = {}
 
     def phi(self, name: str, values: Sequence[float]) -> None:
-        """Register a per-replica hyperparameter as a ``[R, 1, 1]`` buffer ``name``."""
-        self.register_buffer(name, torch.tensor(list(values), dtype=self.dtype).view(-1, 1, 1))
+        """Register a per-replica hyperparameter ``name``: one value per replica, kept as the
+        single methods hold it (a Python float), so a float64 group rounds it as its runs do."""
+        self._phi[name] = [float(v) for v in values]
 
     def hyper(self, name: str) -> Any:
-        """The ``[R, 1, 1]`` tensor of a hyperparameter (typed loosely: formulas take float | Tensor)."""
-        return self._buffers[name]
+        """The ``[R, 1, 1]`` tensor of a hyperparameter in the targets' dtype and device, made once
+        per dtype and device (typed loosely: formulas take float | Tensor)."""
+        target = self.targets[0]
+        key = (name, target.dtype, target.device)
+        if key not in self._phi_tensors:
+            self._phi_tensors[key] = self.per_replica(self._phi[name])
+        return self._phi_tensors[key]
+
+    def per_replica(self, values: Sequence[float]) -> Tensor:
+        """``values`` (one per replica) as a ``[R, 1, 1]`` tensor in the targets' dtype and device."""
+        target = self.targets[0]
+        return torch.tensor(list(values), dtype=target.dtype, device=target.device).view(-1, 1, 1)
 
     def stacked_state(self, name: str, persistent: bool = True) -> list[Tensor]:
         """Per-target stacked buffers ``<name>0, <name>1, ...`` (allocated as zeros shaped like the

@@ -73,8 +73,7 @@ class ReplicaSticky(ReplicaMethod):
             return
         lr_zeta: Any = 0.0
         if self.l1_post:
-            zetas = [lr * z for z in self.zeta_post]
-            lr_zeta = torch.tensor(zetas, dtype=self.dtype, device=self.targets[0].device).view(-1, 1, 1)
+            lr_zeta = self.per_replica([lr * z for z in self.zeta_post])
         lr_zetas = [lr_zeta] * len(self.targets)
         if self.gate_update:
             gated_update(self.targets, self.stacked_state("_old"), lr_zetas, self.dip())

@@ -181,3 +181,22 @@ def test_refusals_are_one_line() -> None:
 
     with pytest.raises(ConfigError, match="model.method=Other is not allowed with replicas; use one of"):
         replica_method([Other(), Other()], stacked)
+
+
+def test_a_group_built_in_float32_keeps_each_hyperparameter_exact_in_float64() -> None:
+    """Lightning's precision plugin turns a group float64 after it is built in float32: every
+    per-replica value is then the single method's exact float, not its float32 rounding."""
+    singles = []
+    for r in range(2):
+        torch.manual_seed(r)
+        model = nn.Sequential(nn.Linear(IN, 5), nn.ReLU(), nn.Linear(5, OUT))  # float32
+        method = EWC(lam=0.1 * (r + 1), mode="online", gamma_online=0.3, fisher_samples=4, seed=r)
+        method.attach(model)
+        singles.append((model, method))
+    stacked = StackedMLP([m for m, _ in singles])
+    batched = replica_method([meth for _, meth in singles], stacked)
+    stacked.double()
+    batched.double()
+    scale = batched.hyper("scale")
+    assert scale.dtype == torch.float64 and scale.flatten().tolist() == [0.1, 0.2]
+    assert batched.hyper("decay").flatten().tolist() == [0.3, 0.3]

@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from cl_attractors.errors import ConfigError, bounded, environment_cause, one_line
+from cl_attractors.errors import ConfigError, bounded, environment_cause, interrupted, one_line
 from cl_attractors.io import safe_yaml
 
 # expected failures: a refused value or file (ConfigError, a parser's ArgumentError), a training
@@ -190,6 +190,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"interrupted: {KEPT}", file=sys.stderr)
         return 130
     except Exception as err:  # a full disk deep inside a library is the environment, not a bug
+        if interrupted(err):  # Ctrl-C inside an import: ImportError from KeyboardInterrupt
+            print(f"interrupted: {KEPT}", file=sys.stderr)
+            return 130
         cause = environment_cause(err)
         if cause is None:
             raise

@@ -114,17 +114,26 @@ ENVIRONMENT = (
 )
 
 
+def _chain(err: BaseException) -> list[BaseException]:
+    """``err`` and the exceptions behind it (``__cause__``, else ``__context__``), each once."""
+    out: list[BaseException] = []
+    current: BaseException | None = err
+    while current is not None and all(current is not e for e in out):
+        out.append(current)
+        current = current.__cause__ or current.__context__
+    return out
+
+
 def environment_cause(err: BaseException) -> BaseException | None:
     """The full disk (or read-only file system, quota) behind ``err``, however deep a library
     wrapped it (Optuna: StorageInternalError, then an assertion), or None."""
-    seen: set[int] = set()
-    current: BaseException | None = err
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        if any(text in str(current).lower() for text in ENVIRONMENT):
-            return current
-        current = current.__cause__ or current.__context__
-    return None
+    return next((e for e in _chain(err) if any(text in str(e).lower() for text in ENVIRONMENT)), None)
+
+
+def interrupted(err: BaseException) -> bool:
+    """Whether a Ctrl-C is behind ``err``: one that lands while a C extension is being imported
+    surfaces as ``ImportError: initialization failed`` from the KeyboardInterrupt."""
+    return any(isinstance(e, KeyboardInterrupt) for e in _chain(err))
 
 
 MAX_MESSAGE = 600  # characters of one message line: a value is never printed whole past this

@@ -186,6 +186,31 @@ def full_disk(tmp_path: Path) -> Iterator[Path]:
         yield mount
 
 
+def test_ctrl_c_inside_an_import_is_an_interruption(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    """A Ctrl-C that lands while a C extension is imported (matplotlib's Agg backend, first drawn
+    at a task's end) surfaces as ``ImportError: initialization failed`` from the KeyboardInterrupt
+    (seen under load in the test above): still 130 and "interrupted", no traceback."""
+
+    def imports_when_interrupted(argv: list[str]) -> None:
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt as err:
+            raise ImportError("initialization failed") from err
+
+    monkeypatch.setattr(cli, "_fit", imports_when_interrupted)
+    assert cli.main(tiny_args(tmp_path / "run")) == 130
+    assert capsys.readouterr().err.startswith("interrupted: ")
+
+    def fails_to_import(argv: list[str]) -> None:
+        raise ImportError("no module named x")
+
+    monkeypatch.setattr(cli, "_fit", fails_to_import)
+    with pytest.raises(ImportError):  # an ImportError of its own stays a bug, traceback and all
+        cli.main(tiny_args(tmp_path / "run"))
+
+
 def test_tune_on_a_full_disk_is_one_line(full_disk: Path, tmp_path: Path) -> None:
     search = write_search(tmp_path, out_dir=str(full_disk / "study"), n_trials=4)
     done = subprocess.run(  # a process of its own: its open database is closed before the unmount

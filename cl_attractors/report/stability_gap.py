@@ -107,7 +107,8 @@ def gap_markdown(gaps: pd.DataFrame, labels: dict[str, str], tol: float) -> str:
         f"Each cell: the lowest accuracy (%, mean ± 95% CI over seeds) after the switch to that task, "
         f"then the steps after the switch until the accuracy is back within {100 * tol:g} points of its "
         "value at the switch (mean over the seeds that recovered before the next switch; their count "
-        "in brackets). Per-seed numbers: `stability_gaps.csv`.",
+        "in brackets). Each switch's accuracy before it, minimum, drop and steps, with CIs: "
+        "`stability_gaps.csv`.",
         "",
     ]
     for name, panel in PANELS.items():

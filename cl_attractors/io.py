@@ -52,6 +52,12 @@ def write_json(path: Path, obj: Any) -> None:
     write_text(path, json.dumps(obj, indent=2, allow_nan=False) + "\n")
 
 
+def write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically, through a temporary file of its own (two processes
+    writing the same path each rename a whole file; the last one wins)."""
+    _atomic(path, lambda fh: fh.write(data), binary=True)
+
+
 def save_tensor(path: Path, obj: Any) -> None:
     """``torch.save`` atomically (serialised in memory first, so a failed write is an OSError)."""
     import torch

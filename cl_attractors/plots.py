@@ -8,6 +8,7 @@ intervals only where some variant has two seeds or more; panels that compare sha
 
 from __future__ import annotations
 
+import io
 import itertools
 import math
 from pathlib import Path
@@ -22,6 +23,8 @@ from cycler import cycler
 from matplotlib.colors import TABLEAU_COLORS
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
+
+from cl_attractors.io import write_bytes
 
 METRICS = {
     "final_avg_acc": "final average accuracy over the tasks seen (%)",
@@ -38,12 +41,13 @@ CURVE_TITLES = {
 
 
 def save_figure(fig: Figure, path: Path) -> None:
-    """Save ``fig`` as PNG atomically (temporary file, then rename) and close it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=120)
+    """Save ``fig`` as PNG atomically (rendered in memory, then :func:`io.write_bytes`: a temporary
+    file of its own, renamed) and close it. Two reports drawing the same figure at once (two
+    ``experiment`` commands on one grid) no longer rename each other's temporary file."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=120)
     plt.close(fig)
-    tmp.replace(path)
+    write_bytes(path, buffer.getvalue())
 
 
 def accuracy_heatmap(A: torch.Tensor, title: str = "") -> Figure:

@@ -50,3 +50,25 @@ def test_phi_is_tabled_to_4_significant_digits(tmp_path: Path) -> None:
     claim = {"text": "t", "type": "modes", "variant": "s", "paper": ["a1"], "tol": 0.02}
     (result,) = evaluate([claim], agg, {"s": [0.1]}, {"s": SEARCHED_A1})
     assert "stated a1 = 4.105 (tolerance 0.02)" in result["measured"]
+
+
+def test_two_writers_of_one_figure_path_never_take_each_others_file(tmp_path: Path) -> None:
+    """Two reports drawing the same figure at once (two ``experiment`` commands on one grid): a
+    second writer finishes while the first is still drawing. Each renames a temporary file of its
+    own (with one shared temporary name the first one's rename found nothing: FileNotFoundError)."""
+    from matplotlib.figure import Figure
+
+    path = tmp_path / "same.png"
+
+    class Interrupted(Figure):
+        def savefig(self, *args: object, **kwargs: object) -> None:
+            super().savefig(*args, **kwargs)  # type: ignore[arg-type]
+            other = Figure(figsize=(2, 2))
+            other.add_subplot().plot([0, 1])
+            plots.save_figure(other, path)  # the other writer, done in the meantime
+
+    first = Interrupted(figsize=(2, 2))
+    first.add_subplot().plot([1, 0])
+    plots.save_figure(first, path)
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["same.png"]  # no temporary file left

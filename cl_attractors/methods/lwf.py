@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, get_args
 
 import torch
 from torch import Tensor, nn
@@ -11,6 +11,8 @@ from torch.func import functional_call
 from cl_attractors.errors import require, require_finite
 from cl_attractors.methods.base import CLMethod, MethodContext
 from cl_attractors.methods.baseline_formulas import distillation_loss, distillation_over_heads
+
+NewOutputs = Literal["hidden", "zero_target"]
 
 
 class LwF(CLMethod):
@@ -42,14 +44,12 @@ class LwF(CLMethod):
     counters = ("tasks_done",)
     hyperparameters = ("lam", "temperature")
 
-    def __init__(
-        self, lam: float, temperature: float, new_outputs: Literal["hidden", "zero_target"] = "hidden"
-    ) -> None:
+    def __init__(self, lam: float, temperature: float, new_outputs: NewOutputs = "hidden") -> None:
         super().__init__()
         require_finite({"lam": lam, "temperature": temperature}, "method")
         require(lam >= 0, "method.lam", lam, "a number >= 0")
         require(temperature > 0, "method.temperature", temperature, "a number > 0")
-        allowed = ("hidden", "zero_target")
+        allowed = get_args(NewOutputs)
         require(new_outputs in allowed, "method.new_outputs", new_outputs, " or ".join(allowed))
         self.lam, self.temperature, self.new_outputs = lam, temperature, new_outputs
         self.tasks_done = 0

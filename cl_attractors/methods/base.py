@@ -149,9 +149,10 @@ class CLMethod(nn.Module):
     def on_task_start(self, ctx: MethodContext) -> None:
         """Training on ``ctx.task`` begins (the optimizer state was just cleared)."""
 
-    def loss(self, ctx: MethodContext, x: Tensor, y: Tensor, logits: Tensor) -> Tensor | None:
+    def loss(self, ctx: MethodContext, x: Tensor, y: Tensor, outputs: Tensor) -> Tensor | None:
         """A term added to the mini-batch's loss (LwF, replay), or None; called every step after the
-        forward pass of ``x`` (``logits``: the outputs that count for the task, others masked)."""
+        forward pass of ``x`` (``outputs``: every output of the network, the family's mask not
+        applied; ``ctx.output_mask(ctx.task, ctx.task)`` says which ones the cross-entropy counts)."""
         return None
 
     def on_before_optimizer_step(self, ctx: MethodContext, optimizer: torch.optim.Optimizer) -> None:

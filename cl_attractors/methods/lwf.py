@@ -74,17 +74,16 @@ class LwF(CLMethod):
             self._heads = {ctx.task: distinct_masks(masks)}
         return self._heads[ctx.task]
 
-    def loss(self, ctx: MethodContext, x: Tensor, y: Tensor, logits: Tensor) -> Tensor | None:
+    def loss(self, ctx: MethodContext, x: Tensor, y: Tensor, outputs: Tensor) -> Tensor | None:
         if self.tasks_done == 0 or self.lam == 0:
             return None
         with torch.no_grad():
             old = functional_call(ctx.net, self._frozen(), (x,))
         heads = self.old_heads(ctx)
         if heads is None:
-            return self.lam * distillation_loss(logits, old, self.temperature)
-        # ``logits`` hides the old heads (task scenario): distil the network's own outputs
+            return self.lam * distillation_loss(outputs, old, self.temperature)
         current = ctx.output_mask(ctx.task, ctx.task) if self.new_outputs == "zero_target" else None
-        return self.lam * distillation_over_heads(ctx.net(x), old, heads, self.temperature, current)
+        return self.lam * distillation_over_heads(outputs, old, heads, self.temperature, current)
 
     @torch.no_grad()
     def on_task_end(self, ctx: MethodContext) -> dict[str, float]:

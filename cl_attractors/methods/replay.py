@@ -64,7 +64,7 @@ class Replay(CLMethod):
     def check_data(self, data: DataFacts) -> None:
         check_memory_fits(self.memory_size, data)
 
-    def loss(self, ctx: MethodContext, x: Tensor, y: Tensor, logits: Tensor) -> Tensor | None:
+    def loss(self, ctx: MethodContext, x: Tensor, y: Tensor, outputs: Tensor) -> Tensor | None:
         if self.memory.filled == 0:
             return None
         loss = memory_loss(ctx, self.memory, self.batch_size, self.draws)

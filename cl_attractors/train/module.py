@@ -120,7 +120,10 @@ class CLModule(pl.LightningModule):
 
     def logits(self, x: Tensor, task: int) -> Tensor:
         """The network's outputs for ``task``: those the family does not count are ``-inf``."""
-        out = self.net(x)
+        return self.mask_outputs(self.net(x), task)
+
+    def mask_outputs(self, out: Tensor, task: int) -> Tensor:
+        """``out`` (the network's outputs) with those the family does not count for ``task`` at ``-inf``."""
         key = (task, self.context.task, self.training)
         if key not in self.masks:
             mask = self.output_mask(*key)
@@ -146,9 +149,9 @@ class CLModule(pl.LightningModule):
     def step(self, x: Tensor, y: Tensor, optimizer: LightningOptimizer) -> Tensor:
         """One optimizer step on the mini-batch ``(x, y)``, with the method's hooks around it."""
         ctx = self.context
-        logits = self.logits(x, ctx.task)
-        loss = F.cross_entropy(logits, y)
-        extra = self.method.loss(ctx, x, y, logits)
+        outputs = self.net(x)
+        loss = F.cross_entropy(self.mask_outputs(outputs, ctx.task), y)
+        extra = self.method.loss(ctx, x, y, outputs)
         if extra is not None:
             loss = loss + extra
         step = self.global_step  # optimizer steps taken so far

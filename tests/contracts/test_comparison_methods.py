@@ -40,9 +40,9 @@ def setup(method: CLMethod, seed: int = 0) -> tuple[nn.Module, torch.optim.Optim
 def step(method: CLMethod, net: nn.Module, opt: torch.optim.Optimizer, ctx: MethodContext, i: int) -> None:
     """One step as ``CLModule.step`` takes it: CE (+ the method's term), backward, hooks, step."""
     x, y = X[(8 * i) % 64 :][:8], Y[(8 * i) % 64 :][:8]
-    logits = net(x)
-    loss = F.cross_entropy(logits, y)
-    extra = method.loss(ctx, x, y, logits)
+    outputs = net(x)
+    loss = F.cross_entropy(outputs, y)
+    extra = method.loss(ctx, x, y, outputs)
     opt.zero_grad()
     (loss if extra is None else loss + extra).backward()
     method.on_before_optimizer_step(ctx, opt)

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from callbacks.task_sequence import TaskSequence
-from cl_attractors.methods.base import CLMethod
+from cl_attractors.methods.base import CLMethod, MethodContext
 from cl_attractors.train.data import TaskData
 from cl_attractors.train.families import Split
 from cl_attractors.train.module import CLModule
@@ -71,6 +71,25 @@ def test_every_method_runs_on_every_network(name: str, net: str) -> None:
     assert A.shape == (2, 2) and bool(torch.isfinite(A).all() and (A >= 0).all() and (A <= 1).all())
     assert all(torch.isfinite(p).all() for p in network.parameters())
     assert any(not torch.equal(a, p) for a, p in zip(before, network.parameters())), f"{name} on {net}"
+
+
+class SeesOutputs(CLMethod):
+    """Records what the loss hook is handed in a task-incremental fit (two heads of two outputs)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[torch.Tensor] = []
+
+    def loss(self, ctx: MethodContext, x: torch.Tensor, y: torch.Tensor, outputs: torch.Tensor) -> None:
+        self.seen.append(outputs.detach())
+
+
+def test_the_loss_hook_sees_every_output_of_the_network() -> None:
+    """The cross-entropy counts the task's head; the method gets the network's outputs unmasked (LwF
+    distils the old heads from them without a second forward pass)."""
+    method = SeesOutputs()
+    tiny_fit(NETS["mlp"](2), method)
+    assert method.seen and all(o.shape[1] == 4 and bool(torch.isfinite(o).all()) for o in method.seen)
 
 
 def test_methods_are_found() -> None:

@@ -42,8 +42,8 @@ class Recorder(CLMethod):
         assert self.module.task == ctx.task
         self.state_sizes.append(len(self.module.trainer.optimizers[0].state))
 
-    def loss(self, ctx: MethodContext, x: Tensor, y: Tensor, logits: Tensor) -> Tensor | None:
-        assert logits.shape == (len(x), 10) and logits.requires_grad
+    def loss(self, ctx: MethodContext, x: Tensor, y: Tensor, outputs: Tensor) -> Tensor | None:
+        assert outputs.shape == (len(x), 10) and outputs.requires_grad
         self.losses += 1
         return None
 

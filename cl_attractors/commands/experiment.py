@@ -102,9 +102,8 @@ def make_runner(
     if replicas is not None:
         if scheduler is not None:
             raise ConfigError("--replicas with --scheduler is not allowed; use one of them")
-        return ReplicaRunner(
-            local_slots(workers, per_gpu), group_size(replicas, todo, sizer), spec.out_dir / "groups"
-        )
+        size, alone = group_size(replicas, todo, sizer)
+        return ReplicaRunner(local_slots(workers, per_gpu), size, spec.out_dir / "groups", alone)
     if scheduler is None:  # no more workers than runs to do: bounded before they are allocated
         return GridRunner(local_slots(workers, per_gpu)[: max(len(todo), 1)])
     if workers is not None or per_gpu is not None:
@@ -119,22 +118,26 @@ def make_runner(
     return DaskRunner(scheduler, cwd, spec.out_dir, [cwd / str(spec.base)])
 
 
-def group_size(replicas: int | str, todo: list[Run], sizer: Sizer | None) -> int:
+def group_size(replicas: int | str, todo: list[Run], sizer: Sizer | None) -> tuple[int, set[str]]:
     """``--replicas``: R, checked against the device's memory, or ``auto``: the most that fit
-    (of the variant that fits fewest)."""
-    if not todo or sizer is None:
-        return replicas if isinstance(replicas, int) else 1
+    (of the variant that fits fewest); and the variants whose runs have no replica form (their
+    method or network: ``sizer`` says 0), trained one per process."""
     firsts = {run.variant: run for run in reversed(todo)}  # each variant's sizes are its own
-    most = min(sizer(list(run.args)) for run in firsts.values())
+    sizes = {variant: sizer(list(run.args)) for variant, run in firsts.items()} if sizer else {}
+    alone = {variant for variant, most in sizes.items() if most == 0}
+    batched = [most for most in sizes.values() if most]
+    if not batched:
+        return (replicas if isinstance(replicas, int) else 1), alone
+    most = min(batched)
     if replicas == "auto":
-        return most
+        return most, alone
     assert isinstance(replicas, int)
     if replicas > most:
         raise ConfigError(
             f"--replicas {replicas} is not allowed; a group of {replicas} does not fit the device's free "
             f"memory (at most {most} do); use --replicas {most} or auto"
         )
-    return replicas
+    return replicas, alone
 
 
 def run_experiment(

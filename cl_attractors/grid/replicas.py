@@ -6,7 +6,9 @@ of them, never mixing variants, nor runs that would resume from different tasks.
 ``cli.py replicas --runs GROUP.json`` process (``cl_attractors/replicas/group.py``) holding every
 run's lock, its log in ``<out_dir>/groups/``; its runs' directories are exactly those their own fits
 would write, so skipping finished runs, resuming, reports and ``merge`` see no difference. A run
-that fails in a group (NaN) is reported with its log like a failed fit.
+that fails in a group (NaN) is reported with its log like a failed fit. The runs of a variant
+whose method or network has no replica form (LwF, replay, a CNN) are trained one fit per process
+in the same worker slots, as the pool trains them, so a mixed grid needs one command.
 """
 
 from __future__ import annotations
@@ -22,7 +24,17 @@ from contextlib import ExitStack
 from pathlib import Path
 
 from cl_attractors.errors import ConfigError
-from cl_attractors.grid.runner import CLI, Outcome, Processes, held, log_tail, take_lock, track, worker_env
+from cl_attractors.grid.runner import (
+    CLI,
+    Outcome,
+    Processes,
+    execute,
+    held,
+    log_tail,
+    take_lock,
+    track,
+    worker_env,
+)
 from cl_attractors.grid.spec import Run
 from cl_attractors.io import write_json
 from cl_attractors.paths import prune_task_checkpoints, task_checkpoints
@@ -66,31 +78,41 @@ def pack(runs: list[Run], replicas: int) -> list[list[Run]]:
 
 
 class ReplicaRunner:
-    """Runs groups of replicas, ``len(slots)`` group processes at a time (a GPU id or None each).
+    """Runs groups of replicas, ``len(slots)`` processes at a time (a GPU id or None each); the
+    runs of the variants in ``alone`` (a method or network without a replica form) one fit per
+    process in the same slots.
 
     Args:
         slots: the worker slots (see ``runner.gpu_slots``).
         replicas: runs per group.
         groups_dir: where each group's run list and log go.
+        alone: variants whose runs are not grouped.
     """
 
-    def __init__(self, slots: list[int | None], replicas: int, groups_dir: Path) -> None:
+    def __init__(
+        self, slots: list[int | None], replicas: int, groups_dir: Path, alone: set[str] | None = None
+    ) -> None:
         self.slots = slots
         self.replicas, self.groups_dir = replicas, groups_dir
+        self.alone = set(alone or ())
         self.stop = threading.Event()
         self.procs = Processes()
         self.free = list(slots)
         self.lock = threading.Lock()
 
     def describe(self, todo: int) -> str:
-        groups = math.ceil(todo / self.replicas) if todo else 0
-        at_once = min(len(self.slots), max(groups, 1))
-        return f"{groups} group(s) of up to {self.replicas} replicas, {at_once} at a time"
+        text = f"groups of up to {self.replicas} replicas, {len(self.slots)} process(es) at a time"
+        if self.alone:
+            names = ", ".join(sorted(self.alone))
+            text += f"; one fit per process for the variants without a replica form: {names}"
+        return text
 
     def run(self, runs: list[Run], desc: str = "runs") -> list[Outcome]:
         if not runs:
             return []
-        groups = pack(sorted(runs, key=held), self.replicas)
+        ordered = sorted(runs, key=held)
+        grouped = [run for run in ordered if run.variant not in self.alone]
+        groups = pack(grouped, self.replicas) + [[run] for run in ordered if run.variant in self.alone]
         pool = ThreadPoolExecutor(max_workers=len(self.slots))
         futures = [pool.submit(self._execute, group) for group in groups]
         try:
@@ -110,6 +132,8 @@ class ReplicaRunner:
         try:
             if self.stop.is_set():
                 return [Outcome(run, -1, "not started (interrupted)") for run in group]
+            if group[0].variant in self.alone:
+                return [execute(group[0], worker_env(slot), self.procs, Path.cwd(), math.inf, stop=self.stop)]
             return execute_group(group, worker_env(slot), self.procs, self.groups_dir, self.stop)
         finally:
             with self.lock:

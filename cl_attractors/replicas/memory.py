@@ -1,6 +1,6 @@
 """How many replicas of a run fit the device: ``experiment --replicas auto`` and the check of an
-explicit ``--replicas R`` before anything trains (a network or method a group cannot train is
-refused there too, in one line).
+explicit ``--replicas R`` before anything trains; 0 for a run whose network or method a group
+cannot train (it then trains alone).
 
 Per replica, in the run's precision: the parameters, their gradients and Adam's two moments, the
 method's per-parameter state (EWC/MAS/SI's sums and SI's path integral: O(1) in the number of
@@ -17,6 +17,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from cl_attractors.errors import ConfigError
 from cl_attractors.replicas.group import build
 from cl_attractors.replicas.methods import check_batched
 from cl_attractors.replicas.stacked import stackable_layers
@@ -42,11 +43,16 @@ def device_free_bytes(accelerator: str) -> int:
 
 
 def max_replicas(args: Sequence[str]) -> int:
-    """The largest group of runs like ``args`` (fit arguments) that fits the device (at least 1)."""
+    """The largest group of runs like ``args`` (fit arguments) that fits the device (at least 1),
+    or 0 where the replica engine cannot train such a run (a method or network without a replica
+    form): ``experiment --replicas`` trains those one per process."""
     member = build(args)
     module, data = member.cli.model, member.cli.datamodule
-    stackable_layers(module.net)  # what a group cannot train is refused before any run
-    check_batched(type(module.method))
+    try:
+        stackable_layers(module.net)
+        check_batched(type(module.method))
+    except ConfigError:
+        return 0
     rows = max(
         data.eval_batch_size,
         data.batch_size,

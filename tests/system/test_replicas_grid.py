@@ -95,12 +95,35 @@ def test_a_split_family_runs_as_replica_groups(tmp_path: Path, monkeypatch: pyte
     assert len(list((tmp_path / "runs" / "groups").glob("*.json"))) == 2
 
 
-def test_a_network_a_group_cannot_stack_is_refused_before_any_run(
+def test_variants_without_a_replica_form_train_alone_beside_the_groups(
     tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """A mixed grid (LwF has no replica form, a CNN cannot be stacked) is one command: those
+    variants' runs are fits of their own in the same slots, said before any run."""
     monkeypatch.chdir(Path(__file__).resolve().parents[2])
-    monkeypatch.setattr(ReplicaRunner, "run", lambda *a, **k: pytest.fail("a group started"))
-    path = write_spec(tmp_path, overrides=[*TINY, "--config", "configs/model/cnn.yaml"])
-    assert cli.main(["experiment", "--config", str(path), "--replicas", "2", "--workers", "1"]) == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("error: model.net layer Unflatten is not allowed with")
+    variants = {
+        "plain": [],
+        "lwf": ["--model.method", "configs/method/lwf.yaml"],
+        "cnn": ["--config", "configs/model/cnn.yaml", "--model.net.init_args.channels", "[2]"],
+    }
+    path = write_spec(tmp_path, overrides=TINY, variants=variants, claims=[])
+    assert cli.main(["experiment", "--config", str(path), "--replicas", "2", "--workers", "1"]) == 0
+    err = capsys.readouterr().err
+    assert "one fit per process for the variants without a replica form: cnn, lwf" in err
+    runs = load_spec(path).runs()
+    assert len(runs) == 6 and all(r.complete for r in runs)
+    groups = [json.loads(g.read_text()) for g in (tmp_path / "runs" / "groups").glob("*.json")]
+    assert len(groups) == 1 and len(groups[0]) == 2  # the two seeds of "plain"
+    for run in runs:
+        first = (run.run_dir / "run.log").read_text().splitlines()[0]
+        command = "python cli.py replicas" if run.variant == "plain" else "python cli.py fit"
+        assert first.startswith(command), (run.variant, first)
+
+
+def test_group_size_leaves_out_the_variants_without_a_replica_form(tmp_path: Path) -> None:
+    spec = load_spec(write_spec(tmp_path, overrides=TINY))
+    todo = spec.runs()
+    sizes = {"fast": 0, "slow": 6}
+    sizer = lambda args: sizes["fast" if "0.01" in args else "slow"]  # noqa: E731
+    assert experiment.group_size("auto", todo, sizer) == (6, {"fast"})
+    assert experiment.group_size(3, todo, lambda args: 0) == (3, {"fast", "slow"})

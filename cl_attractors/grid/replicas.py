@@ -111,8 +111,10 @@ class ReplicaRunner:
         if not runs:
             return []
         ordered = sorted(runs, key=held)
-        grouped = [run for run in ordered if run.variant not in self.alone]
-        groups = pack(grouped, self.replicas) + [[run] for run in ordered if run.variant in self.alone]
+        grouped = pack([run for run in ordered if run.variant not in self.alone], self.replicas)
+        place = {id(run): i for i, run in enumerate(ordered)}  # runs come seed by seed: so do groups
+        singles = [[run] for run in ordered if run.variant in self.alone]
+        groups = sorted(grouped + singles, key=lambda group: place[id(group[0])])
         pool = ThreadPoolExecutor(max_workers=len(self.slots))
         futures = [pool.submit(self._execute, group) for group in groups]
         try:

@@ -12,7 +12,8 @@ from cl_attractors.commands import experiment
 from cl_attractors.errors import ConfigError
 from cl_attractors.grid import runner
 from cl_attractors.grid.replicas import ReplicaRunner, group_key, pack
-from cl_attractors.grid.spec import load_spec
+from cl_attractors.grid.runner import Outcome
+from cl_attractors.grid.spec import Run, load_spec
 from tests.helpers import TINY, write_spec
 
 
@@ -118,6 +119,26 @@ def test_variants_without_a_replica_form_train_alone_beside_the_groups(
         first = (run.run_dir / "run.log").read_text().splitlines()[0]
         command = "python cli.py replicas" if run.variant == "plain" else "python cli.py fit"
         assert first.startswith(command), (run.variant, first)
+
+
+def test_groups_and_single_fits_start_seed_by_seed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An interrupted grid leaves whole seeds: the single fits of a seed are not left for the end."""
+    started: list[list[tuple[str, int]]] = []
+
+    def record(self: ReplicaRunner, group: list[Run]) -> list[Outcome]:
+        started.append([(r.variant, r.seed) for r in group])
+        return [Outcome(r, 0) for r in group]
+
+    monkeypatch.setattr(ReplicaRunner, "_execute", record)
+    runs = load_spec(write_spec(tmp_path, overrides=TINY, seeds=[0, 1, 2])).runs()
+    ReplicaRunner([None], 2, tmp_path / "groups", {"slow"}).run(sorted(runs, key=lambda r: r.seed))
+    assert started == [
+        [("fast", 0), ("fast", 1)],
+        [("slow", 0)],
+        [("slow", 1)],
+        [("fast", 2)],
+        [("slow", 2)],
+    ]
 
 
 def test_group_size_leaves_out_the_variants_without_a_replica_form(tmp_path: Path) -> None:

@@ -232,6 +232,34 @@ def train_steps(
         method.on_after_optimizer_step(ctx, opt)
 
 
+def quick_fit(net: nn.Module, method: CLMethod, dm: Any, *callbacks: Any) -> Tensor:
+    """A quiet CPU ``trainer.fit`` of ``net`` with ``method`` on the datamodule ``dm`` (Adam 1e-2,
+    seed 0, one evaluation per task, no logger or checkpoints); the accuracy matrix."""
+    import lightning.pytorch as pl
+
+    from callbacks.task_sequence import TaskSequence
+    from cl_attractors.train.module import CLModule
+
+    pl.seed_everything(0, verbose=False)
+    sequence = TaskSequence(heatmaps=False)
+    trainer = pl.Trainer(
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=tempfile.mkdtemp(prefix="fit_"),
+        max_epochs=dm.schedule.max_epochs,
+        check_val_every_n_epoch=1,
+        num_sanity_val_steps=0,
+        reload_dataloaders_every_n_epochs=1,
+        callbacks=[sequence, *callbacks],
+    )
+    optimizer = lambda params: torch.optim.Adam(params, lr=1e-2)  # noqa: E731
+    trainer.fit(CLModule(net, method=method, optimizer=optimizer), datamodule=dm)
+    return sequence.matrix
+
+
 def start(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen:
     """``cli.py args`` in the background, with faulthandler on (SIGABRT dumps its threads' stacks);
     its stderr goes to a temporary file (see :func:`stderr_of`)."""

@@ -6,7 +6,6 @@ outputs; then a tiny split run of each method in each scenario."""
 from __future__ import annotations
 
 import copy
-import tempfile
 
 import lightning.pytorch as pl
 import pytest
@@ -14,7 +13,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from callbacks.task_sequence import TaskSequence
 from cl_attractors.methods.agem import AGEM
 from cl_attractors.methods.base import CLMethod, MethodContext, Vanilla
 from cl_attractors.methods.baseline_formulas import distillation_loss
@@ -25,9 +23,9 @@ from cl_attractors.methods.mas import MAS
 from cl_attractors.methods.replay import Replay
 from cl_attractors.train.data import TaskData
 from cl_attractors.train.families import Split
-from cl_attractors.train.module import CLModule
 from cl_attractors.train.networks import MLP
 from cl_attractors.train.scenarios import SplitScenario
+from tests.helpers import quick_fit
 
 GROUPS = [[0, 1], [2, 3], [4, 5]]
 GEN = torch.Generator().manual_seed(0)
@@ -210,22 +208,9 @@ def split_fit(method: CLMethod, scenario: str) -> tuple[Tensor, Tensor, list[Ten
     pl.seed_everything(0, verbose=False)
     net = MLP(784, [16], *OUTPUTS[scenario])
     start = net[-1].weight.detach().clone()
-    sequence, read_out = TaskSequence(heatmaps=False), ReadOut()
-    trainer = pl.Trainer(
-        accelerator="cpu",
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        default_root_dir=tempfile.mkdtemp(prefix="masked_"),
-        max_epochs=dm.schedule.max_epochs,
-        num_sanity_val_steps=0,
-        reload_dataloaders_every_n_epochs=1,
-        callbacks=[sequence, read_out],
-    )
-    optimizer = lambda params: torch.optim.Adam(params, lr=1e-2)  # noqa: E731
-    trainer.fit(CLModule(net, method=method, optimizer=optimizer), datamodule=dm)  # type: ignore[arg-type]
-    return sequence.matrix, start, read_out.weights
+    read_out = ReadOut()
+    matrix = quick_fit(net, method, dm, read_out)
+    return matrix, start, read_out.weights
 
 
 @pytest.mark.parametrize("scenario", sorted(OUTPUTS))

@@ -4,21 +4,17 @@ task-incremental scenario (two heads: every method serves per-task output masks)
 
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 
-import lightning.pytorch as pl
 import pytest
 import torch
 from torch import nn
 
-from callbacks.task_sequence import TaskSequence
 from cl_attractors.methods.base import CLMethod, MethodContext
 from cl_attractors.train.data import TaskData
 from cl_attractors.train.families import Split
-from cl_attractors.train.module import CLModule
 from cl_attractors.train.networks import CNN, MLP
-from tests.helpers import ROOT, paper_method
+from tests.helpers import ROOT, paper_method, quick_fit
 
 METHODS = sorted(p.stem for p in (ROOT / "configs" / "method").glob("*.yaml"))
 NETS = {
@@ -40,25 +36,7 @@ def split_data() -> TaskData:
 
 def tiny_fit(net: nn.Module, method: CLMethod) -> torch.Tensor:
     """Two tasks of synthetic data, task-incremental; returns the accuracy matrix."""
-    dm = split_data()
-    pl.seed_everything(0, verbose=False)
-    sequence = TaskSequence(heatmaps=False)
-    trainer = pl.Trainer(
-        accelerator="cpu",
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        default_root_dir=tempfile.mkdtemp(prefix="nets_"),
-        max_epochs=dm.schedule.max_epochs,
-        check_val_every_n_epoch=1,
-        num_sanity_val_steps=0,
-        reload_dataloaders_every_n_epochs=1,
-        callbacks=[sequence],
-    )
-    optimizer = lambda params: torch.optim.Adam(params, lr=1e-2)  # noqa: E731
-    trainer.fit(CLModule(net, method=method, optimizer=optimizer), datamodule=dm)  # type: ignore[arg-type]
-    return sequence.matrix
+    return quick_fit(net, method, split_data())
 
 
 @pytest.mark.parametrize("net", sorted(NETS))

@@ -8,7 +8,7 @@ tasks of ``--train_size`` examples; every task evaluated on the 10k test split a
 so that a CPU measures it in minutes; process start-up and data loading count, as they do in a
 grid. Where there is a GPU (``--accelerator gpu``), ``nvidia-smi`` is sampled every half second:
 mean utilisation and peak memory of each phase. Prints and writes
-``benchmarks/results/replicas[_<device>].json``.
+``benchmarks/results/replicas[_<method>][_<device>].json`` (no method part for vanilla).
 
     OMP_NUM_THREADS=1 python benchmarks/bench_replicas.py [--replicas 1 2 4 8] [--runs 8]
         [--workers 1] [--tasks 3] [--train_size 2000] [--method vanilla] [--accelerator cpu]
@@ -161,7 +161,8 @@ def main() -> None:
         "max_final_acc_difference_vs_pool": agree,
     }
     print(json.dumps(result, indent=2))
-    name = "replicas.json" if device == "cpu" else f"replicas_{device}.json"
+    method = "" if args.method == "vanilla" else f"_{args.method}"
+    name = f"replicas{method}.json" if device == "cpu" else f"replicas{method}_{device}.json"
     write_json(Path(__file__).parent / "results" / name, result)
 
 

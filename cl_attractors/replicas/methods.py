@@ -21,6 +21,7 @@ from cl_attractors.methods import formulas
 from cl_attractors.methods.base import CLMethod, Vanilla
 from cl_attractors.methods.ewc import EWC
 from cl_attractors.methods.formulas import Dip
+from cl_attractors.methods.kernels import Kernel, compile_wanted
 from cl_attractors.methods.mas import MAS
 from cl_attractors.methods.penalty import QuadraticPenalty
 from cl_attractors.methods.si import SI
@@ -52,6 +53,12 @@ class ReplicaSticky(ReplicaMethod):
         self._step = 0
         if self.gate_update:
             self.stacked_state("_old", persistent=False)
+        # the single run's compile setting: its pure steps fused by torch.compile (one pass per
+        # stacked tensor), else run as they are
+        fuse = compile_wanted(sticky[0].compile_mode, self.targets)
+        self._algorithm1 = Kernel(algorithm1, algorithm1, fuse)
+        self._gated_update = Kernel(gated_update, gated_update, fuse)
+        self._decoupled_l1 = Kernel(decoupled_l1, decoupled_l1, fuse)
 
     def dip(self) -> Dip:
         """f's parameters, one per replica (read afresh: moving the module replaces the buffers)."""
@@ -65,7 +72,7 @@ class ReplicaSticky(ReplicaMethod):
         pre_dip = self.dip() if self.switches.sticky and not self.gate_update else None
         if self.l1_pre or pre_dip is not None:
             grads = [p.grad for p in self.targets]
-            algorithm1(grads, self.targets, self.hyper("zeta_pre") if self.l1_pre else 0.0, pre_dip)  # type: ignore[arg-type]
+            self._algorithm1(grads, self.targets, self.hyper("zeta_pre") if self.l1_pre else 0.0, pre_dip)
 
     @torch.no_grad()
     def on_after_optimizer_step(self, lr: float) -> None:
@@ -76,9 +83,9 @@ class ReplicaSticky(ReplicaMethod):
             lr_zeta = self.per_replica([lr * z for z in self.zeta_post])
         lr_zetas = [lr_zeta] * len(self.targets)
         if self.gate_update:
-            gated_update(self.targets, self.stacked_state("_old"), lr_zetas, self.dip())
+            self._gated_update(self.targets, self.stacked_state("_old"), lr_zetas, self.dip())
         else:
-            decoupled_l1(self.targets, lr_zetas, self.dip() if self.switches.sticky else None)
+            self._decoupled_l1(self.targets, lr_zetas, self.dip() if self.switches.sticky else None)
 
 
 class ReplicaPenalty(ReplicaMethod):

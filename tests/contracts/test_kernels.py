@@ -12,6 +12,8 @@ from torch import Tensor, nn
 
 from cl_attractors.methods import kernels
 from cl_attractors.methods.sticky import StickyGradient
+from cl_attractors.replicas.methods import replica_method
+from cl_attractors.replicas.stacked import StackedMLP, replica_losses
 from tests.helpers import fake_context, paper_method, tiny_net, train_steps
 
 
@@ -45,6 +47,38 @@ def test_compiled_kernels_match_eager(factory: Any) -> None:
         train_steps(compiled, *nets[1], 2)
         assert eager.gate_stats[0] > 0
         assert torch.allclose(eager.gate_stats, compiled.gate_stats, rtol=1e-4)
+
+
+@pytest.mark.parametrize("switches", [{}, {"apply_to": "update"}, {"l1_apply_to": "update"}])
+def test_compiled_replica_sticky_matches_eager(switches: dict[str, str]) -> None:
+    """A group of sticky runs fuses its stacked steps as a single run does (``compile``), and
+    computes what the uncompiled steps compute, each replica with its own phi."""
+    weights = []
+    for compile in (False, True):
+        nets, methods = [], []
+        for r in range(3):
+            torch.manual_seed(r)
+            net = nn.Sequential(nn.Linear(6, 5), nn.ReLU(), nn.Linear(5, 3))
+            method = paper_method("sticky", a1=0.05 * r, lam=2.0 + r, compile=compile, **switches)
+            method.attach(net)
+            nets.append(net)
+            methods.append(method)
+        stacked = StackedMLP(nets)
+        group = replica_method(methods, stacked)
+        opt = torch.optim.Adam(stacked.parameters(), lr=1e-2)
+        gen = torch.Generator().manual_seed(0)
+        for _ in range(4):
+            x, y = torch.randn(3, 8, 6, generator=gen), torch.randint(0, 3, (3, 8), generator=gen)
+            opt.zero_grad()
+            replica_losses(stacked(x), y).sum().backward()
+            group.on_before_optimizer_step()
+            opt.step()
+            group.on_after_optimizer_step(1e-2)
+        kernels_of = [k for k in vars(group).values() if isinstance(k, kernels.Kernel)]
+        assert kernels_of and all(k.compiled == compile for k in kernels_of)  # none fell back
+        weights.append([p.detach().clone() for p in stacked.parameters()])
+    for a, b in zip(*weights):
+        assert torch.allclose(a, b, rtol=1e-5, atol=1e-6)
 
 
 def test_a_kernel_that_cannot_compile_warns_once_and_runs_eagerly(monkeypatch: pytest.MonkeyPatch) -> None:
